@@ -1,0 +1,88 @@
+//! The CloudEvents 1.0 envelope every event travels in.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::event::{from_wire, to_wire};
+use crate::{DomainEvent, EventType, Result};
+
+/// CloudEvents `specversion` this crate speaks.
+pub const SPEC_VERSION: &str = "1.0";
+/// The only data content type used on the wire.
+pub const CONTENT_TYPE: &str = "application/json";
+
+/// An event with its CloudEvents attributes and the platform extensions.
+///
+/// Serialized as a CloudEvents JSON (structured mode) document; on Kafka the
+/// attributes travel as `ce_*` headers instead (see [`crate::codec`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique event id, a UUIDv7 (time-ordered).
+    pub id: Uuid,
+    /// The producing bounded context, e.g. `orders`.
+    pub source: String,
+    /// `<context>.<EventName>.v<N>`.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The aggregate id; also the Kafka record key.
+    pub subject: String,
+    /// When the event happened, UTC, microsecond precision.
+    pub time: DateTime<Utc>,
+    /// Version of the aggregate after this event (1 for the first).
+    #[serde(rename = "aggregateversion")]
+    pub aggregate_version: u64,
+    /// Id shared by every event of one business flow.
+    #[serde(rename = "correlationid")]
+    pub correlation_id: Uuid,
+    /// Id of the event that caused this one, if any.
+    #[serde(rename = "causationid", default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    /// The JSON payload.
+    pub data: Value,
+}
+
+impl Envelope {
+    /// Wraps a typed domain event. It starts its own correlation chain; call
+    /// [`Envelope::caused_by`] to join an existing one.
+    pub fn new<E: DomainEvent>(subject: impl Into<String>, aggregate_version: u64, event: &E) -> Result<Self> {
+        let (event_type, data) = to_wire(event)?;
+        Ok(Self::raw(E::CONTEXT, event_type, subject, aggregate_version, data))
+    }
+
+    /// Wraps an untyped payload (for tools and tolerant consumers).
+    pub fn raw(
+        source: impl Into<String>,
+        event_type: EventType,
+        subject: impl Into<String>,
+        aggregate_version: u64,
+        data: Value,
+    ) -> Self {
+        let id = Uuid::now_v7();
+        Self {
+            id,
+            source: source.into(),
+            event_type,
+            subject: subject.into(),
+            time: Utc::now().trunc_subsecs(6),
+            aggregate_version,
+            correlation_id: id,
+            causation_id: None,
+            data,
+        }
+    }
+
+    /// Marks this event as a consequence of `cause`: same correlation id,
+    /// causation id = the cause's id.
+    pub fn caused_by(mut self, cause: &Envelope) -> Self {
+        self.correlation_id = cause.correlation_id;
+        self.causation_id = Some(cause.id);
+        self
+    }
+
+    /// Decodes the payload into a context's event enum.
+    pub fn decode<E: DomainEvent>(&self) -> Result<E> {
+        from_wire(&self.event_type, &self.data)
+    }
+}

@@ -1,0 +1,113 @@
+//! Domain events: what an aggregate emits, typed per bounded context.
+//!
+//! A context's events are one serde enum in the externally tagged form
+//! (serde's default). The variant name is the event name on the wire and the
+//! variant's fields are the JSON payload, so no per-event boilerplate is
+//! needed and an unknown name fails to decode with a typed error.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::{Error, EventType, Result};
+
+/// An event enum of one bounded context.
+pub trait DomainEvent: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// The producing context, e.g. `orders`; also the CloudEvents `source`.
+    const CONTEXT: &'static str;
+
+    /// The current schema version of the named event. Bump it when a payload
+    /// changes shape and register an upcaster for the old version.
+    fn schema_version(_name: &str) -> u32 {
+        1
+    }
+}
+
+/// Splits an event into its wire type and JSON payload.
+pub fn to_wire<E: DomainEvent>(event: &E) -> Result<(EventType, Value)> {
+    let value = serde_json::to_value(event).map_err(|e| Error::InvalidPayload(e.to_string()))?;
+    let (name, data) = match value {
+        Value::Object(map) if map.len() == 1 => map.into_iter().next().ok_or(Error::MissingValue)?,
+        Value::String(name) => (name, Value::Object(Default::default())),
+        other => {
+            return Err(Error::InvalidPayload(format!(
+                "a domain event must serialize as an externally tagged enum, got {other}"
+            )));
+        }
+    };
+    let ty = EventType::new(E::CONTEXT, &name, E::schema_version(&name))?;
+    Ok((ty, data))
+}
+
+/// Rebuilds a typed event from its wire type and payload.
+///
+/// The type must belong to `E`'s context and be at the current version
+/// (upcast older versions first).
+pub fn from_wire<E: DomainEvent>(ty: &EventType, data: &Value) -> Result<E> {
+    if ty.context() != E::CONTEXT {
+        return Err(Error::UnknownEventType(ty.to_string()));
+    }
+    if ty.version() != E::schema_version(ty.name()) {
+        return Err(Error::SchemaMismatch {
+            event_type: ty.to_string(),
+            reason: format!("this consumer reads version {}; register an upcaster", E::schema_version(ty.name())),
+        });
+    }
+    let tagged = Value::Object([(ty.name().to_owned(), data.clone())].into_iter().collect());
+    serde_json::from_value(tagged).map_err(|e| {
+        let msg = e.to_string();
+        if msg.starts_with("unknown variant") {
+            Error::UnknownEventType(ty.to_string())
+        } else {
+            Error::SchemaMismatch { event_type: ty.to_string(), reason: msg }
+        }
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod sample {
+    //! A tiny event enum used by this crate's tests.
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum CounterEvent {
+        Incremented { by: u32 },
+        Reset {},
+    }
+
+    impl super::DomainEvent for CounterEvent {
+        const CONTEXT: &'static str = "counter";
+        fn schema_version(name: &str) -> u32 {
+            if name == "Incremented" { 2 } else { 1 }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample::CounterEvent;
+    use super::*;
+
+    #[test]
+    fn round_trips_through_the_wire_form() {
+        let e = CounterEvent::Incremented { by: 3 };
+        let (ty, data) = to_wire(&e).expect("encodes");
+        assert_eq!(ty.to_string(), "counter.Incremented.v2");
+        assert_eq!(data, serde_json::json!({"by": 3}));
+        assert_eq!(from_wire::<CounterEvent>(&ty, &data).expect("decodes"), e);
+    }
+
+    #[test]
+    fn typed_errors_for_foreign_unknown_and_misshapen_events() {
+        let data = serde_json::json!({"by": 1});
+        let foreign: EventType = "orders.Incremented.v2".parse().expect("valid");
+        assert!(matches!(from_wire::<CounterEvent>(&foreign, &data), Err(Error::UnknownEventType(_))));
+        let unknown: EventType = "counter.Exploded.v1".parse().expect("valid");
+        assert!(matches!(from_wire::<CounterEvent>(&unknown, &data), Err(Error::UnknownEventType(_))));
+        let old: EventType = "counter.Incremented.v1".parse().expect("valid");
+        assert!(matches!(from_wire::<CounterEvent>(&old, &data), Err(Error::SchemaMismatch { .. })));
+        let current: EventType = "counter.Incremented.v2".parse().expect("valid");
+        let bad = serde_json::json!({"by": "three"});
+        assert!(matches!(from_wire::<CounterEvent>(&current, &bad), Err(Error::SchemaMismatch { .. })));
+    }
+}

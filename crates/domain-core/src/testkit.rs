@@ -1,0 +1,140 @@
+//! Test kits: given/when/then for aggregates, and the contract suite every
+//! [`crate::bus::EventBus`] adapter must pass (see [`crate::bus::contract`]).
+
+use crate::{Aggregate, AggregateRoot};
+
+/// `given` past events, `when` a command, `then` expect events or an error.
+///
+/// ```
+/// # use domain_core::testkit::AggregateTest;
+/// # fn demo<A: domain_core::Aggregate>(cmd: A::Command) where A::Event: PartialEq {
+/// AggregateTest::<A>::given(vec![]).when(cmd).then_expect_events(vec![]);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AggregateTest<A: Aggregate> {
+    root: AggregateRoot<A>,
+}
+
+/// The outcome of `when`, ready for assertions.
+#[derive(Debug)]
+pub struct AggregateOutcome<A: Aggregate> {
+    result: Result<Vec<A::Event>, A::Error>,
+    root: AggregateRoot<A>,
+}
+
+impl<A: Aggregate> AggregateTest<A> {
+    pub fn given(history: Vec<A::Event>) -> Self {
+        let mut root = AggregateRoot::new("test-aggregate");
+        root.replay(&history);
+        Self { root }
+    }
+
+    pub fn given_no_history() -> Self {
+        Self::given(Vec::new())
+    }
+
+    pub fn when(mut self, command: A::Command) -> AggregateOutcome<A> {
+        let result = self.root.execute(command).map(<[A::Event]>::to_vec);
+        AggregateOutcome { result, root: self.root }
+    }
+}
+
+impl<A: Aggregate> AggregateOutcome<A> {
+    /// Asserts the command succeeded with exactly these events.
+    #[track_caller]
+    pub fn then_expect_events(self, expected: Vec<A::Event>) -> AggregateRoot<A>
+    where
+        A::Event: PartialEq,
+    {
+        match self.result {
+            Ok(events) => assert_eq!(events, expected, "unexpected events"),
+            Err(e) => panic!("expected events {expected:?}, got error: {e}"),
+        }
+        self.root
+    }
+
+    /// Asserts the command failed and the error matches.
+    #[track_caller]
+    pub fn then_expect_error(self, matches: impl FnOnce(&A::Error) -> bool) -> AggregateRoot<A> {
+        match &self.result {
+            Ok(events) => panic!("expected an error, got events {events:?}"),
+            Err(e) => assert!(matches(e), "unexpected error: {e}"),
+        }
+        self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::sample::CounterEvent;
+
+    #[derive(Debug, Default, Clone)]
+    struct Counter {
+        value: u32,
+    }
+
+    #[derive(Debug)]
+    enum CounterCommand {
+        Add(u32),
+        Reset,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum CounterError {
+        #[error("cannot add zero")]
+        Zero,
+        #[error("already zero")]
+        AlreadyZero,
+    }
+
+    impl Aggregate for Counter {
+        const TYPE: &'static str = "Counter";
+        type Command = CounterCommand;
+        type Event = CounterEvent;
+        type Error = CounterError;
+
+        fn handle(&self, command: CounterCommand) -> Result<Vec<CounterEvent>, CounterError> {
+            match command {
+                CounterCommand::Add(0) => Err(CounterError::Zero),
+                CounterCommand::Add(by) => Ok(vec![CounterEvent::Incremented { by }]),
+                CounterCommand::Reset if self.value == 0 => Err(CounterError::AlreadyZero),
+                CounterCommand::Reset => Ok(vec![CounterEvent::Reset {}]),
+            }
+        }
+
+        fn apply(&mut self, event: &CounterEvent) {
+            match event {
+                CounterEvent::Incremented { by } => self.value += by,
+                CounterEvent::Reset {} => self.value = 0,
+            }
+        }
+    }
+
+    #[test]
+    fn given_when_then() {
+        let root = AggregateTest::<Counter>::given(vec![CounterEvent::Incremented { by: 2 }])
+            .when(CounterCommand::Add(3))
+            .then_expect_events(vec![CounterEvent::Incremented { by: 3 }]);
+        assert_eq!(root.state().value, 5);
+        assert_eq!((root.version(), root.committed_version()), (2, 1));
+        AggregateTest::<Counter>::given_no_history()
+            .when(CounterCommand::Reset)
+            .then_expect_error(|e| matches!(e, CounterError::AlreadyZero));
+    }
+
+    #[test]
+    fn failed_commands_change_nothing_and_envelopes_are_numbered() {
+        let mut root = AggregateRoot::<Counter>::new("c-9");
+        root.execute(CounterCommand::Add(1)).expect("ok");
+        root.execute(CounterCommand::Add(2)).expect("ok");
+        assert!(root.execute(CounterCommand::Add(0)).is_err());
+        assert_eq!((root.version(), root.state().value), (2, 3));
+        let envs = root.uncommitted_envelopes(None).expect("envelopes");
+        assert_eq!(envs.iter().map(|e| e.aggregate_version).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(envs.iter().all(|e| e.correlation_id == envs[0].correlation_id && e.subject == "c-9"));
+        assert_eq!(root.mark_committed().len(), 2);
+        assert_eq!(root.committed_version(), 2);
+    }
+}

@@ -1,0 +1,110 @@
+//! `cargo xtask bench <name>`: benchmarks that need servers or a release build.
+//!
+//! Each bench is a cargo example that takes `--out <file>` (and `--bootstrap ADDR` when it
+//! needs Kafka, `--database-url URL` when it needs PostgreSQL, `--quick` for the small
+//! size), prints `BENCH {...}` lines and writes them to `target/bench/<name>.json`.
+
+use std::fs;
+use std::process::Command;
+
+use crate::error::{Context, Result};
+use crate::services::Services;
+use crate::{paths, process};
+
+/// One bench: which example of which package runs it and what servers it needs.
+#[derive(Debug)]
+pub struct Bench {
+    /// The name on the command line.
+    pub name: &'static str,
+    /// The package holding the example.
+    pub package: &'static str,
+    /// The example to run.
+    pub example: &'static str,
+    /// One line for the help text.
+    pub about: &'static str,
+    /// Pass `--bootstrap ADDR` of a running Kafka.
+    pub needs_kafka: bool,
+    /// Pass `--database-url URL` of a running PostgreSQL.
+    pub needs_postgres: bool,
+}
+
+/// All benches. Add new ones here.
+pub const BENCHES: &[Bench] = &[Bench {
+    name: "bus",
+    package: "kafka-bus",
+    example: "bench_bus",
+    about: "kafka-bus produce/consume throughput against raw rdkafka on the same broker",
+    needs_kafka: true,
+    needs_postgres: false,
+}];
+
+/// The list of known benches for help and error texts.
+pub fn list() -> String {
+    BENCHES
+        .iter()
+        .map(|b| format!("  {:<12} {}", b.name, b.about))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs one bench by name.
+pub fn run(name: &str, quick: bool, extra: &[String]) -> Result<()> {
+    let bench = BENCHES
+        .iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| format!("unknown bench `{name}`; known benches:\n{}", list()))?;
+    let root = paths::workspace_root();
+    let out_dir = root.join("target").join("bench");
+    fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
+    let out = out_dir.join(format!("{}.json", bench.name));
+
+    let mut services = Services::new();
+    let mut cmd = Command::new(process::cargo());
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        bench.package,
+        "--example",
+        bench.example,
+        "--",
+    ])
+    .current_dir(&root);
+    if bench.needs_kafka {
+        cmd.arg("--bootstrap").arg(services.kafka()?);
+    }
+    if bench.needs_postgres {
+        cmd.arg("--database-url").arg(services.postgres()?);
+    }
+    cmd.arg("--out").arg(&out);
+    if quick {
+        cmd.arg("--quick");
+    }
+    cmd.args(extra);
+    let result = process::run(&mut cmd);
+    let stopped = services.stop();
+    result?;
+    stopped?;
+    println!("bench {}: figures in {}", bench.name, out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_names_are_unique_and_listed() {
+        for (i, bench) in BENCHES.iter().enumerate() {
+            assert!(BENCHES[i + 1..].iter().all(|b| b.name != bench.name));
+            assert!(list().contains(bench.name));
+        }
+    }
+
+    #[test]
+    fn an_unknown_bench_names_the_known_ones() {
+        let err = run("nope", true, &[]).expect_err("unknown");
+        assert!(err.contains("unknown bench `nope`"), "{err}");
+        assert!(err.contains("bus"), "{err}");
+    }
+}

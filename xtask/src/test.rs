@@ -1,0 +1,44 @@
+//! `cargo xtask test`: every test of every workspace member against real Kafka and
+//! PostgreSQL.
+
+use std::process::Command;
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::services::Services;
+use crate::{interrupt, kafka, paths, pg, process};
+
+/// Runs `cargo test --workspace <extra>` with `KAFKA_BOOTSTRAP` and `DATABASE_URL` set,
+/// starting the servers that are not given and stopping them afterwards.
+pub fn run(extra: &[String]) -> Result<()> {
+    let started = Instant::now();
+    let mut services = Services::new();
+    let bootstrap = services.kafka()?;
+    let database_url = services.postgres()?;
+    // `--workspace` also covers the members outside default-members (xtask,
+    // integration-tests).
+    let outcome = process::status(
+        Command::new(process::cargo())
+            .args(["test", "--workspace"])
+            .args(extra)
+            .env(kafka::BOOTSTRAP_ENV, &bootstrap)
+            .env(pg::URL_ENV, &database_url)
+            .current_dir(paths::workspace_root()),
+    );
+    let servers = services.describe();
+    let stopped = services.stop();
+    let secs = started.elapsed().as_secs();
+    let verdict = match (&outcome, interrupt::requested()) {
+        (_, true) => Err("interrupted (Ctrl-C)".to_string()),
+        (Ok(status), false) if status.success() => Ok(()),
+        (Ok(status), false) => Err(format!("tests failed ({status})")),
+        (Err(e), false) => Err(e.clone()),
+    };
+    let line = match &verdict {
+        Ok(()) => "PASSED".to_string(),
+        Err(e) => format!("FAILED: {e}"),
+    };
+    println!("xtask test: {line} in {secs} s (Kafka at {bootstrap}; {servers})");
+    verdict?;
+    stopped
+}
