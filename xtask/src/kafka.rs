@@ -125,6 +125,9 @@ pub fn ensure_up() -> Result<Started> {
         let _ = process::stop_pid(pid, "TERM", Duration::from_secs(10));
         let _ = child.try_wait();
         let _ = fs::remove_file(pid_file());
+        if crate::interrupt::requested() {
+            return Err(e);
+        }
         return Err(format!(
             "Kafka did not start: {e}\n--- last 30 lines of {} ---\n{}",
             log_file().display(),
@@ -184,7 +187,7 @@ fn ensure_jars() -> Result<()> {
     );
     let fetched = process::run(
         Command::new("mvn")
-            .arg("-q")
+            .args(["-q", "-B"])
             .arg("-f")
             .arg(&pom)
             .arg("dependency:copy-dependencies")

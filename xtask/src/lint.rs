@@ -37,6 +37,10 @@ pub fn run() -> Result<()> {
         "replace the dependency, or (after review) allow its license in deny.toml",
         || {
             ensure_cargo_deny()?;
+            // `cargo metadata` (used by cargo-deny) wants the sources of crates for every
+            // platform, also those a Linux build never downloads; fetch them (a no-op
+            // once cached) so the check itself can run offline.
+            process::run(cargo().args(["fetch", "--locked"]))?;
             process::run(cargo().args([
                 "deny",
                 "--locked",

@@ -123,6 +123,9 @@ pub fn up() -> Result<()> {
 
 /// `cargo xtask pg status`.
 pub fn status() -> Result<()> {
+    if std::env::var_os(URL_ENV).is_some_and(|url| !url.is_empty()) {
+        println!("{URL_ENV} is set: commands use that database; the local server is:");
+    }
     let layout = Layout::new();
     match running_pid(&layout) {
         Some(pid) if process::port_open(ADDR) => {
@@ -135,8 +138,14 @@ pub fn status() -> Result<()> {
 }
 
 /// Starts our server unless it is already running; returns its URL and whether this call
-/// started it.
+/// started it. With `$DATABASE_URL` set, starts nothing and returns that URL.
 pub fn ensure_up() -> Result<(String, bool)> {
+    if let Ok(url) = std::env::var(URL_ENV)
+        && !url.trim().is_empty()
+    {
+        println!("{URL_ENV} is set: using that database, starting no server");
+        return Ok((url, false));
+    }
     let layout = Layout::new();
     if let Some(pid) = running_pid(&layout) {
         if process::port_open(ADDR) {
@@ -218,6 +227,18 @@ fn init_once(layout: &Layout, bin: &Path) -> Result<()> {
 fn start(layout: &Layout, bin: &Path) -> Result<()> {
     // A postmaster.pid naming a dead process (after a crash or reboot) is stale.
     let pid_file = layout.pid_file();
+    if let Some(pid) = process::read_pid(&pid_file) {
+        // After a crash the old postmaster may linger briefly as a zombie, which
+        // PostgreSQL's own lock-file check still counts as alive.
+        let gone = || !Path::new(&format!("/proc/{pid}")).exists();
+        if !process::wait_for(Duration::from_secs(10), gone) {
+            return Err(format!(
+                "process {pid} named in {} is still there; wait for it to exit or \
+                 remove the file if it is not PostgreSQL",
+                pid_file.display()
+            ));
+        }
+    }
     if pid_file.exists() {
         fs::remove_file(&pid_file).context(|| format!("removing stale {}", pid_file.display()))?;
     }

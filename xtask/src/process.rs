@@ -225,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn stop_pid_stops_a_child_that_ignores_nothing() {
+    fn stop_pid_stops_a_child() {
         let mut child = Command::new("sleep")
             .arg("30")
             .spawn()

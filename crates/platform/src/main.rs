@@ -1,2 +1,61 @@
-//! wip
-fn main() {}
+//! The `platform` binary: runs the demo, and (in later issues) serves each
+//! bounded context as a Kafka-connected process and inspects their data.
+//!
+//! It owns: composition (which bus, which storage root), the command line,
+//! and output for people (tables) and machines (`--format json`).
+//!
+//! It must never: hold domain logic of its own; it wires crates together.
+
+mod demo;
+mod error;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+
+/// Event-driven data platform: orders, accounts, data mesh, lake, time series.
+#[derive(Debug, Parser)]
+#[command(name = "platform", version, about, long_about = None)]
+struct Cli {
+    /// Root directory for storage; each context keeps its data in DIR/<context>.
+    #[arg(long, global = true, default_value = "./data", value_name = "DIR")]
+    data: PathBuf,
+    /// Output for people (table) or machines (json).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send sample events of every context through the bus and print them
+    /// after the round trip; writes summary.json and report.html to --out.
+    Demo(demo::DemoArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLATFORM_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args, &cli.data, cli.format).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

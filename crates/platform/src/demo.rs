@@ -1,0 +1,204 @@
+//! `platform demo`: sample events of every context through the bus and
+//! back, with a report. Later issues replace the samples with the seed's
+//! scenarios run by the real contexts.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain_core::bus::{Consumer, Delivery, EventBus, Handler, InProcessBus, RetryPolicy, TopicSpec, topics};
+use domain_core::{Envelope, EventType};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::error::{Result, io};
+use crate::output::{Format, table};
+
+/// How long the demo waits for its events to come back.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Use Apache Kafka instead of the in-process bus; ADDR defaults to
+    /// $KAFKA_BOOTSTRAP, then 127.0.0.1:9092.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "ADDR")]
+    kafka: Option<String>,
+    /// Folder for summary.json, report.html and the demo's data.
+    #[arg(long, default_value = "target/demo", value_name = "DIR")]
+    out: PathBuf,
+}
+
+fn ty(s: &str) -> Result<EventType> {
+    Ok(s.parse()?)
+}
+
+/// The seed's sample data, one short story per topic.
+fn samples() -> Result<Vec<(&'static str, Envelope)>> {
+    let created = Envelope::raw("orders", ty("orders.OrderCreated.v1")?, "order_001", 1, json!({
+        "customer": { "customer_id": "cust_123", "name": "张三", "email": "zhangsan@example.com", "phone": "13800138000" },
+        "currency": "CNY" }));
+    let follow = |e: Envelope| e.caused_by(&created);
+    let mut out = vec![(topics::ORDERS, created.clone())];
+    out.push((topics::ORDERS, follow(Envelope::raw("orders", ty("orders.OrderItemAdded.v1")?, "order_001", 2,
+        json!({ "product_id": "product_001", "quantity": 2, "unit_price": "99.99" })))));
+    out.push((topics::ORDERS, follow(Envelope::raw("orders", ty("orders.OrderItemAdded.v1")?, "order_001", 3,
+        json!({ "product_id": "product_002", "quantity": 1, "unit_price": "199.99" })))));
+    out.push((topics::ORDERS, follow(Envelope::raw("orders", ty("orders.OrderConfirmed.v1")?, "order_001", 4,
+        json!({ "total_amount": "399.97", "currency": "CNY" })))));
+    out.push((topics::ORDERS, follow(Envelope::raw("orders", ty("orders.OrderShipped.v1")?, "order_001", 5,
+        json!({ "shipping_address": "北京市朝阳区xxx街道xxx号" })))));
+    out.push((topics::ACCOUNTS, follow(Envelope::raw("accounts", ty("accounts.AccountCreated.v1")?, "acc_001", 1,
+        json!({ "account_holder": "张三", "initial_balance": "1000.00", "currency": "CNY" })))));
+    out.push((topics::ACCOUNTS, follow(Envelope::raw("accounts", ty("accounts.MoneyWithdrawn.v1")?, "acc_001", 2,
+        json!({ "amount": "399.97", "description": "order_001", "old_balance": "1000.00", "new_balance": "600.03" })))));
+    out.push((topics::MESH, Envelope::raw("mesh", ty("mesh.DataProductRegistered.v1")?, "customer_analytics", 1,
+        json!({ "domain": "customer", "owner": "customer_team", "output_ports": ["orders.events"] }))));
+    out.push((topics::LAKE, Envelope::raw("lake", ty("lake.TableCommitted.v1")?, "bronze.orders", 1,
+        json!({ "layer": "bronze", "version": 0, "rows": 5 }))));
+    out.push((topics::TIMESERIES, Envelope::raw("timeseries", ty("timeseries.SeriesCreated.v1")?, "temperature", 1,
+        json!({ "unit": "celsius", "tags": ["device_id", "location"] }))));
+    out.push((topics::TELEMETRY, Envelope::raw("timeseries", ty("timeseries.PointWritten.v1")?, "device_001", 1,
+        json!({ "series": "temperature", "value": 23.5, "tags": { "location": "beijing" } }))));
+    Ok(out)
+}
+
+/// Keeps what comes back, ignoring events of earlier runs on a kept broker.
+#[derive(Debug)]
+struct Collector {
+    wanted: HashSet<Uuid>,
+    received: Vec<(Delivery, Envelope)>,
+}
+
+#[async_trait]
+impl Handler for Collector {
+    async fn handle(&mut self, event: &Envelope, delivery: &Delivery) -> domain_core::Result<()> {
+        if self.wanted.remove(&event.id) {
+            self.received.push((delivery.clone(), event.clone()));
+        }
+        Ok(())
+    }
+}
+
+fn bus_for(kafka: Option<&str>) -> Result<(Arc<dyn EventBus>, String)> {
+    match kafka {
+        None => Ok((Arc::new(InProcessBus::new()), "in-process".to_owned())),
+        Some(addr) => {
+            let addr = match addr {
+                "" => std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_owned()),
+                a => a.to_owned(),
+            };
+            let bus = kafka_bus::KafkaBus::connect(kafka_bus::KafkaConfig::new(addr.as_str()))?;
+            Ok((Arc::new(bus), format!("kafka {addr}")))
+        }
+    }
+}
+
+pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
+    let (bus, bus_name) = bus_for(args.kafka.as_deref())?;
+    let data_dir = args.out.join("data");
+    std::fs::create_dir_all(&data_dir).map_err(io(&data_dir))?;
+    let say = |msg: &str| {
+        if format == Format::Table {
+            eprintln!("{msg}");
+        }
+    };
+    say(&format!("[1/4] bus: {bus_name}; creating topics"));
+    let specs: Vec<_> = topics::ALL.iter().map(|t| TopicSpec::new(*t, 3)).collect();
+    bus.create_topics(&specs).await?;
+
+    let sent = samples()?;
+    say(&format!("[2/4] publishing {} sample events", sent.len()));
+    for (topic, env) in &sent {
+        bus.publish(topic, std::slice::from_ref(env)).await?;
+    }
+
+    say("[3/4] consuming them back (consumer group, commit after handling)");
+    let group = format!("demo-{}", Uuid::now_v7().simple());
+    let sub = bus.subscribe(&group, &topics::ALL).await?;
+    let mut consumer = Consumer::new(sub, RetryPolicy::default());
+    let mut collector = Collector { wanted: sent.iter().map(|(_, e)| e.id).collect(), received: Vec::new() };
+    let deadline = tokio::time::Instant::now() + ROUND_TRIP_TIMEOUT;
+    while !collector.wanted.is_empty() && tokio::time::Instant::now() < deadline {
+        consumer.poll_once(&mut collector, Duration::from_millis(500)).await?;
+    }
+    consumer.close().await?;
+    if !collector.wanted.is_empty() {
+        return Err(crate::error::Error::Incomplete {
+            got: collector.received.len(),
+            expected: sent.len(),
+            seconds: ROUND_TRIP_TIMEOUT.as_secs(),
+        });
+    }
+    collector.received.sort_by(|a, b| (a.0.topic.as_str(), a.1.subject.as_str(), a.1.aggregate_version)
+        .cmp(&(b.0.topic.as_str(), b.1.subject.as_str(), b.1.aggregate_version)));
+
+    say("[4/4] writing the report");
+    let summary = summary(&bus_name, &collector.received);
+    write_outputs(&args.out, &summary)?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = collector.received.iter().map(|(d, e)| vec![
+                d.topic.clone(), d.partition.to_string(), d.offset.to_string(), e.event_type.to_string(),
+                e.subject.clone(), e.data.to_string(),
+            ]).collect();
+            println!("{}", table(&["topic", "partition", "offset", "type", "subject", "data"], &rows));
+            println!("\nall {} events came back; report in {}", rows.len(), args.out.join("report.html").display());
+        }
+    }
+    Ok(())
+}
+
+fn summary(bus: &str, received: &[(Delivery, Envelope)]) -> Value {
+    let mut per_topic: BTreeMap<&str, usize> = BTreeMap::new();
+    for (d, _) in received {
+        *per_topic.entry(d.topic.as_str()).or_default() += 1;
+    }
+    let events: Vec<Value> = received.iter().map(|(d, e)| json!({
+        "topic": d.topic, "partition": d.partition, "offset": d.offset, "id": e.id, "type": e.event_type,
+        "subject": e.subject, "aggregate_version": e.aggregate_version, "correlation_id": e.correlation_id,
+        "causation_id": e.causation_id, "data": e.data,
+    })).collect();
+    json!({
+        "generated_at": chrono::Utc::now().to_rfc3339(),
+        "bus": bus,
+        "scenarios": {},
+        "platform": { "events_per_topic": per_topic, "round_trip": events },
+    })
+}
+
+fn write_outputs(out: &Path, summary: &Value) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let path = out.join("summary.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(summary)?).map_err(io(&path))?;
+    let path = out.join("report.html");
+    std::fs::write(&path, report_html(summary)).map_err(io(&path))?;
+    Ok(())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A self-contained page: events per topic as bars, then every event.
+fn report_html(summary: &Value) -> String {
+    let per_topic = summary["platform"]["events_per_topic"].as_object().cloned().unwrap_or_default();
+    let max = per_topic.values().filter_map(Value::as_u64).max().unwrap_or(1).max(1);
+    let bars: String = per_topic.iter().map(|(t, n)| {
+        let n = n.as_u64().unwrap_or(0);
+        format!("<div class=row><span>{}</span><div class=bar style=\"width:{}%\">{n}</div></div>", escape(t), n * 100 / max)
+    }).collect();
+    let rows: String = summary["platform"]["round_trip"].as_array().into_iter().flatten().map(|e| {
+        format!("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            escape(e["topic"].as_str().unwrap_or("")), e["offset"], escape(e["type"].as_str().unwrap_or("")),
+            escape(e["subject"].as_str().unwrap_or("")), escape(&e["data"].to_string()))
+    }).collect();
+    format!("<!doctype html><meta charset=utf-8><title>platform demo</title>
+<style>body{{font:14px sans-serif;margin:2em}}.row{{display:flex;gap:1em;margin:4px 0}}.row span{{width:12em}}
+.bar{{background:#4a7;color:#fff;padding:2px 6px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px}}</style>
+<h1>Platform demo</h1><p>bus: {}; generated {}</p><h2>Events per topic</h2>{bars}
+<h2>Round trip</h2><table><tr><th>topic</th><th>offset</th><th>type</th><th>subject</th><th>data</th></tr>{rows}</table>",
+        escape(summary["bus"].as_str().unwrap_or("")), escape(summary["generated_at"].as_str().unwrap_or("")))
+}

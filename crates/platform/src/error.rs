@@ -1,0 +1,36 @@
+//! The binary's one error type.
+
+/// Everything a `platform` command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Domain(#[from] domain_core::Error),
+    #[error(transparent)]
+    Kafka(#[from] kafka_bus::Error),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("only {got} of {expected} demo events came back from the bus within {seconds} s")]
+    Incomplete { got: usize, expected: usize, seconds: u64 },
+    #[error("cannot encode output: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// What the user can do next, when we know.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Kafka(_) | Error::Domain(domain_core::Error::Bus(_)) => {
+                Some("is Kafka running? `cargo xtask kafka up` starts one on 127.0.0.1:9092")
+            }
+            Error::Io { .. } => Some("check that the directory exists and is writable"),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches the path to an I/O error.
+pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.display().to_string(), source }
+}
