@@ -40,11 +40,7 @@ pub const BENCHES: &[Bench] = &[Bench {
 
 /// The list of known benches for help and error texts.
 pub fn list() -> String {
-    BENCHES
-        .iter()
-        .map(|b| format!("  {:<12} {}", b.name, b.about))
-        .collect::<Vec<_>>()
-        .join("\n")
+    BENCHES.iter().map(|b| format!("  {:<12} {}", b.name, b.about)).collect::<Vec<_>>().join("\n")
 }
 
 /// Runs one bench by name.
@@ -60,16 +56,7 @@ pub fn run(name: &str, quick: bool, extra: &[String]) -> Result<()> {
 
     let mut services = Services::new();
     let mut cmd = Command::new(process::cargo());
-    cmd.args([
-        "run",
-        "--release",
-        "-p",
-        bench.package,
-        "--example",
-        bench.example,
-        "--",
-    ])
-    .current_dir(&root);
+    cmd.args(["run", "--release", "-p", bench.package, "--example", bench.example, "--"]).current_dir(&root);
     if bench.needs_kafka {
         cmd.arg("--bootstrap").arg(services.kafka()?);
     }

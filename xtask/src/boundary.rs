@@ -55,22 +55,21 @@ struct Dependency {
 
 /// Finds the forbidden edges in `cargo metadata --format-version 1` output.
 pub fn violations(metadata_json: &str) -> Result<Vec<Violation>> {
-    let metadata: Metadata = serde_json::from_str(metadata_json)
-        .context(|| "cannot parse `cargo metadata` output".to_string())?;
+    let metadata: Metadata =
+        serde_json::from_str(metadata_json).context(|| "cannot parse `cargo metadata` output".to_string())?;
     let mut found: Vec<Violation> = metadata
         .packages
         .iter()
         .filter(|p| metadata.workspace_members.contains(&p.id))
         .filter(|p| CONTEXTS.contains(&p.name.as_str()))
         .flat_map(|p| {
-            p.dependencies
-                .iter()
-                .filter(|d| d.name != p.name && CONTEXTS.contains(&d.name.as_str()))
-                .map(|d| Violation {
+            p.dependencies.iter().filter(|d| d.name != p.name && CONTEXTS.contains(&d.name.as_str())).map(|d| {
+                Violation {
                     from: p.name.clone(),
                     to: d.name.clone(),
                     kind: d.kind.clone().unwrap_or_else(|| "normal".to_string()),
-                })
+                }
+            })
         })
         .collect();
     found.sort_by(|a, b| (&a.from, &a.to, &a.kind).cmp(&(&b.from, &b.to, &b.kind)));
@@ -83,13 +82,7 @@ pub fn violations(metadata_json: &str) -> Result<Vec<Violation>> {
 pub fn check_manifest(manifest: &Path) -> Result<()> {
     let json = process::output(
         Command::new(process::cargo())
-            .args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--no-deps",
-                "--manifest-path",
-            ])
+            .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
             .arg(manifest),
     )?;
     let found = violations(&json)?;
@@ -109,10 +102,7 @@ pub fn check_manifest(manifest: &Path) -> Result<()> {
 /// `cargo xtask boundary`: the check on this workspace.
 pub fn run() -> Result<()> {
     check_manifest(&paths::workspace_root().join("Cargo.toml"))?;
-    println!(
-        "boundary check passed: no dependencies between {}",
-        CONTEXTS.join(", ")
-    );
+    println!("boundary check passed: no dependencies between {}", CONTEXTS.join(", "));
     Ok(())
 }
 
@@ -125,12 +115,7 @@ mod tests {
 
     fn metadata(packages: &str) -> String {
         let value: serde_json::Value = serde_json::from_str(packages).expect("test json");
-        let ids: Vec<serde_json::Value> = value
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(|p| p["id"].clone())
-            .collect();
+        let ids: Vec<serde_json::Value> = value.as_array().expect("array").iter().map(|p| p["id"].clone()).collect();
         serde_json::json!({ "packages": value, "workspace_members": ids }).to_string()
     }
 
@@ -149,19 +134,8 @@ mod tests {
                 {"name": "orders", "kind": null}]}
             ]"#,
         );
-        let found: Vec<String> = violations(&json)
-            .expect("parse")
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(
-            found,
-            [
-                "accounts -> timeseries (dev)",
-                "orders -> accounts (normal)",
-                "orders -> lake (build)"
-            ]
-        );
+        let found: Vec<String> = violations(&json).expect("parse").iter().map(ToString::to_string).collect();
+        assert_eq!(found, ["accounts -> timeseries (dev)", "orders -> accounts (normal)", "orders -> lake (build)"]);
     }
 
     #[test]
@@ -190,17 +164,10 @@ mod tests {
 
     #[test]
     fn a_dev_dependency_between_contexts_fails_the_real_check() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos();
-        let root =
-            std::env::temp_dir().join(format!("xtask-boundary-{}-{nanos}", std::process::id()));
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+        let root = std::env::temp_dir().join(format!("xtask-boundary-{}-{nanos}", std::process::id()));
         let ws = TempWorkspace(root.clone());
-        write(
-            root.join("Cargo.toml"),
-            "[workspace]\nresolver = \"3\"\nmembers = [\"orders\", \"accounts\"]\n",
-        );
+        write(root.join("Cargo.toml"), "[workspace]\nresolver = \"3\"\nmembers = [\"orders\", \"accounts\"]\n");
         for name in ["orders", "accounts"] {
             write(root.join(name).join("src/lib.rs"), "//! test crate\n");
         }

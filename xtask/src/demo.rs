@@ -20,9 +20,7 @@ pub fn run(kafka: Option<Option<String>>, out: Option<&Path>) -> Result<()> {
         Some(None) => Some(services.kafka()?),
     };
     let mut cmd = Command::new(process::cargo());
-    cmd.args(["run", "--release", "-p", "platform", "--", "demo", "--out"])
-        .arg(&out)
-        .current_dir(&root);
+    cmd.args(["run", "--release", "-p", "platform", "--", "demo", "--out"]).arg(&out).current_dir(&root);
     if let Some(addr) = &bootstrap {
         cmd.args(["--kafka", addr]);
     }

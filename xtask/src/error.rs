@@ -24,9 +24,6 @@ mod tests {
     #[test]
     fn context_prefixes_the_message() {
         let failed: std::result::Result<(), &str> = Err("disk full");
-        assert_eq!(
-            failed.context(|| "writing x".to_string()),
-            Err("writing x: disk full".to_string())
-        );
+        assert_eq!(failed.context(|| "writing x".to_string()), Err("writing x: disk full".to_string()));
     }
 }

@@ -13,32 +13,27 @@ static REQUESTED: AtomicBool = AtomicBool::new(false);
 
 /// Starts watching for Ctrl-C on a background thread. Call once, early.
 pub fn watch() {
-    let spawned = std::thread::Builder::new()
-        .name("ctrl-c".to_string())
-        .spawn(|| {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    eprintln!("xtask: cannot watch for Ctrl-C ({e}); Ctrl-C will not clean up");
-                    return;
+    let spawned = std::thread::Builder::new().name("ctrl-c".to_string()).spawn(|| {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("xtask: cannot watch for Ctrl-C ({e}); Ctrl-C will not clean up");
+                return;
+            }
+        };
+        runtime.block_on(async {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if REQUESTED.swap(true, Ordering::SeqCst) {
+                    eprintln!("xtask: interrupted twice, exiting now");
+                    std::process::exit(130);
                 }
-            };
-            runtime.block_on(async {
-                while tokio::signal::ctrl_c().await.is_ok() {
-                    if REQUESTED.swap(true, Ordering::SeqCst) {
-                        eprintln!("xtask: interrupted twice, exiting now");
-                        std::process::exit(130);
-                    }
-                    eprintln!(
-                        "xtask: interrupted; stopping what this command started \
+                eprintln!(
+                    "xtask: interrupted; stopping what this command started \
                          (press Ctrl-C again to exit at once)"
-                    );
-                }
-            });
+                );
+            }
         });
+    });
     if let Err(e) = spawned {
         eprintln!("xtask: cannot watch for Ctrl-C ({e}); Ctrl-C will not clean up");
     }
@@ -51,9 +46,5 @@ pub fn requested() -> bool {
 
 /// Fails with "interrupted" once Ctrl-C was pressed; call it in every wait loop.
 pub fn check() -> Result<()> {
-    if requested() {
-        Err("interrupted (Ctrl-C)".to_string())
-    } else {
-        Ok(())
-    }
+    if requested() { Err("interrupted (Ctrl-C)".to_string()) } else { Ok(()) }
 }

@@ -39,9 +39,7 @@ const MAIN_CLASS: &str = "kafka.Kafka";
 pub struct Started(pub bool);
 
 fn libs_dir() -> PathBuf {
-    paths::cache_root()
-        .join(format!("kafka-{VERSION}"))
-        .join("libs")
+    paths::cache_root().join(format!("kafka-{VERSION}")).join("libs")
 }
 
 fn run_dir() -> PathBuf {
@@ -168,23 +166,16 @@ fn ensure_jars() -> Result<()> {
         return Ok(());
     }
     if !process::succeeds(Command::new("mvn").arg("--version")) {
-        return Err(
-            "`mvn` is missing: install Maven (apt-get install maven); it fetches \
+        return Err("`mvn` is missing: install Maven (apt-get install maven); it fetches \
                     the Kafka jars from Maven Central once"
-                .to_string(),
-        );
+            .to_string());
     }
-    let parent = libs
-        .parent()
-        .map_or_else(paths::cache_root, Path::to_path_buf);
+    let parent = libs.parent().map_or_else(paths::cache_root, Path::to_path_buf);
     fs::create_dir_all(&parent).context(|| format!("creating {}", parent.display()))?;
     let tmp = parent.join(format!("libs.tmp-{}", std::process::id()));
     remove_dir_if_present(&tmp)?;
     let pom = paths::workspace_root().join("xtask/kafka/pom.xml");
-    println!(
-        "fetching Kafka {VERSION} jars from Maven Central into {} (once, about a minute)",
-        libs.display()
-    );
+    println!("fetching Kafka {VERSION} jars from Maven Central into {} (once, about a minute)", libs.display());
     let fetched = process::run(
         Command::new("mvn")
             .args(["-q", "-B"])
@@ -198,10 +189,7 @@ fn ensure_jars() -> Result<()> {
         if jars_complete(&tmp) {
             Ok(())
         } else {
-            Err(format!(
-                "Maven finished but {MARKER_JARS:?} are missing; check {}",
-                pom.display()
-            ))
+            Err(format!("Maven finished but {MARKER_JARS:?} are missing; check {}", pom.display()))
         }
     }) {
         let _ = fs::remove_dir_all(&tmp);
@@ -259,17 +247,13 @@ fn prepare_run_dir() -> Result<()> {
     let data = run.join("data");
     fs::create_dir_all(&run).context(|| format!("creating {}", run.display()))?;
     let props = run.join("server.properties");
-    fs::write(&props, server_properties(&data))
-        .context(|| format!("writing {}", props.display()))?;
+    fs::write(&props, server_properties(&data)).context(|| format!("writing {}", props.display()))?;
     if data.join("meta.properties").is_file() {
         return Ok(());
     }
     println!("formatting Kafka storage in {}", data.display());
     let uuid_out = process::output(
-        Command::new("java")
-            .arg("-cp")
-            .arg(classpath())
-            .args(["kafka.tools.StorageTool", "random-uuid"]),
+        Command::new("java").arg("-cp").arg(classpath()).args(["kafka.tools.StorageTool", "random-uuid"]),
     )?;
     let cluster_id = uuid_out
         .lines()
@@ -293,9 +277,7 @@ fn prepare_run_dir() -> Result<()> {
 fn spawn_broker() -> Result<Child> {
     let log_path = log_file();
     let log = fs::File::create(&log_path).context(|| format!("creating {}", log_path.display()))?;
-    let log_err = log
-        .try_clone()
-        .context(|| format!("opening {}", log_path.display()))?;
+    let log_err = log.try_clone().context(|| format!("opening {}", log_path.display()))?;
     let mut cmd = Command::new("java");
     cmd.args(["-Xms512m", "-Xmx512m", "-cp"])
         .arg(classpath())
@@ -307,11 +289,8 @@ fn spawn_broker() -> Result<Child> {
         .stderr(log_err)
         .process_group(0);
     println!("starting Kafka {VERSION} (log: {})", log_path.display());
-    let child = cmd
-        .spawn()
-        .context(|| format!("cannot start `{}`", process::describe(&cmd)))?;
-    fs::write(pid_file(), format!("{}\n", child.id()))
-        .context(|| format!("writing {}", pid_file().display()))?;
+    let child = cmd.spawn().context(|| format!("cannot start `{}`", process::describe(&cmd)))?;
+    fs::write(pid_file(), format!("{}\n", child.id())).context(|| format!("writing {}", pid_file().display()))?;
     Ok(child)
 }
 
@@ -321,10 +300,9 @@ fn wait_ready(pid: u32, mut child: Option<&mut Child>) -> Result<()> {
     let started = std::time::Instant::now();
     process::poll_until(START_TIMEOUT, Duration::from_millis(250), || {
         let exited = match child.as_mut() {
-            Some(child) => child
-                .try_wait()
-                .context(|| "checking the broker process".to_string())?
-                .map(|status| status.to_string()),
+            Some(child) => {
+                child.try_wait().context(|| "checking the broker process".to_string())?.map(|status| status.to_string())
+            }
             None => (!process::is_alive(pid)).then(|| "exited".to_string()),
         };
         if let Some(status) = exited {
@@ -332,16 +310,9 @@ fn wait_ready(pid: u32, mut child: Option<&mut Child>) -> Result<()> {
         }
         let log = fs::read(log_file()).unwrap_or_default();
         let logged = String::from_utf8_lossy(&log).contains(READY_LINE);
-        Ok(if logged && process::port_open(BOOTSTRAP) {
-            Poll::Ready
-        } else {
-            Poll::Pending
-        })
+        Ok(if logged && process::port_open(BOOTSTRAP) { Poll::Ready } else { Poll::Pending })
     })?;
-    println!(
-        "Kafka ready in {:.1} s (pid {pid})",
-        started.elapsed().as_secs_f64()
-    );
+    println!("Kafka ready in {:.1} s (pid {pid})", started.elapsed().as_secs_f64());
     Ok(())
 }
 

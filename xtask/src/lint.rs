@@ -14,22 +14,11 @@ pub fn run() -> Result<()> {
         cmd.current_dir(&root);
         cmd
     };
-    step(
-        1,
-        "rustfmt",
-        "run `cargo fmt --all` and commit the result",
-        || process::run(cargo().args(["fmt", "--all", "--", "--check"])),
-    )?;
+    step(1, "rustfmt", "run `cargo fmt --all` and commit the result", || {
+        process::run(cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
     step(2, "clippy", "fix the warnings above", || {
-        process::run(cargo().args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--locked",
-            "--",
-            "-D",
-            "warnings",
-        ]))
+        process::run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))
     })?;
     step(
         3,
@@ -41,23 +30,10 @@ pub fn run() -> Result<()> {
             // platform, also those a Linux build never downloads; fetch them (a no-op
             // once cached) so the check itself can run offline.
             process::run(cargo().args(["fetch", "--locked"]))?;
-            process::run(cargo().args([
-                "deny",
-                "--locked",
-                "--offline",
-                "check",
-                "licenses",
-                "bans",
-                "sources",
-            ]))
+            process::run(cargo().args(["deny", "--locked", "--offline", "check", "licenses", "bans", "sources"]))
         },
     )?;
-    step(
-        4,
-        "boundary check",
-        "remove the dependencies named above",
-        boundary::run,
-    )?;
+    step(4, "boundary check", "remove the dependencies named above", boundary::run)?;
     println!("lint: all 4 steps passed");
     Ok(())
 }

@@ -115,11 +115,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            if interrupt::requested() {
-                ExitCode::from(130)
-            } else {
-                ExitCode::FAILURE
-            }
+            if interrupt::requested() { ExitCode::from(130) } else { ExitCode::FAILURE }
         }
     }
 }
@@ -163,16 +159,12 @@ mod tests {
         };
         assert_eq!(parse(&["x", "demo"]), None);
         assert_eq!(parse(&["x", "demo", "--kafka"]), Some(None));
-        assert_eq!(
-            parse(&["x", "demo", "--kafka", "10.0.0.1:9092"]),
-            Some(Some("10.0.0.1:9092".to_string()))
-        );
+        assert_eq!(parse(&["x", "demo", "--kafka", "10.0.0.1:9092"]), Some(Some("10.0.0.1:9092".to_string())));
     }
 
     #[test]
     fn test_passes_everything_after_the_separator() {
-        let cli = Cli::try_parse_from(["x", "test", "--", "-p", "orders", "--", "--nocapture"])
-            .expect("parse");
+        let cli = Cli::try_parse_from(["x", "test", "--", "-p", "orders", "--", "--nocapture"]).expect("parse");
         match cli.command {
             Cmd::Test { args } => assert_eq!(args, ["-p", "orders", "--", "--nocapture"]),
             other => panic!("unexpected {other:?}"),

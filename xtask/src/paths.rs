@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 /// The workspace root (the parent of the `xtask` crate).
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+    manifest_dir.parent().map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
 }
 
 /// The cache root: `$EDP_CACHE`, or else `$HOME/.cache/edp`.
@@ -17,9 +15,7 @@ pub fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("EDP_CACHE").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .map_or_else(std::env::temp_dir, PathBuf::from);
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).map_or_else(std::env::temp_dir, PathBuf::from);
     home.join(".cache").join("edp")
 }
 

@@ -42,18 +42,9 @@ impl Layout {
         let cached = paths::cache_root().join("pg");
         // As root, the `postgres` user must be able to reach its directory. Home
         // directories such as /root are usually mode 700, so fall back to /var/tmp.
-        let root = if as_postgres && !traversable_by_others(&cached) {
-            PathBuf::from("/var/tmp/edp-pg")
-        } else {
-            cached
-        };
-        Layout {
-            data: root.join("data"),
-            sock: root.join("sock"),
-            log: root.join("pg.log"),
-            root,
-            as_postgres,
-        }
+        let root =
+            if as_postgres && !traversable_by_others(&cached) { PathBuf::from("/var/tmp/edp-pg") } else { cached };
+        Layout { data: root.join("data"), sock: root.join("sock"), log: root.join("pg.log"), root, as_postgres }
     }
 
     fn pid_file(&self) -> PathBuf {
@@ -77,9 +68,7 @@ impl Layout {
 
 /// Whether every existing ancestor of `path` lets other users pass through (o+x).
 fn traversable_by_others(path: &Path) -> bool {
-    path.ancestors()
-        .filter_map(|dir| fs::metadata(dir).ok())
-        .all(|meta| meta.permissions().mode() & 0o001 != 0)
+    path.ancestors().filter_map(|dir| fs::metadata(dir).ok()).all(|meta| meta.permissions().mode() & 0o001 != 0)
 }
 
 /// The newest installed `/usr/lib/postgresql/<version>/bin` with the server tools.
@@ -189,12 +178,8 @@ fn prepare_dirs(layout: &Layout) -> Result<()> {
         fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     }
     if layout.as_postgres {
-        process::output(
-            Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&layout.root),
-        )
-        .map_err(|e| format!("PostgreSQL cannot run as root and needs a `postgres` user: {e}"))?;
+        process::output(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&layout.root))
+            .map_err(|e| format!("PostgreSQL cannot run as root and needs a `postgres` user: {e}"))?;
     }
     Ok(())
 }
@@ -242,10 +227,7 @@ fn start(layout: &Layout, bin: &Path) -> Result<()> {
     if pid_file.exists() {
         fs::remove_file(&pid_file).context(|| format!("removing stale {}", pid_file.display()))?;
     }
-    let options = format!(
-        "-p {PORT} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
-        layout.sock.display()
-    );
+    let options = format!("-p {PORT} -k {} -c listen_addresses=127.0.0.1 -c fsync=on", layout.sock.display());
     println!("starting PostgreSQL (log: {})", layout.log.display());
     let started = process::output(
         layout
@@ -274,10 +256,7 @@ fn start(layout: &Layout, bin: &Path) -> Result<()> {
             println!("PostgreSQL ready (pid {pid})");
             Ok(())
         }
-        _ => Err(format!(
-            "pg_ctl reported success but {ADDR} does not answer; see {}",
-            layout.log.display()
-        )),
+        _ => Err(format!("pg_ctl reported success but {ADDR} does not answer; see {}", layout.log.display())),
     }
 }
 

@@ -33,27 +33,19 @@ pub fn describe(cmd: &Command) -> String {
 /// Runs a command with inherited stdio and returns its exit status.
 pub fn status(cmd: &mut Command) -> Result<ExitStatus> {
     println!("$ {}", describe(cmd));
-    cmd.status()
-        .context(|| format!("cannot run `{}`", describe(cmd)))
+    cmd.status().context(|| format!("cannot run `{}`", describe(cmd)))
 }
 
 /// Runs a command with inherited stdio and fails unless it succeeds.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let status = status(cmd)?;
     interrupt::check()?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{}` failed ({status})", describe(cmd)))
-    }
+    if status.success() { Ok(()) } else { Err(format!("`{}` failed ({status})", describe(cmd))) }
 }
 
 /// Runs a command quietly and returns its stdout; on failure the error holds its output.
 pub fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .context(|| format!("cannot run `{}`", describe(cmd)))?;
+    let out = cmd.stdin(Stdio::null()).output().context(|| format!("cannot run `{}`", describe(cmd)))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -69,11 +61,7 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 
 /// Whether a command can be started and exits successfully (for `--version` probes).
 pub fn succeeds(cmd: &mut Command) -> bool {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 /// Whether we run as root (`id -u` prints 0).
@@ -87,9 +75,7 @@ pub fn is_alive(pid: u32) -> bool {
         return false;
     };
     // The state letter follows the command name, which is wrapped in parentheses.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
     !matches!(state, Some("Z" | "X" | "x") | None)
 }
 
@@ -103,23 +89,12 @@ pub fn is_alive_running(pid: u32, needle: &str) -> bool {
 
 /// Reads a pid from the first line of a file; `None` when absent or unreadable.
 pub fn read_pid(path: &Path) -> Option<u32> {
-    fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
+    fs::read_to_string(path).ok()?.lines().next()?.trim().parse().ok()
 }
 
 /// Sends a signal (`TERM`, `INT`, `KILL`) to one pid with the `kill` command.
 pub fn signal(pid: u32, signal: &str) -> Result<()> {
-    output(
-        Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string()),
-    )
-    .map(|_| ())
+    output(Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string())).map(|_| ())
 }
 
 /// Stops one process: sends `first` (TERM or INT), waits up to `grace` for it to exit,
@@ -137,10 +112,7 @@ pub fn stop_pid(pid: u32, first: &str, grace: Duration) -> Result<()> {
     if wait_for(grace, || !is_alive(pid)) {
         return Ok(());
     }
-    eprintln!(
-        "process {pid} did not exit {} s after SIG{first}; sending SIGKILL",
-        grace.as_secs()
-    );
+    eprintln!("process {pid} did not exit {} s after SIG{first}; sending SIGKILL", grace.as_secs());
     if let Err(e) = signal(pid, "KILL")
         && is_alive(pid)
     {
@@ -149,9 +121,7 @@ pub fn stop_pid(pid: u32, first: &str, grace: Duration) -> Result<()> {
     if wait_for(Duration::from_secs(10), || !is_alive(pid)) {
         Ok(())
     } else {
-        Err(format!(
-            "process {pid} is still alive after SIGKILL; check it with `ps -p {pid}`"
-        ))
+        Err(format!("process {pid} is still alive after SIGKILL; check it with `ps -p {pid}`"))
     }
 }
 
@@ -181,11 +151,7 @@ pub enum Poll {
 
 /// Polls `step` every `every` until it is ready, fails, Ctrl-C is pressed (error
 /// "interrupted") or `limit` passes (error "timed out").
-pub fn poll_until(
-    limit: Duration,
-    every: Duration,
-    mut step: impl FnMut() -> Result<Poll>,
-) -> Result<()> {
+pub fn poll_until(limit: Duration, every: Duration, mut step: impl FnMut() -> Result<Poll>) -> Result<()> {
     let deadline = Instant::now() + limit;
     loop {
         interrupt::check()?;
@@ -201,15 +167,12 @@ pub fn poll_until(
 
 /// Whether something accepts TCP connections at `addr` (`host:port`, IP literal).
 pub fn port_open(addr: &str) -> bool {
-    addr.parse::<SocketAddr>()
-        .is_ok_and(|sa| TcpStream::connect_timeout(&sa, Duration::from_millis(500)).is_ok())
+    addr.parse::<SocketAddr>().is_ok_and(|sa| TcpStream::connect_timeout(&sa, Duration::from_millis(500)).is_ok())
 }
 
 /// The last `n` lines of a text file (empty when unreadable).
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let text = fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -226,10 +189,7 @@ mod tests {
 
     #[test]
     fn stop_pid_stops_a_child() {
-        let mut child = Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("spawn sleep");
+        let mut child = Command::new("sleep").arg("30").spawn().expect("spawn sleep");
         let pid = child.id();
         // Reap the child on another thread so it does not linger as a zombie.
         let reaper = std::thread::spawn(move || child.wait());

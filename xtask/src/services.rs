@@ -62,11 +62,7 @@ impl Services {
         {
             errors.push(format!("stopping Kafka: {e}"));
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("\n"))
-        }
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
     }
 }
 

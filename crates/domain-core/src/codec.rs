@@ -79,9 +79,8 @@ pub fn decode(record: &Record) -> Result<Envelope> {
             return Err(invalid(headers::CONTENT_TYPE, format!("`{ct}` is not {CONTENT_TYPE}")));
         }
     }
-    let event_type: EventType = text(record, headers::TYPE)?
-        .parse()
-        .map_err(|e: Error| invalid(headers::TYPE, e.to_string()))?;
+    let event_type: EventType =
+        text(record, headers::TYPE)?.parse().map_err(|e: Error| invalid(headers::TYPE, e.to_string()))?;
     let time = DateTime::parse_from_rfc3339(text(record, headers::TIME)?)
         .map_err(|e| invalid(headers::TIME, e.to_string()))?
         .with_timezone(&Utc);
@@ -193,8 +192,12 @@ mod tests {
             r
         };
         assert_eq!(decode(&without(headers::ID)), Err(Error::MissingHeader(headers::ID)));
-        assert!(matches!(decode(&with(headers::ID, b"nope")), Err(Error::InvalidHeader { name, .. }) if name == headers::ID));
-        assert!(matches!(decode(&with(headers::TYPE, b"garbage")), Err(Error::InvalidHeader { name, .. }) if name == headers::TYPE));
+        assert!(
+            matches!(decode(&with(headers::ID, b"nope")), Err(Error::InvalidHeader { name, .. }) if name == headers::ID)
+        );
+        assert!(
+            matches!(decode(&with(headers::TYPE, b"garbage")), Err(Error::InvalidHeader { name, .. }) if name == headers::TYPE)
+        );
         assert!(matches!(decode(&with(headers::TIME, b"yesterday")), Err(Error::InvalidHeader { .. })));
         assert!(matches!(decode(&with(headers::SPEC_VERSION, b"0.3")), Err(Error::InvalidHeader { .. })));
         assert!(matches!(decode(&with(headers::CONTENT_TYPE, b"text/xml")), Err(Error::InvalidHeader { .. })));

@@ -76,8 +76,7 @@ impl FromStr for EventType {
     fn from_str(s: &str) -> Result<Self> {
         let bad = |reason| Error::InvalidEventType { value: s.to_owned(), reason };
         let mut parts = s.split('.');
-        let (Some(context), Some(name), Some(version), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(context), Some(name), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(bad("needs exactly three dot-separated parts"));
         };
@@ -117,9 +116,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_names() {
-        for bad in ["", "orders", "orders.OrderConfirmed", "orders.OrderConfirmed.1", "Orders.X.v1",
-            "orders.orderConfirmed.v1", "orders.X.v0", "orders.X.v1.extra", "or ders.X.v1", "orders.X.vx"]
-        {
+        for bad in [
+            "",
+            "orders",
+            "orders.OrderConfirmed",
+            "orders.OrderConfirmed.1",
+            "Orders.X.v1",
+            "orders.orderConfirmed.v1",
+            "orders.X.v0",
+            "orders.X.v1.extra",
+            "or ders.X.v1",
+            "orders.X.vx",
+        ] {
             assert!(matches!(bad.parse::<EventType>(), Err(Error::InvalidEventType { .. })), "{bad}");
         }
     }

@@ -80,7 +80,10 @@ impl Money {
     }
 
     pub fn checked_mul(self, quantity: u32) -> Result<Money> {
-        self.amount.checked_mul(Decimal::from(quantity)).map(|a| Money::new(a, self.currency)).ok_or(Error::AmountOverflow)
+        self.amount
+            .checked_mul(Decimal::from(quantity))
+            .map(|a| Money::new(a, self.currency))
+            .ok_or(Error::AmountOverflow)
     }
 
     fn same_currency(&self, other: &Money) -> Result<()> {
@@ -108,7 +111,10 @@ mod tests {
         let p2 = Money::new(Decimal::from_str("199.99").expect("dec"), Currency::CNY);
         let total = p1.checked_mul(2).and_then(|t| t.checked_add(p2)).expect("same currency");
         assert_eq!(total.amount.to_string(), "399.97");
-        assert_eq!(serde_json::to_value(total).expect("json"), serde_json::json!({"amount": "399.97", "currency": "CNY"}));
+        assert_eq!(
+            serde_json::to_value(total).expect("json"),
+            serde_json::json!({"amount": "399.97", "currency": "CNY"})
+        );
     }
 
     #[test]

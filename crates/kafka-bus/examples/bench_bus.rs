@@ -32,7 +32,11 @@ fn args() -> Result<Args, String> {
             "--out" => a.out = Some(it.next().ok_or("--out needs a file")?),
             "--quick" => a.quick = true,
             "--bench" => {}
-            other => return Err(format!("unknown argument {other}; usage: bench_bus --bootstrap HOST:PORT [--quick] [--out FILE]")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other}; usage: bench_bus --bootstrap HOST:PORT [--quick] [--out FILE]"
+                ));
+            }
         }
     }
     if a.bootstrap.is_empty() {
@@ -120,7 +124,14 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-fn figure(metric: &str, value: f64, unit: &str, baseline: Option<&str>, ratio: Option<f64>, target: &str) -> serde_json::Value {
+fn figure(
+    metric: &str,
+    value: f64,
+    unit: &str,
+    baseline: Option<&str>,
+    ratio: Option<f64>,
+    target: &str,
+) -> serde_json::Value {
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     json!({ "bench": "bus", "metric": metric, "value": round(value), "unit": unit,
         "baseline": baseline, "ratio": ratio.map(round), "target": target })
@@ -132,7 +143,10 @@ async fn main() -> Result<(), String> {
     let n = if a.quick { 20_000 } else { 200_000 };
     let evs = events(n);
     let payload = codec::encode(&evs[0]).map_err(|e| e.to_string())?.size();
-    eprintln!("bus bench: {n} events of ~{payload} bytes (key+headers+value), batches of {BATCH}, {ROUNDS} rounds, broker {}", a.bootstrap);
+    eprintln!(
+        "bus bench: {n} events of ~{payload} bytes (key+headers+value), batches of {BATCH}, {ROUNDS} rounds, broker {}",
+        a.bootstrap
+    );
 
     let config = KafkaConfig::new(a.bootstrap.as_str());
     let bus = KafkaBus::connect(config.clone()).map_err(|e| e.to_string())?;
@@ -159,7 +173,14 @@ async fn main() -> Result<(), String> {
     let mem_consume = rate(n, in_process_consume(&mem, "bench.events", n).await?);
 
     let figures = vec![
-        figure("kafka_bus_publish", bus_rate, "events/s", Some("raw rdkafka FutureProducer, same settings and bytes"), Some(bus_rate / raw_rate), ">=0.8"),
+        figure(
+            "kafka_bus_publish",
+            bus_rate,
+            "events/s",
+            Some("raw rdkafka FutureProducer, same settings and bytes"),
+            Some(bus_rate / raw_rate),
+            ">=0.8",
+        ),
         figure("raw_rdkafka_publish", raw_rate, "events/s", None, None, "baseline"),
         figure("in_process_publish", mem_publish, "events/s", None, None, "report"),
         figure("in_process_consume_commit", mem_consume, "events/s", None, None, "report"),
@@ -168,7 +189,12 @@ async fn main() -> Result<(), String> {
     println!("{:<28} {:>14} {:>8}", "figure", "events/s", "ratio");
     for f in &figures {
         let ratio = f["ratio"].as_f64().map_or("-".to_owned(), |r| format!("{r:.3}"));
-        println!("{:<28} {:>14.0} {:>8}", f["metric"].as_str().unwrap_or("?"), f["value"].as_f64().unwrap_or(0.0), ratio);
+        println!(
+            "{:<28} {:>14.0} {:>8}",
+            f["metric"].as_str().unwrap_or("?"),
+            f["value"].as_f64().unwrap_or(0.0),
+            ratio
+        );
     }
     for f in &figures {
         println!("BENCH {f}");
@@ -177,7 +203,8 @@ async fn main() -> Result<(), String> {
         if let Some(dir) = std::path::Path::new(&out).parent() {
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
-        std::fs::write(&out, serde_json::to_vec_pretty(&figures).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        std::fs::write(&out, serde_json::to_vec_pretty(&figures).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
         eprintln!("wrote {out}");
     }
     Ok(())

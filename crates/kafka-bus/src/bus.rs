@@ -92,7 +92,9 @@ impl KafkaBus {
         let name = topic.to_owned();
         let exists = tokio::task::spawn_blocking(move || {
             let md = producer.client().fetch_metadata(Some(&name), Timeout::After(ADMIN_TIMEOUT))?;
-            Ok::<bool, KafkaError>(md.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty()))
+            Ok::<bool, KafkaError>(
+                md.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty()),
+            )
         })
         .await
         .map_err(|e| domain_core::Error::Bus(e.to_string()))?
@@ -195,7 +197,8 @@ impl EventBus for KafkaBus {
         for t in topic_names {
             self.ensure_exists(t).await?;
         }
-        let consumer: StreamConsumer = self.config.consumer(group).create().map_err(|e| bus_error("create consumer", e))?;
+        let consumer: StreamConsumer =
+            self.config.consumer(group).create().map_err(|e| bus_error("create consumer", e))?;
         consumer.subscribe(topic_names).map_err(|e| bus_error("subscribe", e))?;
         Ok(Box::new(KafkaSubscription::new(consumer, self.clone())))
     }

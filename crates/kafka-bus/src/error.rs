@@ -7,7 +7,9 @@ use rdkafka::error::KafkaError;
 pub enum Error {
     #[error("cannot create a Kafka client for {bootstrap}: {source}")]
     Client { bootstrap: String, source: KafkaError },
-    #[error("KAFKA_BOOTSTRAP is not set: start a broker with `cargo xtask kafka up` and export KAFKA_BOOTSTRAP=127.0.0.1:9092")]
+    #[error(
+        "KAFKA_BOOTSTRAP is not set: start a broker with `cargo xtask kafka up` and export KAFKA_BOOTSTRAP=127.0.0.1:9092"
+    )]
     NoBootstrap,
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),

@@ -26,5 +26,3 @@ mod subscription;
 pub use bus::KafkaBus;
 pub use config::KafkaConfig;
 pub use error::{Error, Result};
-
-

@@ -36,31 +36,109 @@ fn ty(s: &str) -> Result<EventType> {
 
 /// The seed's sample data, one short story per topic.
 fn samples() -> Result<Vec<(&'static str, Envelope)>> {
-    let created = Envelope::raw("orders", ty("orders.OrderCreated.v1")?, "order_001", 1, json!({
+    let created = Envelope::raw(
+        "orders",
+        ty("orders.OrderCreated.v1")?,
+        "order_001",
+        1,
+        json!({
         "customer": { "customer_id": "cust_123", "name": "张三", "email": "zhangsan@example.com", "phone": "13800138000" },
-        "currency": "CNY" }));
+        "currency": "CNY" }),
+    );
     let follow = |e: Envelope| e.caused_by(&created);
     let mut out = vec![(topics::ORDERS, created.clone())];
-    out.push((topics::ORDERS, follow(Envelope::raw("orders", ty("orders.OrderItemAdded.v1")?, "order_001", 2,
-        json!({ "product_id": "product_001", "quantity": 2, "unit_price": "99.99" })))));
-    out.push((topics::ORDERS, follow(Envelope::raw("orders", ty("orders.OrderItemAdded.v1")?, "order_001", 3,
-        json!({ "product_id": "product_002", "quantity": 1, "unit_price": "199.99" })))));
-    out.push((topics::ORDERS, follow(Envelope::raw("orders", ty("orders.OrderConfirmed.v1")?, "order_001", 4,
-        json!({ "total_amount": "399.97", "currency": "CNY" })))));
-    out.push((topics::ORDERS, follow(Envelope::raw("orders", ty("orders.OrderShipped.v1")?, "order_001", 5,
-        json!({ "shipping_address": "北京市朝阳区xxx街道xxx号" })))));
-    out.push((topics::ACCOUNTS, follow(Envelope::raw("accounts", ty("accounts.AccountCreated.v1")?, "acc_001", 1,
-        json!({ "account_holder": "张三", "initial_balance": "1000.00", "currency": "CNY" })))));
+    out.push((
+        topics::ORDERS,
+        follow(Envelope::raw(
+            "orders",
+            ty("orders.OrderItemAdded.v1")?,
+            "order_001",
+            2,
+            json!({ "product_id": "product_001", "quantity": 2, "unit_price": "99.99" }),
+        )),
+    ));
+    out.push((
+        topics::ORDERS,
+        follow(Envelope::raw(
+            "orders",
+            ty("orders.OrderItemAdded.v1")?,
+            "order_001",
+            3,
+            json!({ "product_id": "product_002", "quantity": 1, "unit_price": "199.99" }),
+        )),
+    ));
+    out.push((
+        topics::ORDERS,
+        follow(Envelope::raw(
+            "orders",
+            ty("orders.OrderConfirmed.v1")?,
+            "order_001",
+            4,
+            json!({ "total_amount": "399.97", "currency": "CNY" }),
+        )),
+    ));
+    out.push((
+        topics::ORDERS,
+        follow(Envelope::raw(
+            "orders",
+            ty("orders.OrderShipped.v1")?,
+            "order_001",
+            5,
+            json!({ "shipping_address": "北京市朝阳区xxx街道xxx号" }),
+        )),
+    ));
+    out.push((
+        topics::ACCOUNTS,
+        follow(Envelope::raw(
+            "accounts",
+            ty("accounts.AccountCreated.v1")?,
+            "acc_001",
+            1,
+            json!({ "account_holder": "张三", "initial_balance": "1000.00", "currency": "CNY" }),
+        )),
+    ));
     out.push((topics::ACCOUNTS, follow(Envelope::raw("accounts", ty("accounts.MoneyWithdrawn.v1")?, "acc_001", 2,
         json!({ "amount": "399.97", "description": "order_001", "old_balance": "1000.00", "new_balance": "600.03" })))));
-    out.push((topics::MESH, Envelope::raw("mesh", ty("mesh.DataProductRegistered.v1")?, "customer_analytics", 1,
-        json!({ "domain": "customer", "owner": "customer_team", "output_ports": ["orders.events"] }))));
-    out.push((topics::LAKE, Envelope::raw("lake", ty("lake.TableCommitted.v1")?, "bronze.orders", 1,
-        json!({ "layer": "bronze", "version": 0, "rows": 5 }))));
-    out.push((topics::TIMESERIES, Envelope::raw("timeseries", ty("timeseries.SeriesCreated.v1")?, "temperature", 1,
-        json!({ "unit": "celsius", "tags": ["device_id", "location"] }))));
-    out.push((topics::TELEMETRY, Envelope::raw("timeseries", ty("timeseries.PointWritten.v1")?, "device_001", 1,
-        json!({ "series": "temperature", "value": 23.5, "tags": { "location": "beijing" } }))));
+    out.push((
+        topics::MESH,
+        Envelope::raw(
+            "mesh",
+            ty("mesh.DataProductRegistered.v1")?,
+            "customer_analytics",
+            1,
+            json!({ "domain": "customer", "owner": "customer_team", "output_ports": ["orders.events"] }),
+        ),
+    ));
+    out.push((
+        topics::LAKE,
+        Envelope::raw(
+            "lake",
+            ty("lake.TableCommitted.v1")?,
+            "bronze.orders",
+            1,
+            json!({ "layer": "bronze", "version": 0, "rows": 5 }),
+        ),
+    ));
+    out.push((
+        topics::TIMESERIES,
+        Envelope::raw(
+            "timeseries",
+            ty("timeseries.SeriesCreated.v1")?,
+            "temperature",
+            1,
+            json!({ "unit": "celsius", "tags": ["device_id", "location"] }),
+        ),
+    ));
+    out.push((
+        topics::TELEMETRY,
+        Envelope::raw(
+            "timeseries",
+            ty("timeseries.PointWritten.v1")?,
+            "device_001",
+            1,
+            json!({ "series": "temperature", "value": 23.5, "tags": { "location": "beijing" } }),
+        ),
+    ));
     Ok(out)
 }
 
@@ -131,8 +209,13 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
             seconds: ROUND_TRIP_TIMEOUT.as_secs(),
         });
     }
-    collector.received.sort_by(|a, b| (a.0.topic.as_str(), a.1.subject.as_str(), a.1.aggregate_version)
-        .cmp(&(b.0.topic.as_str(), b.1.subject.as_str(), b.1.aggregate_version)));
+    collector.received.sort_by(|a, b| {
+        (a.0.topic.as_str(), a.1.subject.as_str(), a.1.aggregate_version).cmp(&(
+            b.0.topic.as_str(),
+            b.1.subject.as_str(),
+            b.1.aggregate_version,
+        ))
+    });
 
     say("[4/4] writing the report");
     let summary = summary(&bus_name, &collector.received);
@@ -140,10 +223,20 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
         Format::Table => {
-            let rows: Vec<Vec<String>> = collector.received.iter().map(|(d, e)| vec![
-                d.topic.clone(), d.partition.to_string(), d.offset.to_string(), e.event_type.to_string(),
-                e.subject.clone(), e.data.to_string(),
-            ]).collect();
+            let rows: Vec<Vec<String>> = collector
+                .received
+                .iter()
+                .map(|(d, e)| {
+                    vec![
+                        d.topic.clone(),
+                        d.partition.to_string(),
+                        d.offset.to_string(),
+                        e.event_type.to_string(),
+                        e.subject.clone(),
+                        e.data.to_string(),
+                    ]
+                })
+                .collect();
             println!("{}", table(&["topic", "partition", "offset", "type", "subject", "data"], &rows));
             println!("\nall {} events came back; report in {}", rows.len(), args.out.join("report.html").display());
         }
@@ -156,11 +249,16 @@ fn summary(bus: &str, received: &[(Delivery, Envelope)]) -> Value {
     for (d, _) in received {
         *per_topic.entry(d.topic.as_str()).or_default() += 1;
     }
-    let events: Vec<Value> = received.iter().map(|(d, e)| json!({
-        "topic": d.topic, "partition": d.partition, "offset": d.offset, "id": e.id, "type": e.event_type,
-        "subject": e.subject, "aggregate_version": e.aggregate_version, "correlation_id": e.correlation_id,
-        "causation_id": e.causation_id, "data": e.data,
-    })).collect();
+    let events: Vec<Value> = received
+        .iter()
+        .map(|(d, e)| {
+            json!({
+                "topic": d.topic, "partition": d.partition, "offset": d.offset, "id": e.id, "type": e.event_type,
+                "subject": e.subject, "aggregate_version": e.aggregate_version, "correlation_id": e.correlation_id,
+                "causation_id": e.causation_id, "data": e.data,
+            })
+        })
+        .collect();
     json!({
         "generated_at": chrono::Utc::now().to_rfc3339(),
         "bus": bus,
@@ -186,15 +284,32 @@ fn escape(s: &str) -> String {
 fn report_html(summary: &Value) -> String {
     let per_topic = summary["platform"]["events_per_topic"].as_object().cloned().unwrap_or_default();
     let max = per_topic.values().filter_map(Value::as_u64).max().unwrap_or(1).max(1);
-    let bars: String = per_topic.iter().map(|(t, n)| {
-        let n = n.as_u64().unwrap_or(0);
-        format!("<div class=row><span>{}</span><div class=bar style=\"width:{}%\">{n}</div></div>", escape(t), n * 100 / max)
-    }).collect();
-    let rows: String = summary["platform"]["round_trip"].as_array().into_iter().flatten().map(|e| {
-        format!("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            escape(e["topic"].as_str().unwrap_or("")), e["offset"], escape(e["type"].as_str().unwrap_or("")),
-            escape(e["subject"].as_str().unwrap_or("")), escape(&e["data"].to_string()))
-    }).collect();
+    let bars: String = per_topic
+        .iter()
+        .map(|(t, n)| {
+            let n = n.as_u64().unwrap_or(0);
+            format!(
+                "<div class=row><span>{}</span><div class=bar style=\"width:{}%\">{n}</div></div>",
+                escape(t),
+                n * 100 / max
+            )
+        })
+        .collect();
+    let rows: String = summary["platform"]["round_trip"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                escape(e["topic"].as_str().unwrap_or("")),
+                e["offset"],
+                escape(e["type"].as_str().unwrap_or("")),
+                escape(e["subject"].as_str().unwrap_or("")),
+                escape(&e["data"].to_string())
+            )
+        })
+        .collect();
     format!("<!doctype html><meta charset=utf-8><title>platform demo</title>
 <style>body{{font:14px sans-serif;margin:2em}}.row{{display:flex;gap:1em;margin:4px 0}}.row span{{width:12em}}
 .bar{{background:#4a7;color:#fff;padding:2px 6px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px}}</style>

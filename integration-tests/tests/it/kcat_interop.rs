@@ -43,7 +43,8 @@ async fn kcat_reads_what_kafka_bus_publishes() {
     let out = kcat(&["-C", "-t", &topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%h\t%s\n"], None).await;
     let line = out.lines().next().expect("one record");
     let mut parts = line.splitn(3, '\t');
-    let (key, hdrs, payload) = (parts.next().expect("key"), parts.next().expect("headers"), parts.next().expect("value"));
+    let (key, hdrs, payload) =
+        (parts.next().expect("key"), parts.next().expect("headers"), parts.next().expect("value"));
     assert_eq!(key, "acct-001", "record key = aggregate id");
     let has = |name: &str, value: &str| hdrs.split(',').any(|h| h == format!("{name}={value}"));
     assert!(has(headers::SPEC_VERSION, "1.0"), "{hdrs}");

@@ -5,9 +5,8 @@ use kafka_bus::KafkaBus;
 use serde_json::json;
 
 pub fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| {
-        panic!("KAFKA_BOOTSTRAP is not set: run `cargo xtask test`, which starts Kafka")
-    })
+    std::env::var("KAFKA_BOOTSTRAP")
+        .unwrap_or_else(|_| panic!("KAFKA_BOOTSTRAP is not set: run `cargo xtask test`, which starts Kafka"))
 }
 
 pub fn bus() -> KafkaBus {

@@ -150,7 +150,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_then_caps() {
-        let p = RetryPolicy { max_attempts: 9, initial_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(50) };
+        let p = RetryPolicy {
+            max_attempts: 9,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+        };
         let waits: Vec<_> = (1..=5).map(|a| p.backoff(a).as_millis()).collect();
         assert_eq!(waits, vec![10, 20, 40, 50, 50]);
     }

@@ -12,7 +12,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::bus::partition::partition_for_key;
-use crate::bus::{Consumer, Delivery, EventBus, Handler, Outcome, Record, RetryPolicy, Subscription, TopicSpec, dead_letter, topics};
+use crate::bus::{
+    Consumer, Delivery, EventBus, Handler, Outcome, Record, RetryPolicy, Subscription, TopicSpec, dead_letter, topics,
+};
 use crate::{Envelope, Error, EventType, Result, codec};
 
 /// How long a check waits for records before it fails.
@@ -130,7 +132,11 @@ pub async fn uncommitted_records_are_redelivered(bus: &dyn EventBus) {
 
     let mut second = bus.subscribe(&group, &[&topic]).await.expect("resubscribe");
     let again = collect(second.as_mut(), 6).await;
-    assert_eq!(again.iter().map(|d| d.offset).collect::<Vec<_>>(), (4..10).collect::<Vec<_>>(), "uncommitted come back");
+    assert_eq!(
+        again.iter().map(|d| d.offset).collect::<Vec<_>>(),
+        (4..10).collect::<Vec<_>>(),
+        "uncommitted come back"
+    );
     for d in &again {
         state.apply(&d.envelope(bus.max_record_bytes()).expect("decodes"));
         second.commit(d).await.expect("commit");
@@ -194,7 +200,11 @@ pub async fn poison_records_go_to_the_dlq_and_the_partition_moves_on(bus: &dyn E
     ];
     bus.publish_records(&topic, records).await.expect("publish");
 
-    let policy = RetryPolicy { max_attempts: 3, initial_backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(20) };
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+    };
     let sub = bus.subscribe(&unique("g"), &[&topic]).await.expect("subscribe");
     let mut consumer = Consumer::new(sub, policy).with_max_record_bytes(4 * 1024);
     let mut handler = PickyHandler::default();
@@ -208,7 +218,13 @@ pub async fn poison_records_go_to_the_dlq_and_the_partition_moves_on(bus: &dyn E
     assert_eq!(handler.handled, vec!["before", "flaky", "after"], "good records handled in order");
     assert_eq!(handler.attempts.get("poison"), Some(&3), "retried up to the policy");
     assert_eq!(handler.attempts.get("flaky"), Some(&3), "succeeded on the third try");
-    let dead: Vec<_> = outcomes.iter().filter_map(|o| match o { Outcome::DeadLettered { error, .. } => Some(error.clone()), _ => None }).collect();
+    let dead: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::DeadLettered { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
     assert!(matches!(dead[0], Error::InvalidPayload(_)), "{:?}", dead[0]);
     assert!(matches!(&dead[1], Error::InvalidHeader { name, .. } if name == codec::headers::ID), "{:?}", dead[1]);
     assert!(matches!(dead[2], Error::Transient(_)));

@@ -13,8 +13,7 @@ use tokio::time::Instant;
 
 use crate::bus::partition::partition_for_key;
 use crate::bus::{
-    DEFAULT_MAX_RECORD_BYTES, Delivery, EventBus, Record, Subscription, TopicSpec, dead_letter, topics,
-    validate_topic,
+    DEFAULT_MAX_RECORD_BYTES, Delivery, EventBus, Record, Subscription, TopicSpec, dead_letter, topics, validate_topic,
 };
 use crate::{Error, Result};
 
@@ -31,7 +30,11 @@ pub struct InProcessConfig {
 
 impl Default for InProcessConfig {
     fn default() -> Self {
-        Self { max_record_bytes: DEFAULT_MAX_RECORD_BYTES, backlog_limit: 1_000_000, publish_timeout: Duration::from_secs(30) }
+        Self {
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            backlog_limit: 1_000_000,
+            publish_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -258,8 +261,10 @@ impl InProcessSubscription {
         let owned = group.assignment(self.member, &state.topics);
         for i in 0..owned.len() {
             let key = &owned[(self.cursor + i) % owned.len()];
-            let pos = *self.positions.entry(key.clone()).or_insert_with(|| group.committed.get(key).copied().unwrap_or(0));
-            let Some(record) = state.topics.get(&key.0).and_then(|ps| ps.get(key.1 as usize)).and_then(|p| p.get(pos as usize))
+            let pos =
+                *self.positions.entry(key.clone()).or_insert_with(|| group.committed.get(key).copied().unwrap_or(0));
+            let Some(record) =
+                state.topics.get(&key.0).and_then(|ps| ps.get(key.1 as usize)).and_then(|p| p.get(pos as usize))
             else {
                 continue;
             };
