@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain_core::bus::{EventBus, Record, Subscription, TopicSpec, topics, validate_topic};
+use domain_core::{Envelope, codec};
 use futures::future::try_join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -107,9 +108,21 @@ impl KafkaBus {
     }
 
     /// Sends records with many in flight and waits for every acknowledgement.
-    pub(crate) async fn send_all(&self, topic: &str, records: Vec<Record>) -> domain_core::Result<()> {
-        let mut pending = Vec::with_capacity(records.len());
-        for r in &records {
+    ///
+    /// Records are enqueued as they are produced by the iterator, so
+    /// librdkafka starts batching while the caller is still encoding.
+    pub(crate) async fn send_all(
+        &self,
+        topic: &str,
+        records: impl IntoIterator<Item = domain_core::Result<Record>>,
+    ) -> domain_core::Result<()> {
+        let max = self.config.max_record_bytes;
+        let mut pending = Vec::new();
+        for r in records {
+            let r = r?;
+            if r.size() > max {
+                return Err(domain_core::Error::RecordTooLarge { size: r.size(), max });
+            }
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
             for (k, v) in &r.headers {
                 headers = headers.insert(Header { key: k, value: Some(v) });
@@ -190,7 +203,16 @@ impl EventBus for KafkaBus {
         if let Some(r) = records.iter().find(|r| r.size() > max) {
             return Err(domain_core::Error::RecordTooLarge { size: r.size(), max });
         }
-        self.send_all(topic, records).await
+        self.send_all(topic, records.into_iter().map(Ok)).await
+    }
+
+    async fn publish(&self, topic: &str, events: &[Envelope]) -> domain_core::Result<()> {
+        self.ensure_exists(topic).await?;
+        // Encoding interleaves with sending so librdkafka batches meanwhile.
+        // Like any non-transactional Kafka produce, a batch that fails part
+        // way (say, an oversize event) may leave the records before it sent;
+        // consumers dedupe by event id.
+        self.send_all(topic, events.iter().map(codec::encode)).await
     }
 
     async fn subscribe(&self, group: &str, topic_names: &[&str]) -> domain_core::Result<Box<dyn Subscription>> {

@@ -63,7 +63,7 @@ impl Subscription for KafkaSubscription {
 
     async fn dead_letter(&mut self, delivery: &Delivery, error: &domain_core::Error) -> domain_core::Result<()> {
         let record = dead_letter::record_for(delivery, error);
-        self.bus.send_all(&topics::dlq(&delivery.topic), vec![record]).await?;
+        self.bus.send_all(&topics::dlq(&delivery.topic), [Ok(record)]).await?;
         self.commit(delivery).await
     }
 
