@@ -340,6 +340,42 @@ mod tests {
     crate::bus_contract_tests!(InProcessBus::new());
 
     #[tokio::test]
+    async fn members_of_a_group_split_partitions_and_take_over_when_one_leaves() {
+        let bus = InProcessBus::new();
+        bus.create_topics(&[TopicSpec::new("split", 4)]).await.expect("create");
+        let records: Vec<Record> = (0..40)
+            .map(|i| Record { key: Some(format!("k{i}").into_bytes()), headers: vec![], value: Some(b"{}".to_vec()) })
+            .collect();
+        bus.publish_records("split", records).await.expect("publish");
+        let mut a = bus.subscribe("g", &["split"]).await.expect("a");
+        let mut b = bus.subscribe("g", &["split"]).await.expect("b");
+        let mut from_a = Vec::new();
+        while let Some(d) = a.next(Duration::from_millis(50)).await.expect("next") {
+            from_a.push(d);
+        }
+        let mut from_b = Vec::new();
+        while let Some(d) = b.next(Duration::from_millis(50)).await.expect("next") {
+            from_b.push(d);
+        }
+        let parts = |v: &[Delivery]| v.iter().map(|d| d.partition).collect::<BTreeSet<_>>();
+        assert_eq!(parts(&from_a), BTreeSet::from([0, 2]));
+        assert_eq!(parts(&from_b), BTreeSet::from([1, 3]));
+        assert_eq!(from_a.len() + from_b.len(), 40, "each record to exactly one member");
+        // a commits what it handled and leaves; b takes over a's partitions
+        // from a's commits and b's own uncommitted partitions start over.
+        for d in &from_a {
+            a.commit(d).await.expect("commit");
+        }
+        a.close().await.expect("close");
+        let mut after = Vec::new();
+        while let Some(d) = b.next(Duration::from_millis(50)).await.expect("next") {
+            after.push(d);
+        }
+        assert_eq!(parts(&after), BTreeSet::from([1, 3]), "only b's uncommitted partitions are redelivered");
+        assert_eq!(after.len(), from_b.len());
+    }
+
+    #[tokio::test]
     async fn publishers_wait_for_slow_consumers() {
         let bus = InProcessBus::with_config(InProcessConfig {
             backlog_limit: 2,
