@@ -1,9 +1,26 @@
 //! Event store: the storage library every event-sourced context uses.
 //!
-//! It will own: the `EventStore` port (append with an expected version, read a
-//! stream, read and subscribe to the gap-safe global log, snapshots,
-//! idempotent appends), an embedded adapter on local disk, a PostgreSQL
-//! adapter, and the outbox relay that follows the global log onto the bus.
+//! It owns: the [`EventStore`] port (append with an expected version, read a
+//! stream, read and follow the gap-safe global log, snapshots, idempotent
+//! appends by event id, tombstones, checkpoints), its adapters (in-memory,
+//! embedded on local disk, PostgreSQL), catch-up subscriptions, the
+//! aggregate [`Repository`] and the outbox relay that follows the global log
+//! onto the bus.
 //!
-//! It must never: know a bounded context's event types (it stores envelopes),
-//! or make an append wait on Kafka.
+//! It must never: know a bounded context's event types (it stores
+//! envelopes), make an append wait on Kafka, or acknowledge an append before
+//! it is durable (embedded and PostgreSQL adapters).
+
+pub mod error;
+mod head;
+mod index;
+pub mod memory;
+pub mod model;
+pub mod rules;
+pub mod store;
+pub mod testkit;
+
+pub use error::{Error, Result};
+pub use memory::InMemoryEventStore;
+pub use model::{AppendResult, ExpectedVersion, RecordedEvent, Snapshot, StreamId};
+pub use store::EventStore;

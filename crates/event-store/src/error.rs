@@ -1,0 +1,55 @@
+//! The crate's one error type.
+
+use uuid::Uuid;
+
+/// Everything an event store can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid stream name `{name}`: {reason}")]
+    InvalidStream { name: String, reason: &'static str },
+    #[error("append to `{stream}` has no events")]
+    EmptyAppend { stream: String },
+    #[error("event {id} is {size} bytes; the limit is {max}")]
+    EventTooLarge { id: Uuid, size: usize, max: usize },
+    #[error("concurrency conflict on `{stream}`: expected {expected}, actual {actual}")]
+    Conflict { stream: String, expected: String, actual: String, actual_version: Option<u64> },
+    #[error("event {id} was already appended with a different payload or position")]
+    IdempotencyConflict { id: Uuid },
+    #[error("event {id} appears twice in one append")]
+    DuplicateInBatch { id: Uuid },
+    #[error("stream `{0}` was deleted")]
+    StreamDeleted(String),
+    #[error("store at {path} is corrupt at byte {offset}: {reason}")]
+    Corrupt { path: String, offset: u64, reason: String },
+    #[error("store at {path} is in use by another process")]
+    Locked { path: String },
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("database: {0}")]
+    Database(String),
+    #[error("cannot encode or decode: {0}")]
+    Codec(String),
+    #[error(transparent)]
+    Domain(#[from] domain_core::Error),
+    #[error("snapshot of `{stream}` does not fit {aggregate}: {reason}")]
+    Snapshot { stream: String, aggregate: &'static str, reason: String },
+    #[error("command failed: {0}")]
+    Command(String),
+    #[error("gave up after {attempts} conflicting attempts on `{stream}`")]
+    TooManyConflicts { stream: String, attempts: u32 },
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl Error {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io { path: path.display().to_string(), source }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
