@@ -51,10 +51,6 @@ pub(crate) struct WriteSide {
 }
 
 impl WriteSide {
-    pub fn head(&self) -> u64 {
-        self.head
-    }
-
     pub fn state(&self, stream: &StreamId) -> StreamState {
         self.streams.get(stream).copied().unwrap_or_default()
     }
@@ -164,6 +160,11 @@ impl<T> ReadSide<T> {
             .take(max)
             .filter_map(|(i, p)| self.get(*p).map(|e| (i as u64 + 1, *p, e)))
             .collect())
+    }
+
+    /// Number of events in a stream (its last version), 0 if unknown.
+    pub fn stream_version(&self, stream: &StreamId) -> u64 {
+        self.streams.get(stream).map_or(0, |(p, _)| p.len() as u64)
     }
 
     /// Entries of the global log from position `from` (1-based), at most `max`.

@@ -11,6 +11,7 @@
 //! envelopes), make an append wait on Kafka, or acknowledge an append before
 //! it is durable (embedded and PostgreSQL adapters).
 
+pub mod embedded;
 pub mod error;
 mod head;
 mod index;
@@ -20,6 +21,7 @@ pub mod rules;
 pub mod store;
 pub mod testkit;
 
+pub use embedded::{EmbeddedConfig, EmbeddedEventStore};
 pub use error::{Error, Result};
 pub use memory::InMemoryEventStore;
 pub use model::{AppendResult, ExpectedVersion, RecordedEvent, Snapshot, StreamId};
