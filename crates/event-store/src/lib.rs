@@ -17,12 +17,18 @@ mod head;
 mod index;
 pub mod memory;
 pub mod model;
+pub mod outbox;
+pub mod repository;
 pub mod rules;
 pub mod store;
+pub mod subscription;
 pub mod testkit;
 
 pub use embedded::{EmbeddedConfig, EmbeddedEventStore};
 pub use error::{Error, Result};
 pub use memory::InMemoryEventStore;
 pub use model::{AppendResult, ExpectedVersion, RecordedEvent, Snapshot, StreamId};
+pub use outbox::OutboxRelay;
+pub use repository::{Repository, SnapshotPolicy};
 pub use store::EventStore;
+pub use subscription::LogSubscription;
