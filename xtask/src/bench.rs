@@ -29,14 +29,24 @@ pub struct Bench {
 }
 
 /// All benches. Add new ones here.
-pub const BENCHES: &[Bench] = &[Bench {
-    name: "bus",
-    package: "kafka-bus",
-    example: "bench_bus",
-    about: "kafka-bus produce/consume throughput against raw rdkafka on the same broker",
-    needs_kafka: true,
-    needs_postgres: false,
-}];
+pub const BENCHES: &[Bench] = &[
+    Bench {
+        name: "bus",
+        package: "kafka-bus",
+        example: "bench_bus",
+        about: "kafka-bus publish throughput against raw rdkafka on the same broker; in-process bus rates",
+        needs_kafka: true,
+        needs_postgres: false,
+    },
+    Bench {
+        name: "event-store",
+        package: "event-store",
+        example: "bench_event_store",
+        about: "embedded appends vs raw fsync, group commit, aggregate replay, PostgreSQL vs plain INSERT",
+        needs_kafka: false,
+        needs_postgres: true,
+    },
+];
 
 /// The list of known benches for help and error texts.
 pub fn list() -> String {

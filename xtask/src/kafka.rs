@@ -27,6 +27,9 @@ pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP";
 /// Jars whose presence marks a complete fetch (the broker and its logging backend,
 /// which must match the `slf4j-api` 1.x that Kafka 4.1 uses, or the log stays empty).
 const MARKER_JARS: &[&str] = &["kafka_2.13-4.1.1.jar", "slf4j-simple-1.7.36.jar"];
+/// Tells tests where the broker jars are, for private brokers of their own.
+pub const LIBS_ENV: &str = "KAFKA_LIBS";
+
 /// The log line that says the broker is ready.
 const READY_LINE: &str = "Kafka Server started";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -38,7 +41,7 @@ const MAIN_CLASS: &str = "kafka.Kafka";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Started(pub bool);
 
-fn libs_dir() -> PathBuf {
+pub fn libs_dir() -> PathBuf {
     paths::cache_root().join(format!("kafka-{VERSION}")).join("libs")
 }
 
@@ -160,7 +163,7 @@ fn jars_complete(libs: &Path) -> bool {
 
 /// Fetches the broker jars with Maven unless a complete copy is cached. Maven writes into
 /// a temporary directory that is renamed into place, so a half-fetch never looks complete.
-fn ensure_jars() -> Result<()> {
+pub fn ensure_jars() -> Result<()> {
     let libs = libs_dir();
     if jars_complete(&libs) {
         return Ok(());

@@ -15,6 +15,9 @@ pub fn run(extra: &[String]) -> Result<()> {
     let mut services = Services::new();
     let bootstrap = services.kafka()?;
     let database_url = services.postgres()?;
+    // Fault tests run a private broker of their own (stopped and restarted
+    // on purpose), so they need the jars even when KAFKA_BOOTSTRAP is given.
+    kafka::ensure_jars()?;
     // `--workspace` also covers the members outside default-members (xtask,
     // integration-tests).
     let outcome = process::status(
@@ -23,6 +26,7 @@ pub fn run(extra: &[String]) -> Result<()> {
             .args(extra)
             .env(kafka::BOOTSTRAP_ENV, &bootstrap)
             .env(pg::URL_ENV, &database_url)
+            .env(kafka::LIBS_ENV, kafka::libs_dir())
             .current_dir(paths::workspace_root()),
     );
     let servers = services.describe();

@@ -138,3 +138,50 @@ mod tests {
         assert_eq!(root.committed_version(), 2);
     }
 }
+
+/// Benchmark figures in the form every `cargo xtask bench` prints: one
+/// `BENCH {json}` line per figure, and the same objects as a JSON array.
+pub mod bench {
+    use serde_json::{Value, json};
+
+    /// One figure; `ratio` is against `baseline`, measured in the same run.
+    pub fn figure(
+        bench: &str,
+        metric: &str,
+        value: f64,
+        unit: &str,
+        baseline: Option<&str>,
+        ratio: Option<f64>,
+        target: &str,
+    ) -> Value {
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        json!({ "bench": bench, "metric": metric, "value": round(value), "unit": unit,
+            "baseline": baseline, "ratio": ratio.map(round), "target": target })
+    }
+
+    /// A table for people, then the `BENCH` lines for tools.
+    pub fn report(figures: &[Value]) -> String {
+        let mut out = format!("\n{:<40} {:>16} {:<12} {:>8}  {}\n", "figure", "value", "unit", "ratio", "target");
+        for f in figures {
+            let ratio = f["ratio"].as_f64().map_or("-".to_owned(), |r| format!("{r:.3}"));
+            out.push_str(&format!(
+                "{:<40} {:>16.1} {:<12} {:>8}  {}\n",
+                f["metric"].as_str().unwrap_or("?"),
+                f["value"].as_f64().unwrap_or(0.0),
+                f["unit"].as_str().unwrap_or(""),
+                ratio,
+                f["target"].as_str().unwrap_or("")
+            ));
+        }
+        for f in figures {
+            out.push_str(&format!("BENCH {f}\n"));
+        }
+        out
+    }
+
+    /// The median of some measurements (NaN-safe ordering).
+    pub fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+}

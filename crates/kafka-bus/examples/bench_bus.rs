@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use domain_core::bus::{EventBus, InProcessBus, TopicSpec};
+use domain_core::testkit::bench::{self, median};
 use domain_core::{Envelope, EventType, codec};
 use futures::future::try_join_all;
 use kafka_bus::{KafkaBus, KafkaConfig};
@@ -115,11 +116,6 @@ async fn in_process_consume(bus: &InProcessBus, topic: &str, n: usize) -> Result
     Ok(start.elapsed())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -132,9 +128,7 @@ fn figure(
     ratio: Option<f64>,
     target: &str,
 ) -> serde_json::Value {
-    let round = |x: f64| (x * 1000.0).round() / 1000.0;
-    json!({ "bench": "bus", "metric": metric, "value": round(value), "unit": unit,
-        "baseline": baseline, "ratio": ratio.map(round), "target": target })
+    bench::figure("bus", metric, value, unit, baseline, ratio, target)
 }
 
 #[tokio::main]
@@ -193,20 +187,7 @@ async fn main() -> Result<(), String> {
         figure("in_process_publish", mem_publish, "events/s", None, None, "report"),
         figure("in_process_consume_commit", mem_consume, "events/s", None, None, "report"),
     ];
-    println!();
-    println!("{:<28} {:>14} {:>8}", "figure", "events/s", "ratio");
-    for f in &figures {
-        let ratio = f["ratio"].as_f64().map_or("-".to_owned(), |r| format!("{r:.3}"));
-        println!(
-            "{:<28} {:>14.0} {:>8}",
-            f["metric"].as_str().unwrap_or("?"),
-            f["value"].as_f64().unwrap_or(0.0),
-            ratio
-        );
-    }
-    for f in &figures {
-        println!("BENCH {f}");
-    }
+    print!("{}", bench::report(&figures));
     if let Some(out) = a.out {
         if let Some(dir) = std::path::Path::new(&out).parent() {
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;

@@ -1,6 +1,9 @@
 //! Integration tests on a real Apache Kafka broker (`KAFKA_BOOTSTRAP`, which
-//! `cargo xtask test` starts). One binary, one module per concern.
+//! `cargo xtask test` starts) and real files. One binary, one module per concern.
 
+mod broker;
+mod event_store_crash;
 mod kcat_interop;
+mod outbox_relay;
 mod redelivery_after_kill;
 mod support;

@@ -1,0 +1,368 @@
+//! `cargo xtask bench event-store`: the embedded store against the raw
+//! limit of this disk, group commit, aggregate replay, and the PostgreSQL
+//! adapter against plain INSERTs, each measured in the same run.
+//!
+//! Usage: bench_event_store [--database-url URL] [--quick] [--out FILE]
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain_core::testkit::bench::{self, median};
+use domain_core::{Aggregate, DomainEvent, Envelope, EventType, codec};
+use event_store::{EmbeddedEventStore, EventStore, ExpectedVersion, PostgresEventStore, Repository, StreamId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+const NAME: &str = "event-store";
+
+struct Args {
+    database_url: Option<String>,
+    quick: bool,
+    out: Option<String>,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args { database_url: std::env::var("DATABASE_URL").ok(), quick: false, out: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--database-url" => a.database_url = Some(it.next().ok_or("--database-url needs a URL")?),
+            "--out" => a.out = Some(it.next().ok_or("--out needs a file")?),
+            "--quick" => a.quick = true,
+            "--bench" => {}
+            other => {
+                return Err(format!(
+                    "unknown argument {other}; usage: bench_event_store [--database-url URL] [--quick] [--out FILE]"
+                ));
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn e<E: std::fmt::Display>(err: E) -> String {
+    err.to_string()
+}
+
+/// An event with a 256-byte payload.
+fn event(subject: &str, i: u64) -> Envelope {
+    let ty: EventType = "bench.Added.v1".parse().unwrap_or_else(|e| panic!("{e}"));
+    let pad = "x".repeat(256 - 22);
+    Envelope::raw("bench", ty, subject, 0, json!({ "n": i, "pad": pad }))
+}
+
+fn temp_dir(what: &str) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("bench-es-{what}-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).map_err(e)?;
+    Ok(dir)
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// The raw limit: the same bytes, the same batches, write + fdatasync each.
+fn raw_fsync(dir: &Path, batches: &[Vec<u8>]) -> Result<Duration, String> {
+    let path = dir.join("raw.log");
+    let mut f: File = OpenOptions::new().create(true).append(true).open(&path).map_err(e)?;
+    let start = Instant::now();
+    for b in batches {
+        f.write_all(b).map_err(e)?;
+        f.sync_data().map_err(e)?;
+    }
+    let took = start.elapsed();
+    drop(f);
+    std::fs::remove_file(&path).map_err(e)?;
+    Ok(took)
+}
+
+async fn store_batches(store: &dyn EventStore, s: &StreamId, batches: &[Vec<Envelope>]) -> Result<Duration, String> {
+    let mut v = store.stream_version(s).await.map_err(e)?;
+    let start = Instant::now();
+    for b in batches {
+        let r = store.append(s, ExpectedVersion::Exact(v), b.clone()).await.map_err(e)?;
+        v = r.last_version;
+    }
+    Ok(start.elapsed())
+}
+
+async fn batched_append(n: u64, batch: u64, figures: &mut Vec<Value>) -> Result<(), String> {
+    let dir = temp_dir("batched")?;
+    let store = EmbeddedEventStore::open(dir.join("store")).map_err(e)?;
+    let s = StreamId::new("bench-batched").map_err(e)?;
+    let (mut ratios, mut store_rates, mut raw_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..3u64 {
+        let events: Vec<Vec<Envelope>> = (0..n / batch)
+            .map(|b| (0..batch).map(|i| event(s.as_str(), round * n + b * batch + i)).collect())
+            .collect();
+        let bytes: Vec<Vec<u8>> = events
+            .iter()
+            .map(|b| {
+                b.iter().map(|ev| codec::to_json(ev).map_err(e)).collect::<Result<Vec<_>, _>>().map(|v| v.concat())
+            })
+            .collect::<Result<_, _>>()?;
+        let (st, raw) = if round % 2 == 0 {
+            let st = store_batches(&store, &s, &events).await?;
+            (st, raw_fsync(&dir, &bytes)?)
+        } else {
+            let raw = raw_fsync(&dir, &bytes)?;
+            (store_batches(&store, &s, &events).await?, raw)
+        };
+        let (sr, rr) = (rate(n, st), rate(n, raw));
+        eprintln!(
+            "  batched x{batch} round {round}: store {sr:>10.0} ev/s   raw fsync {rr:>10.0} ev/s   ratio {:.3}",
+            sr / rr
+        );
+        ratios.push(sr / rr);
+        store_rates.push(sr);
+        raw_rates.push(rr);
+    }
+    figures.push(bench::figure(
+        NAME,
+        &format!("embedded_append_batch{batch}"),
+        median(store_rates),
+        "events/s",
+        Some("write+fdatasync of the same bytes in the same batches"),
+        Some(median(ratios)),
+        ">=0.5",
+    ));
+    figures.push(bench::figure(
+        NAME,
+        &format!("raw_fsync_batch{batch}"),
+        median(raw_rates),
+        "events/s",
+        None,
+        None,
+        "baseline",
+    ));
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+async fn group_commit(single: u64, per_task: u64, figures: &mut Vec<Value>) -> Result<(), String> {
+    let dir = temp_dir("group")?;
+    let store: Arc<dyn EventStore> = Arc::new(EmbeddedEventStore::open(&dir).map_err(e)?);
+    let s = StreamId::new("solo").map_err(e)?;
+    let start = Instant::now();
+    for i in 0..single {
+        store.append(&s, ExpectedVersion::Any, vec![event("solo", i)]).await.map_err(e)?;
+    }
+    let one = rate(single, start.elapsed());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let s = StreamId::new(format!("writer-{t}")).map_err(e)?;
+            for i in 0..per_task {
+                store.append(&s, ExpectedVersion::Any, vec![event(s.as_str(), i)]).await.map_err(e)?;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(e)??;
+    }
+    let many = rate(64 * per_task, start.elapsed());
+    eprintln!("  single-event appends: 1 writer {one:.0} ev/s, 64 writers {many:.0} ev/s");
+    figures.push(bench::figure(NAME, "embedded_single_appends_1_writer", one, "events/s", None, None, "baseline"));
+    figures.push(bench::figure(
+        NAME,
+        "embedded_single_appends_64_writers",
+        many,
+        "events/s",
+        Some("1 writer"),
+        Some(many / one),
+        ">=20",
+    ));
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum TallyEvent {
+    Added { n: u64, pad: String },
+}
+
+impl DomainEvent for TallyEvent {
+    const CONTEXT: &'static str = "bench";
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Tally {
+    sum: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+impl Aggregate for Tally {
+    const TYPE: &'static str = "Tally";
+    type Command = u64;
+    type Event = TallyEvent;
+    type Error = Never;
+    fn handle(&self, n: u64) -> Result<Vec<TallyEvent>, Never> {
+        Ok(vec![TallyEvent::Added { n, pad: String::new() }])
+    }
+    fn apply(&mut self, TallyEvent::Added { n, .. }: &TallyEvent) {
+        self.sum += n;
+    }
+}
+
+async fn aggregate_load(n: u64, figures: &mut Vec<Value>) -> Result<(), String> {
+    let dir = temp_dir("load")?;
+    let store: Arc<dyn EventStore> = Arc::new(EmbeddedEventStore::open(&dir).map_err(e)?);
+    let s = Repository::<Tally>::stream_of("t1").map_err(e)?;
+    let batches: Vec<Vec<Envelope>> =
+        (0..n / 1000).map(|b| (0..1000).map(|i| event("t1", b * 1000 + i)).collect()).collect();
+    store_batches(store.as_ref(), &s, &batches).await?;
+    let plain = Repository::<Tally>::new(Arc::clone(&store));
+    plain.load("t1").await.map_err(e)?; // warm the page cache
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let root = plain.load("t1").await.map_err(e)?;
+        times.push(start.elapsed().as_secs_f64());
+        if root.version() != n {
+            return Err(format!("loaded version {} of {n}", root.version()));
+        }
+    }
+    let replay = n as f64 / median(times);
+    let state = serde_json::to_value(plain.load("t1").await.map_err(e)?.state()).map_err(e)?;
+    let version = store.stream_version(&s).await.map_err(e)?;
+    store
+        .save_snapshot(&event_store::Snapshot {
+            stream: s.clone(),
+            aggregate_type: "Tally".into(),
+            schema_version: 1,
+            version,
+            state,
+            taken_at: chrono::Utc::now(),
+        })
+        .await
+        .map_err(e)?;
+    let mut snap_times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let root = plain.load("t1").await.map_err(e)?;
+        snap_times.push(start.elapsed().as_secs_f64() * 1e6);
+        if root.version() != version {
+            return Err("snapshot load lost events".into());
+        }
+    }
+    let with_snapshot_us = median(snap_times);
+    eprintln!("  load of {n} events: replay {replay:.0} ev/s; with snapshot {with_snapshot_us:.0} us");
+    figures.push(bench::figure(NAME, "aggregate_replay_10k_no_snapshot", replay, "events/s", None, None, ">=1000000"));
+    figures.push(bench::figure(
+        NAME,
+        "aggregate_load_10k_with_snapshot",
+        with_snapshot_us,
+        "us",
+        Some("replay without snapshot"),
+        Some((n as f64 / replay * 1e6) / with_snapshot_us),
+        "report",
+    ));
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+async fn postgres(url: &str, n: u64, batch: u64, figures: &mut Vec<Value>) -> Result<(), String> {
+    let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
+    let store = PostgresEventStore::connect(url, &schema).await.map_err(e)?;
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(e)?;
+    tokio::spawn(conn);
+    let plain = format!("\"{schema}\".plain");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {plain} (position bigint PRIMARY KEY, stream text NOT NULL, version bigint NOT NULL,
+             event_id uuid NOT NULL UNIQUE, body bytea NOT NULL, recorded_at timestamptz NOT NULL, UNIQUE (stream, version))"
+        ))
+        .await
+        .map_err(e)?;
+    let insert = client
+        .prepare(&format!(
+            "INSERT INTO {plain} (position, stream, version, event_id, body, recorded_at)
+             SELECT $1 + t.i - 1, $2, $1 + t.i - 1, t.id, t.body, now()
+             FROM unnest($3::uuid[], $4::bytea[]) WITH ORDINALITY AS t(id, body, i)"
+        ))
+        .await
+        .map_err(e)?;
+    let s = StreamId::new("pg-bench").map_err(e)?;
+    let (mut ratios, mut store_rates, mut plain_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..3u64 {
+        let events: Vec<Vec<Envelope>> = (0..n / batch)
+            .map(|b| (0..batch).map(|i| event(s.as_str(), round * n + b * batch + i)).collect())
+            .collect();
+        let st = store_batches(&store, &s, &events).await?;
+        let start = Instant::now();
+        for (b, evs) in events.iter().enumerate() {
+            let ids: Vec<uuid::Uuid> = evs.iter().map(|ev| ev.id).collect();
+            let bodies: Vec<Vec<u8>> = evs.iter().map(|ev| codec::to_json(ev).map_err(e)).collect::<Result<_, _>>()?;
+            let first = (round * n + b as u64 * batch + 1) as i64;
+            client.execute("BEGIN", &[]).await.map_err(e)?;
+            client.execute(&insert, &[&first, &s.as_str(), &ids, &bodies]).await.map_err(e)?;
+            client.execute("COMMIT", &[]).await.map_err(e)?;
+        }
+        let pt = start.elapsed();
+        let (sr, pr) = (rate(n, st), rate(n, pt));
+        eprintln!(
+            "  postgres x{batch} round {round}: adapter {sr:>9.0} ev/s   plain INSERT {pr:>9.0} ev/s   ratio {:.3}",
+            sr / pr
+        );
+        ratios.push(sr / pr);
+        store_rates.push(sr);
+        plain_rates.push(pr);
+    }
+    figures.push(bench::figure(
+        NAME,
+        &format!("postgres_append_batch{batch}"),
+        median(store_rates),
+        "events/s",
+        Some("plain INSERT of the same rows, same batches, one transaction each"),
+        Some(median(ratios)),
+        "report",
+    ));
+    figures.push(bench::figure(
+        NAME,
+        &format!("postgres_plain_insert_batch{batch}"),
+        median(plain_rates),
+        "events/s",
+        None,
+        None,
+        "baseline",
+    ));
+    store.drop_schema().await.map_err(e)?;
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), String> {
+    let a = args()?;
+    let (n, single, per_task) = if a.quick { (10_000, 100, 10) } else { (100_000, 300, 40) };
+    eprintln!("event-store bench: {n} events of 256-byte payloads; data in {}", std::env::temp_dir().display());
+    let mut figures = Vec::new();
+    batched_append(n, 100, &mut figures).await?;
+    batched_append(n, 1000, &mut figures).await?;
+    group_commit(single, per_task, &mut figures).await?;
+    aggregate_load(10_000, &mut figures).await?;
+    match &a.database_url {
+        Some(url) => postgres(url, n / 5, 100, &mut figures).await?,
+        None => eprintln!("  no --database-url: PostgreSQL figures skipped (cargo xtask bench event-store starts one)"),
+    }
+    print!("{}", bench::report(&figures));
+    if let Some(out) = a.out {
+        if let Some(dir) = Path::new(&out).parent() {
+            std::fs::create_dir_all(dir).map_err(e)?;
+        }
+        std::fs::write(&out, serde_json::to_vec_pretty(&figures).map_err(e)?).map_err(e)?;
+        eprintln!("wrote {out}");
+    }
+    Ok(())
+}
