@@ -85,4 +85,9 @@ impl Envelope {
     pub fn decode<E: DomainEvent>(&self) -> Result<E> {
         from_wire(&self.event_type, &self.data)
     }
+
+    /// Like [`Envelope::decode`], consuming the envelope (no payload copy).
+    pub fn into_event<E: DomainEvent>(self) -> Result<E> {
+        crate::event::from_wire_owned(&self.event_type, self.data)
+    }
 }

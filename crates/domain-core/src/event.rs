@@ -44,6 +44,11 @@ pub fn to_wire<E: DomainEvent>(event: &E) -> Result<(EventType, Value)> {
 /// The type must belong to `E`'s context and be at the current version
 /// (upcast older versions first).
 pub fn from_wire<E: DomainEvent>(ty: &EventType, data: &Value) -> Result<E> {
+    from_wire_owned(ty, data.clone())
+}
+
+/// [`from_wire`] taking the payload by value (no copy: replay's hot path).
+pub fn from_wire_owned<E: DomainEvent>(ty: &EventType, data: Value) -> Result<E> {
     if ty.context() != E::CONTEXT {
         return Err(Error::UnknownEventType(ty.to_string()));
     }
@@ -53,7 +58,7 @@ pub fn from_wire<E: DomainEvent>(ty: &EventType, data: &Value) -> Result<E> {
             reason: format!("this consumer reads version {}; register an upcaster", E::schema_version(ty.name())),
         });
     }
-    let tagged = Value::Object([(ty.name().to_owned(), data.clone())].into_iter().collect());
+    let tagged = Value::Object([(ty.name().to_owned(), data)].into_iter().collect());
     serde_json::from_value(tagged).map_err(|e| {
         let msg = e.to_string();
         if msg.starts_with("unknown variant") {

@@ -79,11 +79,11 @@ fn raw_fsync(dir: &Path, batches: &[Vec<u8>]) -> Result<Duration, String> {
     Ok(took)
 }
 
-async fn store_batches(store: &dyn EventStore, s: &StreamId, batches: &[Vec<Envelope>]) -> Result<Duration, String> {
+async fn store_batches(store: &dyn EventStore, s: &StreamId, batches: Vec<Vec<Envelope>>) -> Result<Duration, String> {
     let mut v = store.stream_version(s).await.map_err(e)?;
     let start = Instant::now();
     for b in batches {
-        let r = store.append(s, ExpectedVersion::Exact(v), b.clone()).await.map_err(e)?;
+        let r = store.append(s, ExpectedVersion::Exact(v), b).await.map_err(e)?;
         v = r.last_version;
     }
     Ok(start.elapsed())
@@ -101,15 +101,18 @@ async fn batched_append(n: u64, batch: u64, figures: &mut Vec<Value>) -> Result<
         let bytes: Vec<Vec<u8>> = events
             .iter()
             .map(|b| {
-                b.iter().map(|ev| codec::to_json(ev).map_err(e)).collect::<Result<Vec<_>, _>>().map(|v| v.concat())
+                b.iter()
+                    .map(|ev| event_store::record::encode(ev).map_err(e))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|v| v.concat())
             })
             .collect::<Result<_, _>>()?;
         let (st, raw) = if round % 2 == 0 {
-            let st = store_batches(&store, &s, &events).await?;
+            let st = store_batches(&store, &s, events).await?;
             (st, raw_fsync(&dir, &bytes)?)
         } else {
             let raw = raw_fsync(&dir, &bytes)?;
-            (store_batches(&store, &s, &events).await?, raw)
+            (store_batches(&store, &s, events).await?, raw)
         };
         let (sr, rr) = (rate(n, st), rate(n, raw));
         eprintln!(
@@ -221,7 +224,7 @@ async fn aggregate_load(n: u64, figures: &mut Vec<Value>) -> Result<(), String> 
     let s = Repository::<Tally>::stream_of("t1").map_err(e)?;
     let batches: Vec<Vec<Envelope>> =
         (0..n / 1000).map(|b| (0..1000).map(|i| event("t1", b * 1000 + i)).collect()).collect();
-    store_batches(store.as_ref(), &s, &batches).await?;
+    store_batches(store.as_ref(), &s, batches).await?;
     let plain = Repository::<Tally>::new(Arc::clone(&store));
     plain.load("t1").await.map_err(e)?; // warm the page cache
     let mut times = Vec::new();
@@ -300,7 +303,7 @@ async fn postgres(url: &str, n: u64, batch: u64, figures: &mut Vec<Value>) -> Re
         let events: Vec<Vec<Envelope>> = (0..n / batch)
             .map(|b| (0..batch).map(|i| event(s.as_str(), round * n + b * batch + i)).collect())
             .collect();
-        let st = store_batches(&store, &s, &events).await?;
+        let st = store_batches(&store, &s, events.clone()).await?;
         let start = Instant::now();
         for (b, evs) in events.iter().enumerate() {
             let ids: Vec<uuid::Uuid> = evs.iter().map(|ev| ev.id).collect();

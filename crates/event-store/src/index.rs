@@ -6,10 +6,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use domain_core::Envelope;
 use uuid::Uuid;
 
-use crate::rules::{self, StoredId, StreamState};
+use crate::rules::{self, Encoded, StoredId, StreamState};
 use crate::{AppendResult, Error, ExpectedVersion, Result, StreamId};
 
 /// Events accepted for appending, encoded, numbered and positioned.
@@ -19,7 +18,8 @@ pub(crate) struct NewEvents {
     pub first_version: u64,
     pub first_position: u64,
     pub recorded_at: DateTime<Utc>,
-    pub events: Vec<(Envelope, Vec<u8>)>,
+    /// Each with `aggregate_version` set to the version it is stored at.
+    pub events: Vec<Encoded>,
 }
 
 impl NewEvents {
@@ -55,24 +55,18 @@ impl WriteSide {
         self.streams.get(stream).copied().unwrap_or_default()
     }
 
-    /// Decides an append without changing anything.
-    pub fn plan(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: &[Envelope],
-        max_event_bytes: usize,
-    ) -> Result<Plan> {
-        if events.is_empty() {
-            return Err(Error::EmptyAppend { stream: stream.to_string() });
-        }
-        let stored: Vec<Option<StoredId>> = events.iter().map(|e| self.ids.get(&e.id).cloned()).collect();
-        if let Some(done) = rules::already_appended(stream, events, &stored, max_event_bytes)? {
+    /// Decides an append of an encoded batch without changing anything.
+    pub fn plan(&self, stream: &StreamId, expected: ExpectedVersion, mut events: Vec<Encoded>) -> Result<Plan> {
+        let new: Vec<(Uuid, u64)> = events.iter().map(|e| (e.envelope.id, e.digest)).collect();
+        let stored: Vec<Option<StoredId>> = new.iter().map(|(id, _)| self.ids.get(id).cloned()).collect();
+        if let Some(done) = rules::already_stored(stream, &new, &stored)? {
             return Ok(Plan::Existing(done));
         }
         let state = self.state(stream);
         rules::check_expected(stream, state, expected)?;
-        let events = rules::prepare(stream, events, state.version + 1, max_event_bytes)?;
+        for (i, e) in events.iter_mut().enumerate() {
+            e.envelope.aggregate_version = state.version + 1 + i as u64;
+        }
         Ok(Plan::New(NewEvents {
             stream: stream.clone(),
             first_version: state.version + 1,
@@ -84,14 +78,9 @@ impl WriteSide {
 
     /// Records a planned append as done.
     pub fn apply(&mut self, new: &NewEvents) {
-        for (i, (e, bytes)) in new.events.iter().enumerate() {
-            self.restore(
-                &new.stream,
-                new.first_version + i as u64,
-                new.first_position + i as u64,
-                e.id,
-                rules::digest(bytes),
-            );
+        for (i, e) in new.events.iter().enumerate() {
+            let (version, position) = (new.first_version + i as u64, new.first_position + i as u64);
+            self.restore(&new.stream, version, position, e.envelope.id, e.digest);
         }
     }
 

@@ -55,19 +55,20 @@ impl EventStore for InMemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<Envelope>,
     ) -> Result<AppendResult> {
+        let events = crate::rules::encode_batch(stream, events, self.max_event_bytes)?;
         let mut state = self.lock();
-        let new = match state.write.plan(stream, expected, &events, self.max_event_bytes)? {
+        let new = match state.write.plan(stream, expected, events)? {
             Plan::Existing(done) => return Ok(done),
             Plan::New(new) => new,
         };
         state.write.apply(&new);
-        for (i, (envelope, _)) in new.events.iter().enumerate() {
+        for (i, e) in new.events.iter().enumerate() {
             let recorded = RecordedEvent {
                 stream: stream.clone(),
                 version: new.first_version + i as u64,
                 position: new.first_position + i as u64,
                 recorded_at: new.recorded_at,
-                envelope: envelope.clone(),
+                envelope: e.envelope.clone(),
             };
             state.read.push(stream, recorded);
         }

@@ -84,7 +84,7 @@ where
             let done = page.len() < PAGE;
             let mut events = Vec::with_capacity(page.len());
             for recorded in page {
-                events.push(self.upcasters.upcast(recorded.envelope)?.decode::<A::Event>()?);
+                events.push(self.upcasters.upcast(recorded.envelope)?.into_event::<A::Event>()?);
             }
             root.replay(&events);
             if done {

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use domain_core::{Envelope, codec};
+use uuid::Uuid;
 
 use crate::{AppendResult, Error, ExpectedVersion, Result, StreamId};
 
@@ -66,13 +67,41 @@ pub fn check_expected(stream: &StreamId, state: StreamState, expected: ExpectedV
     })
 }
 
-/// A 64-bit digest of a stored event's bytes, to recognise a retried append
-/// without reading the event back.
+/// A 64-bit digest of an event's stored bytes (length and CRC-32), to
+/// recognise a retried append without reading the event back. Two different
+/// payloads under one event id collide with odds of 2^-32 at most.
 pub fn digest(bytes: &[u8]) -> u64 {
-    use std::hash::Hasher;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    h.write(bytes);
-    h.finish()
+    ((bytes.len() as u64) << 32) | u64::from(crc32fast::hash(bytes))
+}
+
+/// An event encoded for storage, independent of the version it will get.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub envelope: Envelope,
+    pub bytes: Vec<u8>,
+    pub digest: u64,
+}
+
+/// Checks a batch and encodes it in the binary record form (see
+/// [`crate::record`]); runs in the caller, before the writer decides.
+pub fn encode_batch(stream: &StreamId, events: Vec<Envelope>, max_event_bytes: usize) -> Result<Vec<Encoded>> {
+    if events.is_empty() {
+        return Err(Error::EmptyAppend { stream: stream.to_string() });
+    }
+    let mut ids = HashSet::with_capacity(events.len());
+    let mut out = Vec::with_capacity(events.len());
+    for envelope in events {
+        if !ids.insert(envelope.id) {
+            return Err(Error::DuplicateInBatch { id: envelope.id });
+        }
+        let bytes = crate::record::encode(&envelope)?;
+        if bytes.len() > max_event_bytes {
+            return Err(Error::EventTooLarge { id: envelope.id, size: bytes.len(), max: max_event_bytes });
+        }
+        let digest = digest(&bytes);
+        out.push(Encoded { envelope, bytes, digest });
+    }
+    Ok(out)
 }
 
 /// Where an event id is stored.
@@ -86,33 +115,30 @@ pub struct StoredId {
 
 /// Decides whether an append is a retry of one already stored.
 ///
-/// `stored[i]` is where `events[i].id` is stored, if anywhere. Returns the
-/// original result when every event is stored in this stream, contiguously
-/// and with the same content; `None` when none is stored; an error for
-/// anything in between.
-pub fn already_appended(
+/// `new[i]` is the id and digest of the i-th event, `stored[i]` where that id
+/// is stored, if anywhere. Returns the original result when every event is
+/// stored in this stream, contiguously and with the same content; `None`
+/// when none is stored; an error for anything in between.
+pub fn already_stored(
     stream: &StreamId,
-    events: &[Envelope],
+    new: &[(Uuid, u64)],
     stored: &[Option<StoredId>],
-    max_event_bytes: usize,
 ) -> Result<Option<AppendResult>> {
     let (Some(Some(first)), Some(Some(last))) = (stored.first(), stored.last()) else {
-        return match stored.iter().zip(events).find(|(s, _)| s.is_some()) {
-            Some((_, e)) => Err(Error::IdempotencyConflict { id: e.id }),
+        return match stored.iter().zip(new).find(|(s, _)| s.is_some()) {
+            Some((_, (id, _))) => Err(Error::IdempotencyConflict { id: *id }),
             None => Ok(None),
         };
     };
-    // Re-encode as it would have been stored, at the stored versions.
-    let prepared = prepare(stream, events, first.version, max_event_bytes)?;
-    for (i, ((event, bytes), found)) in prepared.iter().zip(stored).enumerate() {
+    for (i, ((id, digest), found)) in new.iter().zip(stored).enumerate() {
         let same = found.as_ref().is_some_and(|f| {
             &f.stream == stream
                 && f.version == first.version + i as u64
                 && f.position == first.position + i as u64
-                && f.digest == digest(bytes)
+                && f.digest == *digest
         });
         if !same {
-            return Err(Error::IdempotencyConflict { id: event.id });
+            return Err(Error::IdempotencyConflict { id: *id });
         }
     }
     Ok(Some(AppendResult {
@@ -121,4 +147,19 @@ pub fn already_appended(
         first_position: first.position,
         last_position: last.position,
     }))
+}
+
+/// [`already_stored`] for adapters that store the structured JSON of
+/// [`prepare`] (the version is inside, so digests are taken at the stored one).
+pub fn already_appended(
+    stream: &StreamId,
+    events: &[Envelope],
+    stored: &[Option<StoredId>],
+    max_event_bytes: usize,
+) -> Result<Option<AppendResult>> {
+    let Some(first) = stored.iter().flatten().next() else { return Ok(None) };
+    let at = first.version.saturating_sub(stored.iter().position(Option::is_some).unwrap_or(0) as u64);
+    let new: Vec<(Uuid, u64)> =
+        prepare(stream, events, at.max(1), max_event_bytes)?.iter().map(|(e, b)| (e.id, digest(b))).collect();
+    already_stored(stream, &new, stored)
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain_core::{Envelope, codec};
+use domain_core::Envelope;
 use tokio::sync::oneshot;
 
 use crate::head::HeadWatch;
@@ -92,6 +92,7 @@ impl Default for EmbeddedConfig {
 #[derive(Debug)]
 pub struct EmbeddedEventStore {
     shared: Arc<Shared>,
+    max_event_bytes: usize,
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     _lock: File,
@@ -136,7 +137,7 @@ impl Shared {
             let chunk = self.read_at(start, (end - start) as usize)?;
             for (stream, position, loc) in items[i..j].iter().cloned() {
                 let at = (loc.offset - start) as usize;
-                let envelope = codec::from_json(&chunk[at..at + loc.len as usize])?;
+                let envelope = crate::record::decode(&chunk[at..at + loc.len as usize], loc.version)?;
                 out.push(RecordedEvent {
                     stream,
                     version: loc.version,
@@ -180,7 +181,13 @@ impl EmbeddedEventStore {
             .name("event-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(Error::io(&path))?;
-        Ok(Self { shared, requests: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)), _lock: lock })
+        Ok(Self {
+            shared,
+            max_event_bytes: config.max_event_bytes,
+            requests: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -255,13 +262,14 @@ fn apply_frame(
             let sid = read.intern(&stream);
             for i in 0..u64::from(count) {
                 let id = r.uuid()?;
+                let digest = r.u64()?;
                 let (offset, bytes) = r.bytes()?;
                 let (version, position) = (first_version + i, first_position + i);
                 if position != read.events.head() + 1 {
                     return Err(Error::Codec(format!("position {position} follows {}", read.events.head())));
                 }
                 if let Some(w) = write.as_deref_mut() {
-                    w.restore(&stream, version, position, id, crate::rules::digest(bytes));
+                    w.restore(&stream, version, position, id, digest);
                 }
                 let loc = Loc { stream: sid, version, offset, len: bytes.len() as u32, recorded_at };
                 read.events.push(&stream, loc);
@@ -300,6 +308,8 @@ impl EventStore for EmbeddedEventStore {
         expected: ExpectedVersion,
         events: Vec<Envelope>,
     ) -> Result<AppendResult> {
+        // Encoding happens here, on the caller's thread, not the writer's.
+        let events = crate::rules::encode_batch(stream, events, self.max_event_bytes)?;
         let stream = stream.clone();
         self.send(|reply| Request::Append { stream, expected, events, reply }).await
     }

@@ -4,12 +4,12 @@ use std::fs::File;
 use std::io::Write;
 use std::sync::{Arc, mpsc};
 
-use domain_core::Envelope;
 use tokio::sync::oneshot;
 
 use super::frame::{self, FrameReader, FrameWriter};
 use super::{EmbeddedConfig, Shared, apply_frame};
 use crate::index::{Plan, WriteSide};
+use crate::rules::Encoded;
 use crate::{AppendResult, Error, ExpectedVersion, Result, Snapshot, StreamId};
 
 /// A write for the writer thread, with where to send the answer.
@@ -18,7 +18,7 @@ pub(crate) enum Request {
     Append {
         stream: StreamId,
         expected: ExpectedVersion,
-        events: Vec<Envelope>,
+        events: Vec<Encoded>,
         reply: oneshot::Sender<Result<AppendResult>>,
     },
     Delete {
@@ -106,34 +106,33 @@ impl Writer {
     /// Returns the answer to send once the group is durable, if any.
     fn decide(&mut self, req: Request, frames: &mut FrameWriter) -> Option<Pending> {
         match req {
-            Request::Append { stream, expected, events, reply } => {
-                match self.write.plan(&stream, expected, &events, self.config.max_event_bytes) {
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                        None
-                    }
-                    Ok(Plan::Existing(r)) => Some(Pending::Append(reply, r)),
-                    Ok(Plan::New(new)) => {
-                        let start = frames.begin(frame::APPEND);
-                        frames.str(new.stream.as_str());
-                        frames.u64(new.first_version);
-                        frames.u64(new.first_position);
-                        frames.i64(new.recorded_at.timestamp_micros());
-                        frames.u32(new.events.len() as u32);
-                        for (e, bytes) in &new.events {
-                            frames.uuid(e.id);
-                            frames.bytes(bytes);
-                        }
-                        if let Err(e) = frames.finish(start) {
-                            frames.buf.truncate(start);
-                            let _ = reply.send(Err(e));
-                            return None;
-                        }
-                        self.write.apply(&new);
-                        Some(Pending::Append(reply, new.result()))
-                    }
+            Request::Append { stream, expected, events, reply } => match self.write.plan(&stream, expected, events) {
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    None
                 }
-            }
+                Ok(Plan::Existing(r)) => Some(Pending::Append(reply, r)),
+                Ok(Plan::New(new)) => {
+                    let start = frames.begin(frame::APPEND);
+                    frames.str(new.stream.as_str());
+                    frames.u64(new.first_version);
+                    frames.u64(new.first_position);
+                    frames.i64(new.recorded_at.timestamp_micros());
+                    frames.u32(new.events.len() as u32);
+                    for e in &new.events {
+                        frames.uuid(e.envelope.id);
+                        frames.u64(e.digest);
+                        frames.bytes(&e.bytes);
+                    }
+                    if let Err(e) = frames.finish(start) {
+                        frames.buf.truncate(start);
+                        let _ = reply.send(Err(e));
+                        return None;
+                    }
+                    self.write.apply(&new);
+                    Some(Pending::Append(reply, new.result()))
+                }
+            },
             Request::Delete { stream, expected, reply } => {
                 if let Err(e) = self.write.check_delete(&stream, expected) {
                     let _ = reply.send(Err(e));
