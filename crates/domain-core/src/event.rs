@@ -58,8 +58,7 @@ pub fn from_wire_owned<E: DomainEvent>(ty: &EventType, data: Value) -> Result<E>
             reason: format!("this consumer reads version {}; register an upcaster", E::schema_version(ty.name())),
         });
     }
-    let tagged = Value::Object([(ty.name().to_owned(), data)].into_iter().collect());
-    serde_json::from_value(tagged).map_err(|e| {
+    E::deserialize(Tagged { name: ty.name(), data }).map_err(|e| {
         let msg = e.to_string();
         if msg.starts_with("unknown variant") {
             Error::UnknownEventType(ty.to_string())
@@ -67,6 +66,83 @@ pub fn from_wire_owned<E: DomainEvent>(ty: &EventType, data: Value) -> Result<E>
             Error::SchemaMismatch { event_type: ty.to_string(), reason: msg }
         }
     })
+}
+
+/// Presents `(variant name, payload)` to serde as an externally tagged enum,
+/// without building the `{name: payload}` map first.
+struct Tagged<'a> {
+    name: &'a str,
+    data: Value,
+}
+
+impl<'de> serde::Deserializer<'de> for Tagged<'_> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> std::result::Result<V::Value, Self::Error> {
+        visitor.visit_enum(self)
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        visitor.visit_enum(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+impl<'de> serde::de::EnumAccess<'de> for Tagged<'_> {
+    type Error = serde_json::Error;
+    type Variant = Payload;
+
+    fn variant_seed<S: serde::de::DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> std::result::Result<(S::Value, Payload), Self::Error> {
+        use serde::de::IntoDeserializer;
+        let variant = seed.deserialize(self.name.into_deserializer())?;
+        Ok((variant, Payload(self.data)))
+    }
+}
+
+/// The payload of a tagged event.
+struct Payload(Value);
+
+impl<'de> serde::de::VariantAccess<'de> for Payload {
+    type Error = serde_json::Error;
+
+    fn unit_variant(self) -> std::result::Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn newtype_variant_seed<S: serde::de::DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> std::result::Result<S::Value, Self::Error> {
+        seed.deserialize(self.0)
+    }
+
+    fn tuple_variant<V: serde::de::Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        serde::Deserializer::deserialize_seq(self.0, visitor)
+    }
+
+    fn struct_variant<V: serde::de::Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        serde::Deserializer::deserialize_struct(self.0, "", fields, visitor)
+    }
 }
 
 #[cfg(test)]

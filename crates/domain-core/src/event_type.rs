@@ -2,14 +2,16 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::{Error, Result};
 
 /// A parsed, validated event type such as `orders.OrderConfirmed.v1`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventType {
-    context: String,
-    name: String,
+    // Shared, so the many copies a replay makes cost a reference count.
+    context: Arc<str>,
+    name: Arc<str>,
     version: u32,
 }
 
@@ -27,7 +29,7 @@ impl EventType {
         if version == 0 {
             return Err(bad("version starts at 1"));
         }
-        Ok(Self { context: context.to_owned(), name: name.to_owned(), version })
+        Ok(Self { context: context.into(), name: name.into(), version })
     }
 
     pub fn context(&self) -> &str {

@@ -5,19 +5,20 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::{Envelope, Error, Result};
+use crate::{Envelope, Error, EventType, Result};
 
 type UpcastFn = Box<dyn Fn(Value) -> std::result::Result<Value, String> + Send + Sync>;
 
-/// Upcasters keyed by `<context>.<EventName>` and the version they read.
+/// Upcasters keyed by the event type (with version) they read.
 #[derive(Default)]
 pub struct UpcasterRegistry {
-    steps: HashMap<(String, u32), UpcastFn>,
+    steps: HashMap<EventType, UpcastFn>,
 }
 
 impl fmt::Debug for UpcasterRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpcasterRegistry").field("steps", &self.steps.keys().collect::<Vec<_>>()).finish()
+        let keys: Vec<String> = self.steps.keys().map(ToString::to_string).collect();
+        f.debug_struct("UpcasterRegistry").field("steps", &keys).finish()
     }
 }
 
@@ -33,14 +34,21 @@ impl UpcasterRegistry {
         unversioned_type: &str,
         from_version: u32,
         step: impl Fn(Value) -> std::result::Result<Value, String> + Send + Sync + 'static,
-    ) -> &mut Self {
-        self.steps.insert((unversioned_type.to_owned(), from_version), Box::new(step));
-        self
+    ) -> Result<&mut Self> {
+        let (context, name) = unversioned_type.split_once('.').ok_or_else(|| Error::InvalidEventType {
+            value: unversioned_type.to_owned(),
+            reason: "register `<context>.<EventName>` without the version",
+        })?;
+        self.steps.insert(EventType::new(context, name, from_version)?, Box::new(step));
+        Ok(self)
     }
 
     /// Applies every registered step in order until none matches.
     pub fn upcast(&self, mut env: Envelope) -> Result<Envelope> {
-        while let Some(step) = self.steps.get(&(env.event_type.unversioned(), env.event_type.version())) {
+        if self.steps.is_empty() {
+            return Ok(env);
+        }
+        while let Some(step) = self.steps.get(&env.event_type) {
             let data = std::mem::take(&mut env.data);
             env.data = step(data).map_err(|reason| Error::Upcast { event_type: env.event_type.to_string(), reason })?;
             env.event_type = env.event_type.next_version();
@@ -64,7 +72,8 @@ mod tests {
         r.register("counter.Incremented", 1, |mut v| {
             let amount = v.get_mut("amount").map(Value::take).ok_or("no `amount` field")?;
             Ok(json!({ "by": amount }))
-        });
+        })
+        .expect("valid type");
         r
     }
 

@@ -42,30 +42,67 @@ pub(crate) enum Plan {
     New(NewEvents),
 }
 
+/// Where an event id is, compactly (the stream as an index into `names`).
+#[derive(Debug, Clone, Copy)]
+struct IdSlot {
+    stream: u32,
+    version: u64,
+    position: u64,
+    digest: u64,
+}
+
 /// Stream versions, tombstones and event ids: all an append decision needs.
 #[derive(Debug, Default)]
 pub(crate) struct WriteSide {
-    streams: HashMap<StreamId, StreamState>,
-    ids: HashMap<Uuid, StoredId>,
+    streams: HashMap<StreamId, (u32, StreamState)>,
+    names: Vec<StreamId>,
+    ids: HashMap<Uuid, IdSlot>,
     head: u64,
 }
 
 impl WriteSide {
     pub fn state(&self, stream: &StreamId) -> StreamState {
-        self.streams.get(stream).copied().unwrap_or_default()
+        self.streams.get(stream).map(|(_, s)| *s).unwrap_or_default()
+    }
+
+    fn stored(&self, id: &Uuid) -> Option<StoredId> {
+        let slot = self.ids.get(id)?;
+        Some(StoredId {
+            stream: self.names.get(slot.stream as usize)?.clone(),
+            version: slot.version,
+            position: slot.position,
+            digest: slot.digest,
+        })
+    }
+
+    /// Changes the stream's state, creating its slot on first use; returns
+    /// the slot index.
+    fn update(&mut self, stream: &StreamId, change: impl FnOnce(&mut StreamState)) -> u32 {
+        if let Some((i, s)) = self.streams.get_mut(stream) {
+            change(s);
+            return *i;
+        }
+        let i = self.names.len() as u32;
+        let mut s = StreamState::default();
+        change(&mut s);
+        self.streams.insert(stream.clone(), (i, s));
+        self.names.push(stream.clone());
+        i
     }
 
     /// Decides an append of an encoded batch without changing anything.
     pub fn plan(&self, stream: &StreamId, expected: ExpectedVersion, mut events: Vec<Encoded>) -> Result<Plan> {
-        let new: Vec<(Uuid, u64)> = events.iter().map(|e| (e.envelope.id, e.digest)).collect();
-        let stored: Vec<Option<StoredId>> = new.iter().map(|(id, _)| self.ids.get(id).cloned()).collect();
+        let new: Vec<(Uuid, u64)> = events.iter().map(|e| (e.id, e.digest)).collect();
+        let stored: Vec<Option<StoredId>> = new.iter().map(|(id, _)| self.stored(id)).collect();
         if let Some(done) = rules::already_stored(stream, &new, &stored)? {
             return Ok(Plan::Existing(done));
         }
         let state = self.state(stream);
         rules::check_expected(stream, state, expected)?;
         for (i, e) in events.iter_mut().enumerate() {
-            e.envelope.aggregate_version = state.version + 1 + i as u64;
+            if let Some(env) = &mut e.envelope {
+                env.aggregate_version = state.version + 1 + i as u64;
+            }
         }
         Ok(Plan::New(NewEvents {
             stream: stream.clone(),
@@ -78,18 +115,34 @@ impl WriteSide {
 
     /// Records a planned append as done.
     pub fn apply(&mut self, new: &NewEvents) {
-        for (i, e) in new.events.iter().enumerate() {
-            let (version, position) = (new.first_version + i as u64, new.first_position + i as u64);
-            self.restore(&new.stream, version, position, e.envelope.id, e.digest);
-        }
+        self.restore_batch(
+            &new.stream,
+            new.first_version,
+            new.first_position,
+            new.events.iter().map(|e| (e.id, e.digest)),
+        );
     }
 
-    /// Records one stored event (on open, or from `apply`).
-    pub fn restore(&mut self, stream: &StreamId, version: u64, position: u64, id: Uuid, digest: u64) {
-        let s = self.streams.entry(stream.clone()).or_default();
-        s.version = s.version.max(version);
-        self.head = self.head.max(position);
-        self.ids.insert(id, StoredId { stream: stream.clone(), version, position, digest });
+    /// Records stored events of one stream at consecutive versions and
+    /// positions (on open, or from `apply`).
+    pub fn restore_batch(
+        &mut self,
+        stream: &StreamId,
+        first_version: u64,
+        first_position: u64,
+        events: impl ExactSizeIterator<Item = (Uuid, u64)>,
+    ) {
+        let n = events.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let idx = self.update(stream, |s| s.version = s.version.max(first_version + n - 1));
+        self.head = self.head.max(first_position + n - 1);
+        for (i, (id, digest)) in events.enumerate() {
+            let slot =
+                IdSlot { stream: idx, version: first_version + i as u64, position: first_position + i as u64, digest };
+            self.ids.insert(id, slot);
+        }
     }
 
     /// Checks a tombstone request.
@@ -98,7 +151,7 @@ impl WriteSide {
     }
 
     pub fn mark_deleted(&mut self, stream: &StreamId) {
-        self.streams.entry(stream.clone()).or_default().deleted = true;
+        self.update(stream, |s| s.deleted = true);
     }
 }
 
@@ -120,11 +173,16 @@ impl<T> ReadSide<T> {
         self.entries.len() as u64
     }
 
-    /// Adds the event at the next position.
-    pub fn push(&mut self, stream: &StreamId, entry: T) {
-        self.entries.push(entry);
-        let position = self.entries.len() as u64;
-        self.streams.entry(stream.clone()).or_default().0.push(position);
+    /// Adds events of one stream at the next positions.
+    pub fn push_many(&mut self, stream: &StreamId, entries: impl IntoIterator<Item = T>) {
+        let positions = match self.streams.get_mut(stream) {
+            Some((p, _)) => p,
+            None => &mut self.streams.entry(stream.clone()).or_default().0,
+        };
+        for entry in entries {
+            self.entries.push(entry);
+            positions.push(self.entries.len() as u64);
+        }
     }
 
     pub fn mark_deleted(&mut self, stream: &StreamId) {

@@ -62,20 +62,21 @@ impl EventStore for InMemoryEventStore {
             Plan::New(new) => new,
         };
         state.write.apply(&new);
-        for (i, e) in new.events.iter().enumerate() {
-            let recorded = RecordedEvent {
+        let result = new.result();
+        let recorded = new.events.into_iter().enumerate().filter_map(|(i, e)| {
+            Some(RecordedEvent {
                 stream: stream.clone(),
                 version: new.first_version + i as u64,
                 position: new.first_position + i as u64,
                 recorded_at: new.recorded_at,
-                envelope: e.envelope.clone(),
-            };
-            state.read.push(stream, recorded);
-        }
+                envelope: e.envelope?,
+            })
+        });
+        state.read.push_many(stream, recorded);
         let head = state.read.head();
         drop(state);
         self.head.advance(head);
-        Ok(new.result())
+        Ok(result)
     }
 
     async fn read_stream(&self, stream: &StreamId, from: u64, max: usize) -> Result<Vec<RecordedEvent>> {

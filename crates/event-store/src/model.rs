@@ -1,6 +1,7 @@
 //! The values the port speaks in.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use domain_core::Envelope;
@@ -15,9 +16,10 @@ pub const MAX_STREAM_LEN: usize = 200;
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// A validated stream name: usually `<AggregateType>-<id>` or the aggregate id.
+/// Cheap to clone (shared).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct StreamId(String);
+pub struct StreamId(Arc<str>);
 
 impl StreamId {
     pub fn new(name: impl Into<String>) -> Result<Self> {
@@ -35,7 +37,7 @@ impl StreamId {
         if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(bad("contains whitespace or control characters"));
         }
-        Ok(Self(name))
+        Ok(Self(name.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -52,7 +54,7 @@ impl TryFrom<String> for StreamId {
 
 impl From<StreamId> for String {
     fn from(s: StreamId) -> String {
-        s.0
+        s.0.to_string()
     }
 }
 

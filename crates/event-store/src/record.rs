@@ -11,9 +11,15 @@ use crate::{Error, Result};
 
 /// Encodes an envelope (all but `aggregate_version`).
 pub fn encode(e: &Envelope) -> Result<Vec<u8>> {
-    let data = serde_json::to_vec(&e.data).map_err(|err| Error::Codec(err.to_string()))?;
-    let ty = e.event_type.to_string();
-    let mut out = Vec::with_capacity(16 * 3 + 9 + 6 + e.source.len() + ty.len() + e.subject.len() + data.len());
+    use std::io::Write;
+    let ty = &e.event_type;
+    let mut type_buf = [0u8; 256];
+    let mut cursor = std::io::Cursor::new(&mut type_buf[..]);
+    write!(cursor, "{}.{}.v{}", ty.context(), ty.name(), ty.version())
+        .map_err(|_| Error::Codec("event type too long".into()))?;
+    let ty_len = cursor.position() as usize;
+    let ty = std::str::from_utf8(&type_buf[..ty_len]).map_err(|err| Error::Codec(err.to_string()))?;
+    let mut out = Vec::with_capacity(64 + e.source.len() + ty.len() + e.subject.len() + 512);
     out.extend_from_slice(e.id.as_bytes());
     out.extend_from_slice(e.correlation_id.as_bytes());
     match e.causation_id {
@@ -24,18 +30,41 @@ pub fn encode(e: &Envelope) -> Result<Vec<u8>> {
         None => out.push(0),
     }
     out.extend_from_slice(&e.time.timestamp_micros().to_le_bytes());
-    for s in [e.source.as_str(), ty.as_str(), e.subject.as_str()] {
+    for s in [e.source.as_str(), ty, e.subject.as_str()] {
         let len =
             u16::try_from(s.len()).map_err(|_| Error::Codec(format!("attribute of {} bytes is too long", s.len())))?;
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(s.as_bytes());
     }
-    out.extend_from_slice(&data);
+    serde_json::to_writer(&mut out, &e.data).map_err(|err| Error::Codec(err.to_string()))?;
     Ok(out)
+}
+
+/// Remembers the last event type decoded, since a stream's events mostly
+/// share a few types and parsing one costs more than comparing bytes.
+#[derive(Debug, Default)]
+pub struct TypeCache(Option<(Vec<u8>, EventType)>);
+
+impl TypeCache {
+    fn get(&mut self, raw: &str) -> Result<EventType> {
+        if let Some((bytes, ty)) = &self.0
+            && bytes.as_slice() == raw.as_bytes()
+        {
+            return Ok(ty.clone());
+        }
+        let ty: EventType = raw.parse()?;
+        self.0 = Some((raw.as_bytes().to_vec(), ty.clone()));
+        Ok(ty)
+    }
 }
 
 /// Decodes what [`encode`] wrote, attaching the stored version.
 pub fn decode(bytes: &[u8], aggregate_version: u64) -> Result<Envelope> {
+    decode_with(bytes, aggregate_version, &mut TypeCache::default())
+}
+
+/// [`decode`] with a type cache shared across a batch of events.
+pub fn decode_with(bytes: &[u8], aggregate_version: u64, types: &mut TypeCache) -> Result<Envelope> {
     let mut r = Reader(bytes);
     let id = r.uuid()?;
     let correlation_id = r.uuid()?;
@@ -47,7 +76,7 @@ pub fn decode(bytes: &[u8], aggregate_version: u64) -> Result<Envelope> {
     let time =
         DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(|| Error::Codec(format!("bad time {micros}")))?;
     let source = r.str()?.to_owned();
-    let event_type: EventType = r.str()?.parse()?;
+    let event_type = types.get(r.str()?)?;
     let subject = r.str()?.to_owned();
     let data = serde_json::from_slice(r.0).map_err(|e| Error::Codec(e.to_string()))?;
     Ok(Envelope { id, source, event_type, subject, time, aggregate_version, correlation_id, causation_id, data })

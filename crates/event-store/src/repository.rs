@@ -229,7 +229,7 @@ mod tests {
             Envelope::raw("tally", "tally.Added.v1".parse().expect("type"), "t2", 0, serde_json::json!({ "count": 7 }));
         store.append(&stream, ExpectedVersion::NoStream, vec![v1]).await.expect("append");
         let mut upcasters = UpcasterRegistry::new();
-        upcasters.register("tally.Added", 1, |v| Ok(serde_json::json!({ "n": v["count"] })));
+        upcasters.register("tally.Added", 1, |v| Ok(serde_json::json!({ "n": v["count"] }))).expect("valid type");
         let r = Repository::<Tally>::new(Arc::clone(&store)).with_upcasters(Arc::new(upcasters));
         assert_eq!(r.load("t2").await.expect("load").state().sum, 7);
         assert!(Repository::<Tally>::new(store).load("t2").await.is_err(), "without the upcaster v1 is refused");

@@ -77,7 +77,9 @@ pub fn digest(bytes: &[u8]) -> u64 {
 /// An event encoded for storage, independent of the version it will get.
 #[derive(Debug, Clone)]
 pub struct Encoded {
-    pub envelope: Envelope,
+    pub id: Uuid,
+    /// Kept only by adapters that hand envelopes back from memory.
+    pub envelope: Option<Envelope>,
     pub bytes: Vec<u8>,
     pub digest: u64,
 }
@@ -99,7 +101,7 @@ pub fn encode_batch(stream: &StreamId, events: Vec<Envelope>, max_event_bytes: u
             return Err(Error::EventTooLarge { id: envelope.id, size: bytes.len(), max: max_event_bytes });
         }
         let digest = digest(&bytes);
-        out.push(Encoded { envelope, bytes, digest });
+        out.push(Encoded { id: envelope.id, envelope: Some(envelope), bytes, digest });
     }
     Ok(out)
 }

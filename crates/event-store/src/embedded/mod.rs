@@ -121,6 +121,7 @@ impl Shared {
     /// Reads and decodes events, coalescing neighbouring ones into one read.
     fn load(&self, items: Vec<(StreamId, u64, Loc)>) -> Result<Vec<RecordedEvent>> {
         let mut out = Vec::with_capacity(items.len());
+        let mut types = crate::record::TypeCache::default();
         let mut i = 0;
         while i < items.len() {
             let start = items[i].2.offset;
@@ -137,7 +138,7 @@ impl Shared {
             let chunk = self.read_at(start, (end - start) as usize)?;
             for (stream, position, loc) in items[i..j].iter().cloned() {
                 let at = (loc.offset - start) as usize;
-                let envelope = crate::record::decode(&chunk[at..at + loc.len as usize], loc.version)?;
+                let envelope = crate::record::decode_with(&chunk[at..at + loc.len as usize], loc.version, &mut types)?;
                 out.push(RecordedEvent {
                     stream,
                     version: loc.version,
@@ -260,20 +261,28 @@ fn apply_frame(
             let recorded_at = r.i64()?;
             let count = r.u32()?;
             let sid = read.intern(&stream);
+            if first_position != read.events.head() + 1 {
+                return Err(Error::Codec(format!("position {first_position} follows {}", read.events.head())));
+            }
+            let mut ids = Vec::with_capacity(count as usize);
+            let mut locs = Vec::with_capacity(count as usize);
             for i in 0..u64::from(count) {
                 let id = r.uuid()?;
                 let digest = r.u64()?;
                 let (offset, bytes) = r.bytes()?;
-                let (version, position) = (first_version + i, first_position + i);
-                if position != read.events.head() + 1 {
-                    return Err(Error::Codec(format!("position {position} follows {}", read.events.head())));
-                }
-                if let Some(w) = write.as_deref_mut() {
-                    w.restore(&stream, version, position, id, digest);
-                }
-                let loc = Loc { stream: sid, version, offset, len: bytes.len() as u32, recorded_at };
-                read.events.push(&stream, loc);
+                ids.push((id, digest));
+                locs.push(Loc {
+                    stream: sid,
+                    version: first_version + i,
+                    offset,
+                    len: bytes.len() as u32,
+                    recorded_at,
+                });
             }
+            if let Some(w) = write.as_deref_mut() {
+                w.restore_batch(&stream, first_version, first_position, ids.into_iter());
+            }
+            read.events.push_many(&stream, locs);
         }
         frame::TOMBSTONE => {
             let stream = StreamId::new(r.str()?)?;
@@ -308,8 +317,10 @@ impl EventStore for EmbeddedEventStore {
         expected: ExpectedVersion,
         events: Vec<Envelope>,
     ) -> Result<AppendResult> {
-        // Encoding happens here, on the caller's thread, not the writer's.
-        let events = crate::rules::encode_batch(stream, events, self.max_event_bytes)?;
+        // Encoding happens here, on the caller's thread, not the writer's;
+        // the envelopes are not needed past this point.
+        let mut events = crate::rules::encode_batch(stream, events, self.max_event_bytes)?;
+        events.iter_mut().for_each(|e| e.envelope = None);
         let stream = stream.clone();
         self.send(|reply| Request::Append { stream, expected, events, reply }).await
     }

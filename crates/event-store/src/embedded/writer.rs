@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -11,6 +12,11 @@ use super::{EmbeddedConfig, Shared, apply_frame};
 use crate::index::{Plan, WriteSide};
 use crate::rules::Encoded;
 use crate::{AppendResult, Error, ExpectedVersion, Result, Snapshot, StreamId};
+
+/// Requests one sync may cover.
+const MAX_GROUP: usize = 4096;
+/// Longest wait for the writers of the previous group to join the next one.
+const GROUP_WAIT: Duration = Duration::from_micros(200);
 
 /// A write for the writer thread, with where to send the answer.
 #[derive(Debug)]
@@ -73,14 +79,25 @@ impl Writer {
     }
 
     pub fn run(mut self, rx: mpsc::Receiver<Request>) {
+        let mut last_group = 1;
         while let Ok(first) = rx.recv() {
             let mut group = vec![first];
             while let Ok(more) = rx.try_recv() {
                 group.push(more);
-                if group.len() >= 4096 {
+                if group.len() >= MAX_GROUP {
                     break;
                 }
             }
+            // Writers that shared the last sync are likely about to send
+            // again: a short wait for them costs far less than a sync.
+            let deadline = Instant::now() + GROUP_WAIT;
+            while group.len() < last_group {
+                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(more) => group.push(more),
+                    Err(_) => break,
+                }
+            }
+            last_group = group.len();
             self.commit(group);
         }
     }
@@ -120,7 +137,7 @@ impl Writer {
                     frames.i64(new.recorded_at.timestamp_micros());
                     frames.u32(new.events.len() as u32);
                     for e in &new.events {
-                        frames.uuid(e.envelope.id);
+                        frames.uuid(e.id);
                         frames.u64(e.digest);
                         frames.bytes(&e.bytes);
                     }
