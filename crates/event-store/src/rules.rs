@@ -91,19 +91,18 @@ pub fn encode_batch(stream: &StreamId, events: Vec<Envelope>, max_event_bytes: u
         return Err(Error::EmptyAppend { stream: stream.to_string() });
     }
     let mut ids = HashSet::with_capacity(events.len());
-    let mut out = Vec::with_capacity(events.len());
-    for envelope in events {
-        if !ids.insert(envelope.id) {
-            return Err(Error::DuplicateInBatch { id: envelope.id });
-        }
+    if let Some(e) = events.iter().find(|e| !ids.insert(e.id)) {
+        return Err(Error::DuplicateInBatch { id: e.id });
+    }
+    let encode_one = |envelope: Envelope| -> Result<Encoded> {
         let bytes = crate::record::encode(&envelope)?;
         if bytes.len() > max_event_bytes {
             return Err(Error::EventTooLarge { id: envelope.id, size: bytes.len(), max: max_event_bytes });
         }
         let digest = digest(&bytes);
-        out.push(Encoded { id: envelope.id, envelope: Some(envelope), bytes, digest });
-    }
-    Ok(out)
+        Ok(Encoded { id: envelope.id, envelope: Some(envelope), bytes, digest })
+    };
+    events.into_iter().map(encode_one).collect()
 }
 
 /// Where an event id is stored.

@@ -15,8 +15,8 @@ use crate::{AppendResult, Error, ExpectedVersion, Result, Snapshot, StreamId};
 
 /// Requests one sync may cover.
 const MAX_GROUP: usize = 4096;
-/// Longest wait for the writers of the previous group to join the next one.
-const GROUP_WAIT: Duration = Duration::from_micros(200);
+/// Cap on the wait for the writers of the previous group to join the next.
+const MAX_GROUP_WAIT: Duration = Duration::from_millis(2);
 
 /// A write for the writer thread, with where to send the answer.
 #[derive(Debug)]
@@ -68,6 +68,8 @@ pub(crate) struct Writer {
     write: WriteSide,
     shared: Arc<Shared>,
     config: EmbeddedConfig,
+    /// How long the last write + sync took.
+    last_sync: Duration,
     /// Set after a failed write or sync: the write side may be ahead of the
     /// file, so nothing more is accepted until the store is reopened.
     failed: Option<String>,
@@ -75,7 +77,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn new(file: File, len: u64, write: WriteSide, shared: Arc<Shared>, config: EmbeddedConfig) -> Self {
-        Self { file, len, write, shared, config, failed: None }
+        Self { file, len, write, shared, config, last_sync: Duration::ZERO, failed: None }
     }
 
     pub fn run(mut self, rx: mpsc::Receiver<Request>) {
@@ -89,8 +91,9 @@ impl Writer {
                 }
             }
             // Writers that shared the last sync are likely about to send
-            // again: a short wait for them costs far less than a sync.
-            let deadline = Instant::now() + GROUP_WAIT;
+            // again: waiting for them up to one sync's duration costs less
+            // than the extra sync their late arrival would need.
+            let deadline = Instant::now() + self.last_sync.min(MAX_GROUP_WAIT);
             while group.len() < last_group {
                 match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                     Ok(more) => group.push(more),
@@ -196,7 +199,9 @@ impl Writer {
             pending.drain(..).for_each(|p| p.send(self.failed.as_deref()));
             return;
         }
+        let started = Instant::now();
         let synced = self.file.write_all(&frames.buf).and_then(|()| self.file.sync_data());
+        self.last_sync = started.elapsed();
         if let Err(e) = synced {
             let msg = format!("writing the event log failed: {e}");
             tracing::error!(error = %msg, "event store stops accepting writes");
