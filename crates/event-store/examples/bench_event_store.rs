@@ -373,6 +373,7 @@ async fn main() -> Result<(), String> {
     let (n, single, per_task) = if a.quick { (10_000, 100, 10) } else { (100_000, 300, 40) };
     eprintln!("event-store bench: {n} events of 256-byte payloads; data in {}", std::env::temp_dir().display());
     let mut figures = Vec::new();
+    batched_append(n / 10, 10, &mut figures).await?;
     batched_append(n, 100, &mut figures).await?;
     batched_append(n, 1000, &mut figures).await?;
     group_commit(single, per_task, &mut figures).await?;

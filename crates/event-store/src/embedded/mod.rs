@@ -195,13 +195,15 @@ impl EmbeddedEventStore {
         &self.shared.path
     }
 
+    fn submit(&self, request: Request) -> Result<()> {
+        let guard = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sender = guard.as_ref().ok_or(Error::Closed)?;
+        sender.send(request).map_err(|_| Error::Closed)
+    }
+
     async fn send<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        {
-            let guard = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let sender = guard.as_ref().ok_or(Error::Closed)?;
-            sender.send(make(tx)).map_err(|_| Error::Closed)?;
-        }
+        self.submit(make(tx))?;
         rx.await.map_err(|_| Error::Closed)?
     }
 }
@@ -317,12 +319,15 @@ impl EventStore for EmbeddedEventStore {
         expected: ExpectedVersion,
         events: Vec<Envelope>,
     ) -> Result<AppendResult> {
-        // Encoding happens here, on the caller's thread, not the writer's;
-        // the envelopes are not needed past this point.
+        // Encoding happens here, on the caller's thread, not the writer's.
         let mut events = crate::rules::encode_batch(stream, events, self.max_event_bytes)?;
-        events.iter_mut().for_each(|e| e.envelope = None);
+        let envelopes: Vec<Envelope> = events.iter_mut().filter_map(|e| e.envelope.take()).collect();
         let stream = stream.clone();
-        self.send(|reply| Request::Append { stream, expected, events, reply }).await
+        let (tx, rx) = oneshot::channel();
+        self.submit(Request::Append { stream, expected, events, reply: tx })?;
+        // Freeing the envelopes overlaps with the writer's sync.
+        drop(envelopes);
+        rx.await.map_err(|_| Error::Closed)?
     }
 
     async fn read_stream(&self, stream: &StreamId, from: u64, max: usize) -> Result<Vec<RecordedEvent>> {
