@@ -252,7 +252,7 @@ fn recover(path: &Path, file: &File) -> Result<(WriteSide, ReadIndex, u64)> {
 fn apply_frame(
     kind: u8,
     mut r: FrameReader<'_>,
-    mut write: Option<&mut WriteSide>,
+    write: Option<&mut WriteSide>,
     read: &mut ReadIndex,
 ) -> Result<()> {
     match kind {
@@ -281,14 +281,14 @@ fn apply_frame(
                     recorded_at,
                 });
             }
-            if let Some(w) = write.as_deref_mut() {
+            if let Some(w) = write {
                 w.restore_batch(&stream, first_version, first_position, ids.into_iter());
             }
             read.events.push_many(&stream, locs);
         }
         frame::TOMBSTONE => {
             let stream = StreamId::new(r.str()?)?;
-            if let Some(w) = write.as_deref_mut() {
+            if let Some(w) = write {
                 w.mark_deleted(&stream);
             }
             read.events.mark_deleted(&stream);
