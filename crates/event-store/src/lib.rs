@@ -13,6 +13,7 @@
 
 pub mod embedded;
 pub mod error;
+pub mod framing;
 mod head;
 mod index;
 pub mod memory;

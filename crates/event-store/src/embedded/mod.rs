@@ -15,7 +15,6 @@
 //! readers and answers the callers. A crash at any moment leaves whole
 //! frames plus at most one torn frame, which the next open truncates.
 
-mod frame;
 mod writer;
 
 use std::collections::HashMap;
@@ -35,10 +34,16 @@ use crate::head::HeadWatch;
 use crate::index::{ReadSide, WriteSide};
 use crate::model::DEFAULT_MAX_EVENT_BYTES;
 use crate::{AppendResult, Error, EventStore, ExpectedVersion, RecordedEvent, Result, Snapshot, StreamId};
-use frame::{FrameReader, Scan};
+use crate::framing::{self as frame, FrameReader, Scan};
 use writer::{Request, Writer};
 
 const LOG_FILE: &str = "events.log";
+
+/// Frame kinds of the event log.
+pub(crate) const APPEND: u8 = 1;
+pub(crate) const TOMBSTONE: u8 = 2;
+pub(crate) const SNAPSHOT: u8 = 3;
+pub(crate) const CHECKPOINT: u8 = 4;
 const LOCK_FILE: &str = "LOCK";
 
 /// Where an event's bytes are in the log.
@@ -256,7 +261,7 @@ fn apply_frame(
     read: &mut ReadIndex,
 ) -> Result<()> {
     match kind {
-        frame::APPEND => {
+        APPEND => {
             let stream = StreamId::new(r.str()?)?;
             let first_version = r.u64()?;
             let first_position = r.u64()?;
@@ -286,14 +291,14 @@ fn apply_frame(
             }
             read.events.push_many(&stream, locs);
         }
-        frame::TOMBSTONE => {
+        TOMBSTONE => {
             let stream = StreamId::new(r.str()?)?;
             if let Some(w) = write {
                 w.mark_deleted(&stream);
             }
             read.events.mark_deleted(&stream);
         }
-        frame::SNAPSHOT => {
+        SNAPSHOT => {
             let stream = StreamId::new(r.str()?)?;
             let version = r.u64()?;
             let (offset, json) = r.rest();
@@ -301,7 +306,7 @@ fn apply_frame(
                 read.snapshots.insert(stream, (version, offset, json.len() as u32));
             }
         }
-        frame::CHECKPOINT => {
+        CHECKPOINT => {
             let name = r.str()?.to_owned();
             let position = r.u64()?;
             read.checkpoints.insert(name, position);

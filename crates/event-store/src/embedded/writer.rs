@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::frame::{self, FrameReader, FrameWriter};
-use super::{EmbeddedConfig, Shared, apply_frame};
+use crate::framing::{self as frame, FrameReader, FrameWriter};
+use super::{APPEND, CHECKPOINT, EmbeddedConfig, SNAPSHOT, Shared, TOMBSTONE, apply_frame};
 use crate::index::{Plan, WriteSide};
 use crate::rules::Encoded;
 use crate::{AppendResult, Error, ExpectedVersion, Result, Snapshot, StreamId};
@@ -133,7 +133,7 @@ impl Writer {
                 }
                 Ok(Plan::Existing(r)) => Some(Pending::Append(reply, r)),
                 Ok(Plan::New(new)) => {
-                    let start = frames.begin(frame::APPEND);
+                    let start = frames.begin(APPEND);
                     frames.str(new.stream.as_str());
                     frames.u64(new.first_version);
                     frames.u64(new.first_position);
@@ -158,7 +158,7 @@ impl Writer {
                     let _ = reply.send(Err(e));
                     return None;
                 }
-                let start = frames.begin(frame::TOMBSTONE);
+                let start = frames.begin(TOMBSTONE);
                 frames.str(stream.as_str());
                 let done = finish_unit(frames, start, reply);
                 if done.is_some() {
@@ -174,7 +174,7 @@ impl Writer {
                         return None;
                     }
                 };
-                let start = frames.begin(frame::SNAPSHOT);
+                let start = frames.begin(SNAPSHOT);
                 frames.str(snapshot.stream.as_str());
                 frames.u64(snapshot.version);
                 frames.buf.extend_from_slice(&json);
@@ -185,7 +185,7 @@ impl Writer {
                     let _ = reply.send(Err(Error::Codec(format!("checkpoint name `{name}` must be 1-200 bytes"))));
                     return None;
                 }
-                let start = frames.begin(frame::CHECKPOINT);
+                let start = frames.begin(CHECKPOINT);
                 frames.str(&name);
                 frames.u64(position);
                 finish_unit(frames, start, reply)

@@ -1,4 +1,5 @@
-//! The on-disk record format of the embedded log.
+//! CRC-framed records for append-only logs (the embedded event log here,
+//! and any other crate's write-ahead log).
 //!
 //! Each frame is `[len u32][crc32 u32][kind u8][body]`, little-endian, with
 //! the CRC over kind and body. A frame is written with one `write` and made
@@ -13,10 +14,6 @@ pub const HEADER: usize = 8;
 /// Frames larger than this are refused on write and treated as damage on read.
 pub const MAX_FRAME: usize = 256 * 1024 * 1024;
 
-pub const APPEND: u8 = 1;
-pub const TOMBSTONE: u8 = 2;
-pub const SNAPSHOT: u8 = 3;
-pub const CHECKPOINT: u8 = 4;
 
 /// Builds frames into one buffer for a single write.
 #[derive(Debug, Default)]
@@ -202,7 +199,7 @@ mod tests {
 
     fn one_frame(body: &[u8]) -> Vec<u8> {
         let mut w = FrameWriter::default();
-        let s = w.begin(APPEND);
+        let s = w.begin(1);
         w.buf.extend_from_slice(body);
         w.finish(s).expect("finish");
         w.buf
@@ -221,7 +218,7 @@ mod tests {
         let mut buf = Vec::new();
         let got = scan_next(&mut data.as_slice(), data.len() as u64, &mut buf).expect("scan");
         assert_eq!(got, Scan::Frame { size: first_len as u64 });
-        assert_eq!((buf[0], &buf[1..]), (APPEND, &b"hello"[..]));
+        assert_eq!((buf[0], &buf[1..]), (1, &b"hello"[..]));
         for cut in 1..(data.len() - first_len) {
             let torn = &data[..(data.len() - cut)];
             assert!(matches!(scan_at(torn, first_len), Ok(Scan::TornTail { .. })), "cut {cut}");
