@@ -96,6 +96,9 @@ impl<'a> FrameReader<'a> {
         Ok(a)
     }
 
+    pub fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
     pub fn u16(&mut self) -> Result<u16> {
         Ok(u16::from_le_bytes(self.array()?))
     }

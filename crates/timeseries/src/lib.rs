@@ -1,9 +1,32 @@
 //! Time-series engine (seed section 5).
 //!
-//! It will own: series schemas, a write-ahead log with group commit,
+//! It owns: series schemas, a write-ahead log with group commit,
 //! compressed immutable blocks, a persisted tag index, range and tag queries,
 //! rollups with mergeable percentile sketches, retention, and line-protocol
 //! ingest from files and from `telemetry.points`.
 //!
 //! It must never: depend on another bounded context's crate, or acknowledge a
 //! point before it is durable in the write-ahead log.
+//!
+//! Time is `i64` nanoseconds since the Unix epoch, UTC, everywhere inside.
+
+pub mod codec;
+
+pub mod error;
+pub mod index;
+pub mod model;
+
+pub use error::{Error, Result};
+pub mod line_protocol;
+pub mod aggregate;
+pub mod sketch;
+pub mod engine;
+mod wal;
+
+pub use engine::{Engine, Stats, WriteReport};
+pub mod query;
+
+pub use query::{Query, QueryResult};
+
+#[cfg(test)]
+mod engine_tests;

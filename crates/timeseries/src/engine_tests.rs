@@ -1,0 +1,242 @@
+//! Engine tests on real files: the seed scenario, restart, bad input,
+//! out-of-order points, retention, last values, and aggregates against a
+//! naive recomputation on random data.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+
+use crate::aggregate::{Agg, Interval};
+use crate::model::{Matcher, NANOS_PER_SEC, NanPolicy, Point, SeriesSchema};
+use crate::query::{Query, QueryResult};
+use crate::{Engine, Error};
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ts-engine-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("temp dir: {e}"));
+    dir
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0))
+}
+
+/// splitmix64, for fixed-seed test data.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+}
+
+const T0: i64 = 1_672_531_200 * NANOS_PER_SEC; // 2023-01-01T00:00:00Z
+const MIN: i64 = 60 * NANOS_PER_SEC;
+const HOUR: i64 = 60 * MIN;
+
+fn seed_schema() -> SeriesSchema {
+    SeriesSchema::new("sensor_temperature", &["device_id", "location", "sensor_type"], "celsius", 365, &["raw", "1min", "1hour", "1day"])
+}
+
+/// The seed's 1000 points, every 5 minutes from 2023-01-01.
+fn seed_points() -> Vec<Point> {
+    let mut rng = Rng(42);
+    (0..1000)
+        .map(|i| {
+            let device = rng.pick(&["device_001", "device_002", "device_003"]);
+            let location = rng.pick(&["beijing", "shanghai", "guangzhou"]);
+            let v = 20.0 + rng.uniform(-5.0, 5.0);
+            Point::new("sensor_temperature", &[("device_id", device), ("location", location), ("sensor_type", "temperature")], T0 + i * 5 * MIN, v)
+        })
+        .collect()
+}
+
+fn buckets(r: QueryResult) -> Vec<(i64, u64, Vec<Option<f64>>)> {
+    match r {
+        QueryResult::Buckets { groups, .. } => {
+            groups.into_iter().flat_map(|g| g.buckets).map(|b| (b.start, b.count, b.values)).collect()
+        }
+        QueryResult::Raw(_) => panic!("expected buckets"),
+    }
+}
+
+#[test]
+fn seed_scenario_matches_a_naive_computation_and_survives_a_restart() {
+    let dir = temp_dir();
+    let points = seed_points();
+    let (from, to) = (T0 + 12 * HOUR, T0 + 18 * HOUR);
+    let beijing = vec![Matcher::eq("location", "beijing")];
+    let naive: Vec<&Point> =
+        points.iter().filter(|p| p.timestamp >= from && p.timestamp < to && p.tags["location"] == "beijing").collect();
+    let aggs = vec![Agg::Count, Agg::Min, Agg::Max, Agg::Avg, Agg::Sum];
+    let q = Query::aggregate("sensor_temperature", from, to, beijing.clone(), Interval::HOUR, aggs.clone());
+    let first_answer = {
+        let engine = Engine::open(&dir).expect("open");
+        assert!(engine.create_series(seed_schema()).expect("create"));
+        assert!(!engine.create_series(seed_schema()).expect("same schema again is a no-op"));
+        let report = engine.write(points.clone()).expect("write");
+        assert_eq!(report.accepted, 1000);
+        match engine.query(&Query::raw("sensor_temperature", from, to, beijing.clone())).expect("raw") {
+            QueryResult::Raw(series) => assert_eq!(series.iter().map(|s| s.points.len()).sum::<usize>(), naive.len()),
+            QueryResult::Buckets { .. } => panic!("expected raw"),
+        }
+        let answer = engine.query(&q).expect("aggregate");
+        let QueryResult::Buckets { level, .. } = &answer else { panic!("buckets") };
+        assert_eq!(level.as_deref(), Some("1h"), "answered from the 1hour rollup");
+        let got = buckets(answer.clone());
+        assert_eq!(got.len(), 6);
+        for (start, count, values) in &got {
+            let in_bucket: Vec<f64> =
+                naive.iter().filter(|p| p.timestamp >= *start && p.timestamp < start + HOUR).map(|p| p.value).collect();
+            assert_eq!(*count as usize, in_bucket.len());
+            let min = in_bucket.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = in_bucket.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = in_bucket.iter().sum();
+            assert_eq!(values[1], Some(min));
+            assert_eq!(values[2], Some(max));
+            assert!((values[4].expect("sum") - sum).abs() < 1e-9);
+            assert!((values[3].expect("avg") - sum / in_bucket.len() as f64).abs() < 1e-9);
+        }
+        // 90-second buckets are tiled by no rollup level: raw points answer.
+        let odd = Query::aggregate("sensor_temperature", from, to, beijing.clone(), Interval::from_nanos(90 * NANOS_PER_SEC).expect("90s"), aggs.clone());
+        let QueryResult::Buckets { level, .. } = engine.query(&odd).expect("odd") else { panic!("buckets") };
+        assert_eq!(level, None);
+        answer
+    };
+    let engine = Engine::open(&dir).expect("reopen replays the log");
+    assert_eq!(engine.query(&q).expect("again"), first_answer);
+    assert_eq!(engine.stats().points, 1000);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_input_gets_typed_errors_and_writes_nothing() {
+    let dir = temp_dir();
+    let engine = Engine::open(&dir).expect("open");
+    engine.create_series(seed_schema()).expect("create");
+    let ok = || Point::new("sensor_temperature", &[("location", "beijing")], T0, 20.0);
+    let mut unknown = ok();
+    unknown.series = "pressure".into();
+    assert!(matches!(engine.write(vec![ok(), unknown]), Err(Error::UnknownSeries(_))));
+    let mut tag = ok();
+    tag.tags.insert("colour".into(), "red".into());
+    assert!(matches!(engine.write(vec![tag]), Err(Error::UnknownTagKey { .. })));
+    let mut unit = ok();
+    unit.unit = Some("fahrenheit".into());
+    assert!(matches!(engine.write(vec![unit]), Err(Error::WrongUnit { .. })));
+    let mut nan = ok();
+    nan.value = f64::NAN;
+    assert!(matches!(engine.write(vec![nan]), Err(Error::NaN { .. })));
+    assert_eq!(engine.stats().points, 0, "rejected batches write nothing");
+
+    engine.write(vec![ok()]).expect("write");
+    let mut late = ok();
+    late.timestamp = T0 - 2 * HOUR;
+    assert!(matches!(engine.write(vec![late]), Err(Error::TooLate { .. })));
+    let mut in_window = ok();
+    in_window.timestamp = T0 - 30 * MIN;
+    engine.write(vec![in_window]).expect("late point inside the window is accepted");
+
+    assert!(matches!(engine.query(&Query::raw("sensor_temperature", T0, T0 - 1, vec![])), Err(Error::InvertedRange { .. })));
+    assert!(matches!(engine.query(&Query::raw("nope", T0, T0, vec![])), Err(Error::UnknownSeries(_))));
+    let q = Query::aggregate("sensor_temperature", 0, T0, vec![], Interval::SECOND, vec![Agg::Count]);
+    assert!(matches!(engine.query(&q), Err(Error::TooManyBuckets { .. })));
+    let q = Query::raw("sensor_temperature", T0, T0 + 1, vec![Matcher::parse("location=~(").expect("m")]);
+    assert!(matches!(engine.query(&q), Err(Error::InvalidRegex { .. })));
+    let mut other = seed_schema();
+    other.unit = "kelvin".into();
+    assert!(matches!(engine.create_series(other), Err(Error::SchemaConflict(_))));
+    let mut drop_nan = SeriesSchema::new("humidity", &["location"], "percent", 30, &["raw", "1min"]);
+    drop_nan.nan_policy = NanPolicy::Drop;
+    engine.create_series(drop_nan).expect("create");
+    let mut nan = Point::new("humidity", &[], T0, f64::NAN);
+    nan.series = "humidity".into();
+    let r = engine.write(vec![nan, Point::new("humidity", &[], T0, 40.0)]).expect("write");
+    assert_eq!((r.accepted, r.dropped), (1, 1));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn late_points_update_their_buckets_and_retention_hides_expired_data() {
+    let dir = temp_dir();
+    let engine = Engine::open(&dir).expect("open");
+    let mut schema = SeriesSchema::new("cpu", &["host"], "percent", 1, &["raw", "1min", "1hour"]);
+    schema.out_of_order_secs = 600;
+    engine.create_series(schema).expect("create");
+    let p = |t: i64, v: f64| Point::new("cpu", &[("host", "h1")], t, v);
+    engine.write(vec![p(T0, 1.0), p(T0 + 5 * MIN, 2.0)]).expect("write");
+    engine.write(vec![p(T0 + MIN, 10.0)]).expect("late but inside the window");
+    let q = Query::aggregate("cpu", T0, T0 + HOUR, vec![], Interval::HOUR, vec![Agg::Count, Agg::Sum, Agg::Last]);
+    assert_eq!(buckets(engine.query(&q).expect("q")), vec![(T0, 3, vec![Some(3.0), Some(13.0), Some(2.0)])]);
+    assert_eq!(engine.last("cpu", &[]).expect("last"), vec![(vec![("host".to_owned(), "h1".to_owned())], T0 + 5 * MIN, 2.0)]);
+
+    // Two days later the first day is past the one-day retention.
+    engine.write(vec![p(T0 + 48 * HOUR, 5.0)]).expect("write");
+    let QueryResult::Raw(series) = engine.query(&Query::raw("cpu", 0, i64::MAX, vec![])).expect("raw") else { panic!("raw") };
+    assert_eq!(series[0].points, vec![(T0 + 48 * HOUR, 5.0)], "expired points are never returned");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn group_by_splits_buckets_by_tag() {
+    let dir = temp_dir();
+    let engine = Engine::open(&dir).expect("open");
+    engine.create_series(seed_schema()).expect("create");
+    engine.write(seed_points()).expect("write");
+    let mut q = Query::aggregate("sensor_temperature", T0, T0 + 24 * HOUR, vec![], Interval::DAY, vec![Agg::Count, Agg::Percentile(0.95)]);
+    q.group_by = vec!["location".into()];
+    let QueryResult::Buckets { groups, .. } = engine.query(&q).expect("q") else { panic!("buckets") };
+    assert_eq!(groups.len(), 3);
+    let total: u64 = groups.iter().flat_map(|g| &g.buckets).map(|b| b.count).sum();
+    assert_eq!(total, 288, "one day of 5-minute points");
+    for g in &groups {
+        let p95 = g.buckets[0].values[1].expect("p95");
+        assert!((15.0..=25.0).contains(&p95), "{p95}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #[test]
+    fn aggregates_equal_a_naive_recomputation(values in proptest::collection::vec((0i64..7200, -1e6f64..1e6), 1..300), every_min in 1i64..90) {
+        let dir = temp_dir();
+        let engine = Engine::open(&dir).expect("open");
+        engine.create_series(SeriesSchema::new("m", &["k"], "u", 30, &["raw", "1min", "5min", "1hour"])).expect("create");
+        let pts: Vec<Point> = values.iter().map(|(s, v)| Point::new("m", &[("k", "a")], T0 + s * NANOS_PER_SEC, *v)).collect();
+        let mut sorted = pts.clone();
+        sorted.sort_by_key(|p| p.timestamp);
+        engine.write(sorted.clone()).expect("write");
+        let every = every_min * MIN;
+        let q = Query::aggregate("m", T0, T0 + 2 * HOUR, vec![], Interval::from_nanos(every).expect("every"), vec![Agg::Count, Agg::Min, Agg::Max, Agg::Sum]);
+        let got = buckets(engine.query(&q).expect("q"));
+        let mut naive: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+        for p in &sorted {
+            // Buckets are aligned to the Unix epoch, as in other TSDBs.
+            naive.entry(p.timestamp.div_euclid(every) * every).or_default().push(p.value);
+        }
+        prop_assert_eq!(got.len(), naive.len());
+        for ((start, count, v), (nstart, nv)) in got.iter().zip(&naive) {
+            prop_assert_eq!(start, nstart);
+            prop_assert_eq!(*count as usize, nv.len());
+            prop_assert_eq!(v[1], nv.iter().copied().reduce(f64::min));
+            prop_assert_eq!(v[2], nv.iter().copied().reduce(f64::max));
+            let sum: f64 = nv.iter().sum();
+            prop_assert!((v[3].expect("sum") - sum).abs() <= 1e-6 * sum.abs().max(1.0));
+        }
+        drop(engine);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

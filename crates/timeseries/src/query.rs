@@ -1,0 +1,165 @@
+//! Queries: series selection through the tag index, raw points, bucketed
+//! aggregates (from the coarsest rollup level that answers exactly, else
+//! from raw points), group by tag, and the last value per series.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::aggregate::{Agg, BucketAgg, Interval};
+use crate::engine::{Engine, SchemaState};
+use crate::index::SeriesKey;
+use crate::model::Matcher;
+use crate::{Error, Result};
+
+/// Most buckets one query may produce.
+pub const MAX_BUCKETS: i64 = 100_000;
+
+/// A query over one metric and a half-open time range `[from, to)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub series: String,
+    pub from: i64,
+    pub to: i64,
+    pub matchers: Vec<Matcher>,
+    /// Bucket width; `None` returns raw points.
+    pub every: Option<Interval>,
+    pub aggs: Vec<Agg>,
+    pub group_by: Vec<String>,
+}
+
+impl Query {
+    pub fn raw(series: &str, from: i64, to: i64, matchers: Vec<Matcher>) -> Self {
+        Self { series: series.to_owned(), from, to, matchers, every: None, aggs: Vec::new(), group_by: Vec::new() }
+    }
+
+    pub fn aggregate(series: &str, from: i64, to: i64, matchers: Vec<Matcher>, every: Interval, aggs: Vec<Agg>) -> Self {
+        Self { series: series.to_owned(), from, to, matchers, every: Some(every), aggs, group_by: Vec::new() }
+    }
+}
+
+/// Raw points of one series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesPoints {
+    pub tags: Vec<(String, String)>,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// One bucket: its start and one value per requested aggregation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    pub start: i64,
+    pub count: u64,
+    pub values: Vec<Option<f64>>,
+}
+
+/// Buckets of one group (the group's tag values, empty without group-by).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupBuckets {
+    pub group: Vec<(String, String)>,
+    pub buckets: Vec<Bucket>,
+}
+
+/// What a query returns, and which rollup level answered it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum QueryResult {
+    Raw(Vec<SeriesPoints>),
+    Buckets { level: Option<String>, groups: Vec<GroupBuckets> },
+}
+
+impl Engine {
+    /// Runs a query; expired data (older than the retention) is never returned.
+    pub fn query(&self, q: &Query) -> Result<QueryResult> {
+        if q.from > q.to {
+            return Err(Error::InvertedRange { from: q.from, to: q.to });
+        }
+        let state = self.read();
+        let schema = state.schemas.get(&q.series).ok_or_else(|| Error::UnknownSeries(q.series.clone()))?;
+        let from = q.from.max(retention_cutoff(schema));
+        let ids = state.index.select(&q.series, &q.matchers)?;
+        let Some(every) = q.every else {
+            let mut out = Vec::new();
+            for id in &ids {
+                let (Some(key), Some(data)) = (state.index.key(id), state.series.get(id as usize)) else { continue };
+                let lo = data.points.partition_point(|(t, _)| *t < from);
+                let hi = data.points.partition_point(|(t, _)| *t < q.to);
+                if lo < hi {
+                    out.push(SeriesPoints { tags: key.tags.clone(), points: data.points[lo..hi].to_vec() });
+                }
+            }
+            return Ok(QueryResult::Raw(out));
+        };
+        let width = every.nanos();
+        let buckets = (q.to.saturating_sub(from)) / width;
+        if buckets > MAX_BUCKETS {
+            return Err(Error::TooManyBuckets { buckets, limit: MAX_BUCKETS });
+        }
+        let level = coarsest_exact_level(schema, from, q.to, width);
+        let mut groups: BTreeMap<Vec<(String, String)>, BTreeMap<i64, BucketAgg>> = BTreeMap::new();
+        for id in &ids {
+            let (Some(key), Some(data)) = (state.index.key(id), state.series.get(id as usize)) else { continue };
+            let group = group_key(key, &q.group_by);
+            let target = groups.entry(group).or_default();
+            match level {
+                Some(l) => {
+                    let Some(rollup) = data.rollups.get(l) else { continue };
+                    for (start, agg) in rollup.range(from..q.to) {
+                        target.entry(every.bucket_start(*start, 0)).or_default().merge(agg)?;
+                    }
+                }
+                None => {
+                    let lo = data.points.partition_point(|(t, _)| *t < from);
+                    for (t, v) in data.points[lo..].iter().take_while(|(t, _)| *t < q.to) {
+                        target.entry(every.bucket_start(*t, 0)).or_default().add(*t, *v)?;
+                    }
+                }
+            }
+        }
+        let groups = groups
+            .into_iter()
+            .map(|(group, buckets)| GroupBuckets {
+                group,
+                buckets: buckets
+                    .into_iter()
+                    .map(|(start, agg)| Bucket { start, count: agg.count(), values: q.aggs.iter().map(|a| agg.value(*a)).collect() })
+                    .collect(),
+            })
+            .collect();
+        Ok(QueryResult::Buckets { level: level.map(|l| schema.levels[l].to_string()), groups })
+    }
+
+    /// The newest point of every matching series (served from memory).
+    pub fn last(&self, series: &str, matchers: &[Matcher]) -> Result<Vec<(Vec<(String, String)>, i64, f64)>> {
+        let state = self.read();
+        let schema = state.schemas.get(series).ok_or_else(|| Error::UnknownSeries(series.to_owned()))?;
+        let cutoff = retention_cutoff(schema);
+        let ids = state.index.select(series, matchers)?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let (key, data) = (state.index.key(id)?, state.series.get(id as usize)?);
+                let (t, v) = data.points.last().copied()?;
+                (t >= cutoff).then(|| (key.tags.clone(), t, v))
+            })
+            .collect())
+    }
+}
+
+/// The oldest timestamp still inside the schema's retention, measured from
+/// the newest point (so back-filled history is kept as long as live data).
+pub(crate) fn retention_cutoff(schema: &SchemaState) -> i64 {
+    if schema.newest == i64::MIN { i64::MIN } else { schema.newest.saturating_sub(schema.schema.retention_ns()) }
+}
+
+/// The index of the coarsest rollup level whose buckets tile both the
+/// query's buckets and its range exactly.
+fn coarsest_exact_level(schema: &SchemaState, from: i64, to: i64, width: i64) -> Option<usize> {
+    schema.levels.iter().enumerate().rev().find_map(|(i, l)| {
+        let n = l.nanos();
+        (width % n == 0 && from.rem_euclid(n) == 0 && to.rem_euclid(n) == 0).then_some(i)
+    })
+}
+
+fn group_key(key: &SeriesKey, group_by: &[String]) -> Vec<(String, String)> {
+    group_by.iter().map(|g| (g.clone(), key.tag(g).unwrap_or_default().to_owned())).collect()
+}

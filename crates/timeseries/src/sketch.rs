@@ -1,0 +1,864 @@
+//! Mergeable relative-error quantile sketch for `f64` values ([`QuantileSketch`]).
+//!
+//! Built on the `sketches-ddsketch` crate (a DDSketch: logarithmic bins with a
+//! collapsing-lowest dense store per sign). Rollups merge per-bucket sketches
+//! (1min -> 5min -> 1hour -> 1day) bin by bin; merging is exact on the bins, so
+//! the accuracy of a rolled-up percentile is the accuracy of one sketch.
+//!
+//! # Decisions
+//!
+//! * **Accuracy.** [`RELATIVE_ACCURACY`] is 0.5 %: for any `q` in `(0, 1)`,
+//!   `quantile(q)` is within 0.5 % relative error of the exact value at the rank
+//!   defined below, however many merges produced the sketch, as long as the
+//!   magnitudes of one sign span less than about 17.8 decades (see next point).
+//!   `q == 0` and `q == 1` return the exact minimum and maximum, and every
+//!   answer is clamped into `[min, max]`, which only ever reduces the error.
+//! * **Bins.** At most [`MAX_BINS_PER_SIGN`] (4096) bins per sign, so one sign
+//!   covers a magnitude ratio of `gamma^4096 ~ 6e17` (e.g. 1e-9 .. 6e8, or
+//!   1e-3 .. 6e14) at full accuracy. Past that the store collapses its lowest
+//!   bins (smallest magnitudes), so quantiles that land there are
+//!   over-estimated in magnitude. Memory is dense over the occupied key range,
+//!   8 bytes per bin, grown in chunks of 128 bins (1 KiB), per sign.
+//! * **Rank definition.** For `n` values sorted ascending (0-based), quantile
+//!   `q` is the value at rank `floor(q * (n - 1))` (computed as
+//!   `(q * (n as f64 - 1.0)) as u64`, exactly as the crate does): the "lower"
+//!   nearest-rank percentile, `p50` of `{1, 2, 3, 4}` is 2. The seed used
+//!   `sorted[int(n * q)]`, which for `n = 100`, `q = 0.95` is one rank higher.
+//! * **Negative values** are supported natively: the crate keeps a second,
+//!   mirrored store for `-v`; ranks below the negative count read it in
+//!   reverse. They get the same relative accuracy as positive values.
+//! * **Zero** is exact: values with `|v| <= ZERO_THRESHOLD` (1e-9) are counted
+//!   in a zero bin and reported as `0.0` (absolute error at most 1e-9 for
+//!   non-zero values that small). `-0.0` is normalised to `0.0`.
+//! * **NaN and infinities** are refused with [`AggError::NonFinite`] and leave
+//!   the sketch unchanged (the crate would count a NaN as zero and poison its
+//!   sum, and an infinity overflows its key arithmetic). The engine already
+//!   refuses NaN by schema policy before a point gets here.
+//! * **Counts** are limited to [`MAX_COUNT`] (2^53) points per sketch so they
+//!   stay exact in `f64` rank arithmetic and can never overflow a bin; `add`
+//!   and `merge` past it return [`AggError::CountOverflow`].
+//!
+//! # Persistence format (version 1)
+//!
+//! Compact and self-validating; decoding any byte string either fails with
+//! [`AggError::Decode`] or yields a sketch that satisfies every invariant.
+//!
+//! ```text
+//! "QS" 0x01                      magic and format version (version implies the config)
+//! uvarint count                  0 means empty, nothing follows
+//! f64 LE min, f64 LE max         exact extremes
+//! uvarint zero_count
+//! positive store, negative store each: uvarint n, then n x (zigzag varint key delta, uvarint count)
+//! ```
+//!
+//! Keys are the crate's bin indexes, strictly increasing within a store. Only
+//! non-empty bins are written, so a sketch costs about 2-4 bytes per occupied
+//! bin plus 20 bytes. The bins are read from the crate through its
+//! Java-compatible encoding (the only public view of them) and rebuilt on
+//! decode with `add_with_count` at a representative value of each bin.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::ser::{self, Serializer};
+use serde::{Deserialize, Serialize};
+use sketches_ddsketch::{Config, DDSketch};
+
+use crate::aggregate::AggError;
+
+/// Relative accuracy of every quantile answer (0.5 %).
+pub const RELATIVE_ACCURACY: f64 = 0.005;
+/// Maximum number of bins per sign before the lowest bins collapse.
+pub const MAX_BINS_PER_SIGN: u32 = 4096;
+/// Values with a magnitude at or below this are counted as zero.
+pub const ZERO_THRESHOLD: f64 = 1e-9;
+/// Maximum number of values one sketch (or one bucket) may hold: 2^53.
+pub const MAX_COUNT: u64 = 1 << 53;
+
+const MAGIC: [u8; 2] = *b"QS";
+const FORMAT_VERSION: u8 = 1;
+
+fn config() -> Config {
+    Config::new(RELATIVE_ACCURACY, MAX_BINS_PER_SIGN, ZERO_THRESHOLD)
+}
+
+/// Smallest and largest bin key a finite value above the zero threshold maps to.
+fn key_bounds(cfg: &Config) -> (i64, i64) {
+    (i64::from(cfg.key(ZERO_THRESHOLD.next_up())), i64::from(cfg.key(f64::MAX)))
+}
+
+/// A value that the sketch maps to bin `key` (`None` if there is none).
+fn representative(cfg: &Config, key: i32) -> Option<f64> {
+    [cfg.value(key), ZERO_THRESHOLD.next_up(), f64::MAX]
+        .into_iter()
+        .find(|&c| c.is_finite() && c > ZERO_THRESHOLD && cfg.key(c) == key)
+}
+
+/// Mergeable quantile sketch with 0.5 % relative accuracy (see the module docs).
+#[derive(Clone)]
+pub struct QuantileSketch {
+    inner: DDSketch,
+    count: u64,
+    /// Exact minimum; `+inf` while empty.
+    min: f64,
+    /// Exact maximum; `-inf` while empty.
+    max: f64,
+}
+
+impl Default for QuantileSketch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for QuantileSketch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuantileSketch")
+            .field("count", &self.count)
+            .field("min", &self.min())
+            .field("max", &self.max())
+            .field("allocated_bins", &self.inner.length())
+            .finish()
+    }
+}
+
+impl QuantileSketch {
+    /// An empty sketch.
+    pub fn new() -> Self {
+        Self { inner: DDSketch::new(config()), count: 0, min: f64::INFINITY, max: f64::NEG_INFINITY }
+    }
+
+    /// Relative accuracy guaranteed for `0 < q < 1` (0.005).
+    pub const fn relative_accuracy() -> f64 {
+        RELATIVE_ACCURACY
+    }
+
+    /// Adds one value. NaN and infinities are refused and change nothing.
+    pub fn add(&mut self, v: f64) -> Result<(), AggError> {
+        if !v.is_finite() {
+            return Err(AggError::NonFinite { value: v });
+        }
+        if self.count >= MAX_COUNT {
+            return Err(AggError::CountOverflow);
+        }
+        let v = v + 0.0; // -0.0 -> 0.0
+        self.inner.add(v);
+        self.count += 1;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        Ok(())
+    }
+
+    /// Merges `other` into `self` (bin-exact: the result answers exactly as a
+    /// sketch fed all values of both would). Fails only if the combined count
+    /// would exceed [`MAX_COUNT`]; `self` is then unchanged.
+    pub fn merge(&mut self, other: &Self) -> Result<(), AggError> {
+        if other.count == 0 {
+            return Ok(());
+        }
+        let total = self.count.checked_add(other.count).filter(|t| *t <= MAX_COUNT).ok_or(AggError::CountOverflow)?;
+        // Every sketch is built with the same private config, so the crate's
+        // config check cannot fail; it leaves `inner` unchanged if it does.
+        self.inner.merge(&other.inner).map_err(|_| AggError::IncompatibleSketch)?;
+        self.count = total;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        Ok(())
+    }
+
+    /// The value at rank `floor(q * (n - 1))`, within 0.5 % relative error.
+    ///
+    /// `Ok(None)` when empty; [`AggError::InvalidQuantile`] unless `0 <= q <= 1`.
+    pub fn quantile(&self, q: f64) -> Result<Option<f64>, AggError> {
+        if !(0.0..=1.0).contains(&q) {
+            return Err(AggError::InvalidQuantile { q });
+        }
+        if self.count == 0 {
+            return Ok(None);
+        }
+        if q == 0.0 {
+            return Ok(Some(self.min));
+        }
+        if q == 1.0 {
+            return Ok(Some(self.max));
+        }
+        let estimate = self.inner.quantile(q).map_err(|_| AggError::InvalidQuantile { q })?;
+        // max/min rather than clamp: never panics, even on an impossible min > max.
+        Ok(estimate.map(|v| v.max(self.min).min(self.max)))
+    }
+
+    /// Number of values added (directly or through merges).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// `true` if no value was added.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Exact minimum, `None` when empty.
+    pub fn min(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.min)
+    }
+
+    /// Exact maximum, `None` when empty.
+    pub fn max(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.max)
+    }
+
+    /// Encodes the sketch in the persistence format described in the module docs.
+    ///
+    /// Fails only if the `sketches-ddsketch` crate changed its encoding
+    /// ([`AggError::Encode`]).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, AggError> {
+        let mut out = Vec::with_capacity(32);
+        out.extend_from_slice(&MAGIC);
+        out.push(FORMAT_VERSION);
+        put_uvarint(&mut out, self.count);
+        if self.count == 0 {
+            return Ok(out);
+        }
+        let bins = CrateBins::parse(&self.inner.to_java_bytes())?;
+        out.extend_from_slice(&self.min.to_le_bytes());
+        out.extend_from_slice(&self.max.to_le_bytes());
+        put_uvarint(&mut out, bins.zero);
+        for store in [&bins.positive, &bins.negative] {
+            put_uvarint(&mut out, store.len() as u64);
+            let mut prev = 0i64;
+            for &(key, count) in store {
+                put_svarint(&mut out, key - prev);
+                put_uvarint(&mut out, count);
+                prev = key;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decodes a sketch written by [`to_bytes`](Self::to_bytes), validating
+    /// every field; never panics.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, AggError> {
+        let err = |reason| AggError::Decode { what: "quantile sketch", reason };
+        let mut r = ByteReader::new(bytes, "quantile sketch");
+        if r.take(2)? != MAGIC {
+            return Err(err("bad magic"));
+        }
+        if r.u8()? != FORMAT_VERSION {
+            return Err(err("unsupported format version"));
+        }
+        let count = r.uvarint()?;
+        let mut sketch = Self::new();
+        if count == 0 {
+            r.finish()?;
+            return Ok(sketch);
+        }
+        if count > MAX_COUNT {
+            return Err(err("count above 2^53"));
+        }
+        let (min, max) = (r.f64()?, r.f64()?);
+        if !min.is_finite() || !max.is_finite() || min > max {
+            return Err(err("min/max not finite or min > max"));
+        }
+        let cfg = config();
+        let (key_lo, key_hi) = key_bounds(&cfg);
+        let zero = r.uvarint()?;
+        if zero > MAX_COUNT {
+            return Err(err("count above 2^53"));
+        }
+        if zero > 0 {
+            sketch.inner.add_with_count(0.0, zero);
+        }
+        let mut total = zero;
+        let mut top_keys = [None, None];
+        for (store, sign) in [1.0f64, -1.0].into_iter().enumerate() {
+            let n = r.uvarint()?;
+            if n > (key_hi - key_lo + 1) as u64 {
+                return Err(err("more bins than keys"));
+            }
+            let mut key = 0i64;
+            let mut prev: Option<i64> = None;
+            for _ in 0..n {
+                key = key.checked_add(r.svarint()?).ok_or(err("bin key overflow"))?;
+                if key < key_lo || key > key_hi || prev.is_some_and(|p| key <= p) {
+                    return Err(err("bin key out of range or not increasing"));
+                }
+                let c = r.uvarint()?;
+                total = total.checked_add(c).filter(|t| *t <= MAX_COUNT).ok_or(err("count above 2^53"))?;
+                if c == 0 {
+                    return Err(err("empty bin"));
+                }
+                let k32 = i32::try_from(key).map_err(|_| err("bin key out of range"))?;
+                let rep = representative(&cfg, k32).ok_or(err("bin key has no representative value"))?;
+                sketch.inner.add_with_count(sign * rep, c);
+                prev = Some(key);
+            }
+            top_keys[store] = prev;
+        }
+        r.finish()?;
+        if total != count {
+            return Err(err("count does not match the bins"));
+        }
+        // The extremes must sit where the bins say they are.
+        let consistent_top = |extreme: f64, top: Option<i64>| match top {
+            Some(k) => extreme > ZERO_THRESHOLD && i64::from(cfg.key(extreme)) == k,
+            None => extreme <= ZERO_THRESHOLD,
+        };
+        if !consistent_top(max, top_keys[0])
+            || !consistent_top(-min, top_keys[1])
+            || (zero > 0 && !(min <= ZERO_THRESHOLD && max >= -ZERO_THRESHOLD))
+        {
+            return Err(err("min/max inconsistent with the bins"));
+        }
+        sketch.count = count;
+        sketch.min = min + 0.0;
+        sketch.max = max + 0.0;
+        Ok(sketch)
+    }
+}
+
+impl Serialize for QuantileSketch {
+    /// Serialises as the byte string of [`QuantileSketch::to_bytes`].
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes = self.to_bytes().map_err(ser::Error::custom)?;
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for QuantileSketch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = deserializer.deserialize_bytes(BytesVisitor)?;
+        Self::from_bytes(&bytes).map_err(de::Error::custom)
+    }
+}
+
+/// Accepts a byte string or a sequence of `u8` (as JSON writes bytes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BytesVisitor;
+
+impl<'de> Visitor<'de> for BytesVisitor {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some(b) = seq.next_element::<u8>()? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+}
+
+/// Non-empty bins of the crate's sketch, read from its Java-compatible encoding.
+struct CrateBins {
+    zero: u64,
+    positive: Vec<(i64, u64)>,
+    negative: Vec<(i64, u64)>,
+}
+
+impl CrateBins {
+    // Flag bytes of the DDSketch binary format (see `sketches_ddsketch::encoding`).
+    const FLAG_INDEX_MAPPING_LOG: u8 = 0x02;
+    const FLAG_ZERO_COUNT: u8 = 0x04;
+    const FLAG_COUNT: u8 = 0xA0;
+    const FLAG_SUM: u8 = 0x84;
+    const FLAG_MIN: u8 = 0x88;
+    const FLAG_MAX: u8 = 0x8C;
+    /// Store flags with the `IndexDeltasAndCounts` bin encoding mode.
+    const FLAG_POSITIVE_STORE: u8 = (1 << 2) | 1;
+    const FLAG_NEGATIVE_STORE: u8 = (1 << 2) | 3;
+
+    fn parse(bytes: &[u8]) -> Result<Self, AggError> {
+        let err = |reason| AggError::Encode { reason };
+        let mut input = ByteReader::new(bytes, "sketches-ddsketch encoding");
+        let mut bins = Self { zero: 0, positive: Vec::new(), negative: Vec::new() };
+        while !input.is_empty() {
+            match input.u8()? {
+                Self::FLAG_COUNT => {
+                    input.var_double()?;
+                }
+                Self::FLAG_SUM | Self::FLAG_MIN | Self::FLAG_MAX => {
+                    input.take(8)?;
+                }
+                Self::FLAG_INDEX_MAPPING_LOG => {
+                    let gamma = input.f64()?;
+                    input.take(8)?;
+                    if gamma.to_bits() != config().gamma.to_bits() {
+                        return Err(err("unexpected gamma in the crate's encoding"));
+                    }
+                }
+                Self::FLAG_ZERO_COUNT => {
+                    bins.zero = count_from_f64(input.var_double()?).ok_or(err("bad zero count"))?
+                }
+                flag @ (Self::FLAG_POSITIVE_STORE | Self::FLAG_NEGATIVE_STORE) => {
+                    let n = input.uvarint()?;
+                    let mut store = Vec::new();
+                    let mut index = 0i64;
+                    for _ in 0..n {
+                        index = index.checked_add(input.java_svarint()?).ok_or(err("bin index overflow"))?;
+                        let count = count_from_f64(input.var_double()?).ok_or(err("bad bin count"))?;
+                        store.push((index, count));
+                    }
+                    if flag == Self::FLAG_POSITIVE_STORE {
+                        bins.positive = store;
+                    } else {
+                        bins.negative = store;
+                    }
+                }
+                _ => return Err(err("unexpected flag in the crate's encoding")),
+            }
+        }
+        Ok(bins)
+    }
+}
+
+fn count_from_f64(c: f64) -> Option<u64> {
+    (c >= 0.0 && c <= MAX_COUNT as f64 && c.fract() == 0.0).then_some(c as u64)
+}
+
+pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub(crate) fn put_svarint(out: &mut Vec<u8>, v: i64) {
+    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+/// Bounds-checked little reader for the persistence formats of this crate.
+#[derive(Debug)]
+pub(crate) struct ByteReader<'a> {
+    rest: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> ByteReader<'a> {
+    pub(crate) fn new(bytes: &'a [u8], what: &'static str) -> Self {
+        Self { rest: bytes, what }
+    }
+
+    fn error(&self, reason: &'static str) -> AggError {
+        AggError::Decode { what: self.what, reason }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// Fails unless every byte was consumed.
+    pub(crate) fn finish(&self) -> Result<(), AggError> {
+        if self.rest.is_empty() { Ok(()) } else { Err(self.error("trailing bytes")) }
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], AggError> {
+        if self.rest.len() < n {
+            return Err(self.error("unexpected end of input"));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, AggError> {
+        let [b] = self.array::<1>()?;
+        Ok(b)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], AggError> {
+        let head = self.take(N)?;
+        <[u8; N]>::try_from(head).map_err(|_| self.error("unexpected end of input"))
+    }
+
+    pub(crate) fn f64(&mut self) -> Result<f64, AggError> {
+        Ok(f64::from_le_bytes(self.array::<8>()?))
+    }
+
+    pub(crate) fn i64(&mut self) -> Result<i64, AggError> {
+        Ok(i64::from_le_bytes(self.array::<8>()?))
+    }
+
+    /// LEB128, at most 10 bytes, rejecting bits beyond 64.
+    pub(crate) fn uvarint(&mut self) -> Result<u64, AggError> {
+        let mut value = 0u64;
+        for i in 0..10u32 {
+            let b = self.u8()?;
+            if i == 9 && b > 1 {
+                return Err(self.error("varint overflows 64 bits"));
+            }
+            value |= u64::from(b & 0x7F) << (7 * i);
+            if b < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(self.error("varint longer than 10 bytes"))
+    }
+
+    /// Zigzag LEB128.
+    pub(crate) fn svarint(&mut self) -> Result<i64, AggError> {
+        let u = self.uvarint()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+
+    /// The Java sketch library's unsigned var-long (9 bytes max, last byte 8 bits), zigzag decoded.
+    fn java_svarint(&mut self) -> Result<i64, AggError> {
+        let mut value = 0u64;
+        let mut shift = 0u32;
+        loop {
+            let b = self.u8()?;
+            if b < 0x80 || shift == 56 {
+                value |= u64::from(b) << shift;
+                break;
+            }
+            value |= u64::from(b & 0x7F) << shift;
+            shift += 7;
+        }
+        Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
+    }
+
+    /// The Java sketch library's variable-length double.
+    fn var_double(&mut self) -> Result<f64, AggError> {
+        let mut bits = 0u64;
+        let mut shift = 57i32;
+        loop {
+            let b = self.u8()?;
+            if shift == 1 {
+                bits |= u64::from(b);
+                break;
+            }
+            if b < 0x80 {
+                bits |= u64::from(b) << shift;
+                break;
+            }
+            bits |= u64::from(b & 0x7F) << shift;
+            shift -= 7;
+        }
+        Ok(f64::from_bits(bits.rotate_right(6).wrapping_add(1.0f64.to_bits())) - 1.0)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn exact_rank(sorted: &[f64], q: f64) -> f64 {
+        sorted[(q * (sorted.len() as f64 - 1.0)) as usize]
+    }
+
+    fn sketch_of(values: &[f64]) -> QuantileSketch {
+        let mut s = QuantileSketch::new();
+        for &v in values {
+            s.add(v).unwrap();
+        }
+        s
+    }
+
+    fn rel_err(est: f64, exact: f64) -> f64 {
+        if exact == 0.0 { est.abs() } else { (est - exact).abs() / exact.abs() }
+    }
+
+    /// Finite values whose magnitudes stay inside one sketch's uncollapsed range.
+    fn moderate_value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            -1e6..1e6f64,
+            (-20i32..20).prop_map(f64::from),
+            (1e-3..1e3f64, any::<bool>()).prop_map(|(m, neg)| if neg { -m } else { m }),
+            Just(0.0),
+            Just(-0.0),
+        ]
+    }
+
+    #[test]
+    fn empty_sketch() {
+        let s = QuantileSketch::new();
+        assert_eq!(s.count(), 0);
+        assert!(s.is_empty());
+        assert_eq!(s.quantile(0.5).unwrap(), None);
+        assert_eq!(s.min(), None);
+        assert_eq!(s.max(), None);
+        let back = QuantileSketch::from_bytes(&s.to_bytes().unwrap()).unwrap();
+        assert!(back.is_empty());
+        assert_eq!(s.to_bytes().unwrap(), b"QS\x01\x00");
+    }
+
+    #[test]
+    fn zero_and_negative_zero_are_exact() {
+        let s = sketch_of(&[0.0, -0.0, 0.0]);
+        for q in [0.0, 0.3, 0.5, 1.0] {
+            let v = s.quantile(q).unwrap().unwrap();
+            assert_eq!(v.to_bits(), 0.0f64.to_bits(), "q={q}");
+        }
+    }
+
+    #[test]
+    fn negative_and_mixed_values() {
+        let s = sketch_of(&[-4.0, -3.0, -2.0, -1.0]);
+        for (q, want) in [(0.0, -4.0), (0.25, -4.0), (0.5, -3.0), (0.75, -2.0), (1.0, -1.0)] {
+            let got = s.quantile(q).unwrap().unwrap();
+            assert!(rel_err(got, want) <= RELATIVE_ACCURACY, "q={q} got={got}");
+        }
+        let values: Vec<f64> = (-50..=50).map(f64::from).collect();
+        let s = sketch_of(&values);
+        for q in [0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0] {
+            let got = s.quantile(q).unwrap().unwrap();
+            assert!(rel_err(got, exact_rank(&values, q)) <= RELATIVE_ACCURACY, "q={q} got={got}");
+        }
+        assert_eq!(s.quantile(0.5).unwrap(), Some(0.0));
+    }
+
+    #[test]
+    fn rank_definition_is_lower_nearest_rank() {
+        let s = sketch_of(&[1.0, 2.0, 3.0, 4.0]);
+        assert!(rel_err(s.quantile(0.5).unwrap().unwrap(), 2.0) <= RELATIVE_ACCURACY);
+        assert!(rel_err(s.quantile(0.99).unwrap().unwrap(), 3.0) <= RELATIVE_ACCURACY);
+        assert_eq!(s.quantile(1.0).unwrap(), Some(4.0));
+        // One value: every quantile is that value exactly (clamped to [min, max]).
+        let one = sketch_of(&[123.456]);
+        assert_eq!(one.quantile(0.5).unwrap(), Some(123.456));
+    }
+
+    #[test]
+    fn non_finite_values_are_refused_without_changing_state() {
+        let mut s = sketch_of(&[1.0, 2.0]);
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -f64::NAN] {
+            assert!(matches!(s.add(bad), Err(AggError::NonFinite { .. })));
+        }
+        assert_eq!(s.count(), 2);
+        assert_eq!(s.min(), Some(1.0));
+        assert_eq!(s.max(), Some(2.0));
+        assert_eq!(s.quantile(1.0).unwrap(), Some(2.0));
+    }
+
+    #[test]
+    fn bad_quantiles_are_typed_errors() {
+        let s = sketch_of(&[1.0]);
+        for q in [-0.1, 1.0001, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(matches!(s.quantile(q), Err(AggError::InvalidQuantile { .. })), "q={q}");
+        }
+        assert!(matches!(QuantileSketch::new().quantile(2.0), Err(AggError::InvalidQuantile { .. })));
+    }
+
+    #[test]
+    fn extreme_finite_values_round_trip() {
+        let values = [
+            f64::MAX,
+            -f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            ZERO_THRESHOLD,
+            ZERO_THRESHOLD.next_up(),
+            -ZERO_THRESHOLD.next_up(),
+            3.9e-266,
+            1.0,
+            -1.0,
+            0.0,
+        ];
+        let s = sketch_of(&values);
+        let back = QuantileSketch::from_bytes(&s.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.count(), s.count());
+        assert_eq!(back.min(), Some(-f64::MAX));
+        assert_eq!(back.max(), Some(f64::MAX));
+        for q in [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0] {
+            let (a, b) = (s.quantile(q).unwrap().unwrap(), back.quantile(q).unwrap().unwrap());
+            assert!(a.is_finite() && b.is_finite());
+            assert_eq!(a, b, "q={q}");
+        }
+    }
+
+    #[test]
+    fn only_tiny_values_round_trip() {
+        for values in [&[3.9e-266][..], &[1e-10, 2e-10], &[-1e-10, -5e-324]] {
+            let s = sketch_of(values);
+            let back = QuantileSketch::from_bytes(&s.to_bytes().unwrap()).unwrap();
+            assert_eq!(back.min(), s.min());
+            assert_eq!(back.quantile(0.5).unwrap(), s.quantile(0.5).unwrap());
+        }
+    }
+
+    #[test]
+    fn every_key_has_a_representative() {
+        let cfg = config();
+        let (lo, hi) = key_bounds(&cfg);
+        for key in lo..=hi {
+            let k = i32::try_from(key).unwrap();
+            assert!(representative(&cfg, k).is_some(), "key {key}");
+        }
+    }
+
+    #[test]
+    fn count_limit_is_enforced_on_merge() {
+        let mut big = sketch_of(&[1.0]);
+        big.count = MAX_COUNT; // simulate a full sketch without 2^53 adds
+        assert_eq!(big.clone().add(1.0), Err(AggError::CountOverflow));
+        let mut other = sketch_of(&[2.0]);
+        assert_eq!(other.merge(&big), Err(AggError::CountOverflow));
+        assert_eq!(other.count(), 1);
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        for bytes in [&b""[..], b"QS", b"XX\x01\x00", b"QS\x02\x00", b"QS\x01\x00\x00", b"QS\x01\xff\xff\xff"] {
+            assert!(matches!(QuantileSketch::from_bytes(bytes), Err(AggError::Decode { .. })), "{bytes:?}");
+        }
+        let good = sketch_of(&[1.0, 2.0, -3.0, 0.0]).to_bytes().unwrap();
+        // Truncations all fail.
+        for n in 0..good.len() {
+            assert!(QuantileSketch::from_bytes(&good[..n]).is_err(), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let s = sketch_of(&[1.5, -2.5, 0.0, 1e6]);
+        let json = serde_json::to_string(&s).unwrap();
+        let back: QuantileSketch = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.to_bytes().unwrap(), s.to_bytes().unwrap());
+        assert!(serde_json::from_str::<QuantileSketch>("[1,2,3]").is_err());
+    }
+
+    #[test]
+    fn serialized_size_of_one_day_of_10s_points() {
+        fn splitmix64(state: &mut u64) -> u64 {
+            *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = *state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn unit(state: &mut u64) -> f64 {
+            (splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64
+        }
+        let n = 24 * 360; // one day of 10 s points
+        let mut st = 42u64;
+        let uniform: Vec<f64> = (0..n).map(|_| 20.0 + (unit(&mut st) - 0.5) * 10.0).collect();
+        let mut x = 20.0;
+        let walk: Vec<f64> = (0..n)
+            .map(|_| {
+                x += (unit(&mut st) - 0.5) * 0.5;
+                (x * 100.0f64).round() / 100.0
+            })
+            .collect();
+        let cauchy: Vec<f64> =
+            (0..n).map(|_| 5.0 + 2.0 * (std::f64::consts::PI * (unit(&mut st) - 0.5)).tan()).collect();
+        let latency: Vec<f64> = (0..n).map(|_| 0.001 / (1.0 - unit(&mut st)).powf(1.0 / 1.2)).collect();
+        for (name, values, limit) in [
+            ("seed gauge 20 +- 5 (uniform)", &uniform, 512),
+            ("2-decimal random walk", &walk, 1024),
+            ("Cauchy(5, 2), both signs", &cauchy, 8192),
+            ("Pareto latency (alpha 1.2)", &latency, 8192),
+        ] {
+            let s = sketch_of(values);
+            let bytes = s.to_bytes().unwrap();
+            eprintln!("serialized sketch, 1 day of 10 s points, {name}: {} bytes ({} points)", bytes.len(), s.count());
+            assert!(bytes.len() <= limit, "{name}: {} bytes", bytes.len());
+            let back = QuantileSketch::from_bytes(&bytes).unwrap();
+            assert_eq!(back.to_bytes().unwrap(), bytes);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn quantiles_within_relative_accuracy(values in prop::collection::vec(moderate_value(), 1..300),
+                                              qs in prop::collection::vec(0.0..=1.0f64, 1..8)) {
+            let s = sketch_of(&values);
+            let mut sorted: Vec<f64> = values.iter().map(|v| v + 0.0).collect();
+            sorted.sort_by(f64::total_cmp);
+            for q in qs {
+                let got = s.quantile(q).unwrap().unwrap();
+                let exact = exact_rank(&sorted, q);
+                prop_assert!(rel_err(got, exact) <= RELATIVE_ACCURACY * (1.0 + 1e-12),
+                    "q={} got={} exact={}", q, got, exact);
+            }
+        }
+
+        #[test]
+        fn merge_equals_single_pass(values in prop::collection::vec(moderate_value(), 0..200),
+                                    cut in any::<prop::sample::Index>()) {
+            let cut = if values.is_empty() { 0 } else { cut.index(values.len() + 1) };
+            let (a, b) = values.split_at(cut);
+            let mut left = sketch_of(a);
+            left.merge(&sketch_of(b)).unwrap();
+            let mut right = sketch_of(b);
+            right.merge(&sketch_of(a)).unwrap();
+            let whole = sketch_of(&values);
+            for q in [0.0, 0.01, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999, 1.0] {
+                prop_assert_eq!(left.quantile(q).unwrap(), whole.quantile(q).unwrap());
+                prop_assert_eq!(right.quantile(q).unwrap(), whole.quantile(q).unwrap());
+            }
+            prop_assert_eq!(left.to_bytes().unwrap(), whole.to_bytes().unwrap());
+            prop_assert_eq!(right.to_bytes().unwrap(), whole.to_bytes().unwrap());
+        }
+
+        #[test]
+        fn any_finite_values_never_panic_and_round_trip(
+            values in prop::collection::vec(any::<f64>().prop_filter("finite", |v| v.is_finite()), 0..200),
+            other in prop::collection::vec(any::<f64>().prop_filter("finite", |v| v.is_finite()), 0..50),
+        ) {
+            // Full-range values force the stores to collapse; nothing may panic.
+            let mut s = sketch_of(&values);
+            s.merge(&sketch_of(&other)).unwrap();
+            let bytes = s.to_bytes().unwrap();
+            let back = QuantileSketch::from_bytes(&bytes).unwrap();
+            prop_assert_eq!(back.count(), s.count());
+            prop_assert_eq!(back.min(), s.min());
+            prop_assert_eq!(back.max(), s.max());
+            for q in [0.0, 0.1, 0.5, 0.9, 1.0] {
+                let (a, b) = (s.quantile(q).unwrap(), back.quantile(q).unwrap());
+                prop_assert_eq!(a, b);
+                if let (Some(v), Some(lo), Some(hi)) = (a, s.min(), s.max()) {
+                    prop_assert!(v.is_finite() && lo <= v && v <= hi);
+                }
+            }
+            prop_assert_eq!(back.to_bytes().unwrap(), bytes);
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut input = b"QS\x01".to_vec();
+            input.extend_from_slice(&bytes);
+            for candidate in [&bytes[..], &input[..]] {
+                if let Ok(mut s) = QuantileSketch::from_bytes(candidate) {
+                    let _ = s.quantile(0.5);
+                    let copy = s.clone();
+                    let _ = s.merge(&copy);
+                    let _ = s.add(1.0);
+                    let _ = s.to_bytes();
+                }
+            }
+        }
+
+        #[test]
+        fn decoding_mutated_encodings_never_panics(values in prop::collection::vec(moderate_value(), 1..50),
+                                                   at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let mut bytes = sketch_of(&values).to_bytes().unwrap();
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+            if let Ok(mut s) = QuantileSketch::from_bytes(&bytes) {
+                prop_assert!(s.min() <= s.max());
+                for q in [0.0, 0.5, 1.0] {
+                    let v = s.quantile(q).unwrap().unwrap();
+                    prop_assert!(v.is_finite());
+                }
+                let copy = s.clone();
+                let _ = s.merge(&copy);
+                let _ = s.add(-1.0);
+            }
+        }
+    }
+}
