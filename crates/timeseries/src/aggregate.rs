@@ -8,7 +8,7 @@
 //!
 //! * [`BucketAgg::merge`] is exactly commutative and associative for count,
 //!   sum, min, max, avg, first and last (bit-identical results in any merge
-//!   order), and bin-exact for the sketch, so percentiles after any rollup
+//!   order, short of the sum overflow below), and bin-exact for the sketch, so percentiles after any rollup
 //!   stay within the sketch's 0.5 % bound.
 //! * The sum is exact: Shewchuk's non-overlapping partials (as in Python's
 //!   `math.fsum`), rounded once when read, so `sum` is the correctly rounded
@@ -318,15 +318,17 @@ pub enum Agg {
     Sum,
     First,
     Last,
-    /// Percentile in percent, `0.0..=100.0` ("p99.9" is `Percentile(99.9)`).
+    /// Percentile as a quantile fraction in `0.0..=1.0`: "p95" is
+    /// `Percentile(0.95)`, "p99.9" is `Percentile(0.999)`. Values outside
+    /// `[0, 1]` (e.g. `Percentile(95.0)`) read as `None`, never as a wrong answer.
     Percentile(f64),
 }
 
 impl Agg {
-    /// A percentile aggregation, typed error unless `0 <= p <= 100`.
-    pub fn percentile(p: f64) -> Result<Self, AggError> {
+    /// `Percentile(p / 100)`, typed error unless `0 <= p <= 100` (p in percent).
+    pub fn from_percent(p: f64) -> Result<Self, AggError> {
         if (0.0..=100.0).contains(&p) {
-            Ok(Self::Percentile(p))
+            Ok(Self::Percentile((p / 100.0).min(1.0)))
         } else {
             Err(AggError::InvalidPercentile { input: format!("p{p}") })
         }
@@ -335,7 +337,7 @@ impl Agg {
     /// The quantile in `[0, 1]` of a valid percentile aggregation.
     pub fn quantile(self) -> Option<f64> {
         match self {
-            Self::Percentile(p) if (0.0..=100.0).contains(&p) => Some((p / 100.0).min(1.0)),
+            Self::Percentile(q) if (0.0..=1.0).contains(&q) => Some(q),
             _ => None,
         }
     }
@@ -357,7 +359,7 @@ impl FromStr for Agg {
             "sum" => Self::Sum,
             "first" => Self::First,
             "last" => Self::Last,
-            "median" => Self::Percentile(50.0),
+            "median" => Self::Percentile(0.5),
             other => {
                 let Some(number) = other.strip_prefix('p') else {
                     return Err(AggError::UnknownAgg { input: s.to_owned() });
@@ -370,9 +372,26 @@ impl FromStr for Agg {
                     return Err(invalid());
                 }
                 let p: f64 = number.parse().map_err(|_| invalid())?;
-                Self::percentile(p).map_err(|_| invalid())?
+                Self::from_percent(p).map_err(|_| invalid())?
             }
         })
+    }
+}
+
+/// Writes a quantile as the shortest percent number that parses back to it.
+struct Percent(f64);
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let q = self.0;
+        let percent = q * 100.0;
+        for decimals in 0..=17 {
+            let text = format!("{percent:.decimals$}");
+            if text.parse::<f64>().is_ok_and(|p| (p / 100.0).min(1.0) == q) {
+                return f.write_str(&text);
+            }
+        }
+        write!(f, "{percent}")
     }
 }
 
@@ -386,7 +405,7 @@ impl fmt::Display for Agg {
             Self::Sum => f.write_str("sum"),
             Self::First => f.write_str("first"),
             Self::Last => f.write_str("last"),
-            Self::Percentile(p) => write!(f, "p{p}"),
+            Self::Percentile(q) => write!(f, "p{}", Percent(*q)),
         }
     }
 }
@@ -592,7 +611,7 @@ impl BucketAgg {
     }
 
     /// One aggregate. `Count` is `Some(0.0)` for an empty bucket, everything
-    /// else `None`; a `Percentile` outside `0..=100` is `None`.
+    /// else `None`; a `Percentile` outside `0..=1` is `None`.
     pub fn value(&self, agg: Agg) -> Option<f64> {
         match agg {
             Agg::Count => Some(self.count() as f64),
@@ -821,10 +840,10 @@ mod tests {
             let uncollapsed = span(1.0) < 1e17 && span(-1.0) < 1e17;
             let mut sorted: Vec<f64> = points.iter().map(|p| p.1 + 0.0).collect();
             sorted.sort_by(f64::total_cmp);
-            let percentiles: &[f64] = if uncollapsed { &[0.0, 1.0, 50.0, 95.0, 99.0, 99.9, 100.0] } else { &[0.0, 100.0] };
-            for &p in percentiles {
+            let quantiles: &[f64] = if uncollapsed { &[0.0, 0.01, 0.5, 0.95, 0.99, 0.999, 1.0] } else { &[0.0, 1.0] };
+            for &p in quantiles {
                 let got = agg.value(Agg::Percentile(p)).unwrap();
-                let exact = exact_rank(&sorted, p / 100.0);
+                let exact = exact_rank(&sorted, p);
                 let err = if exact == 0.0 { got.abs() } else { (got - exact).abs() / exact.abs() };
                 prop_assert!(err <= RELATIVE_ACCURACY * (1.0 + 1e-12), "p{} got {} exact {}", p, got, exact);
             }
@@ -912,7 +931,7 @@ mod tests {
             let i = at.index(bad.len());
             bad[i] = byte;
             if let Ok(mut b) = BucketAgg::from_bytes(&bad) {
-                for agg_kind in [Agg::Count, Agg::Sum, Agg::Avg, Agg::Percentile(99.0), Agg::First] {
+                for agg_kind in [Agg::Count, Agg::Sum, Agg::Avg, Agg::Percentile(0.99), Agg::First] {
                     let _ = b.value(agg_kind);
                 }
                 let copy = b.clone();
@@ -927,7 +946,7 @@ mod tests {
             for candidate in [&bytes[..], &input[..]] {
                 if let Ok(mut b) = BucketAgg::from_bytes(candidate) {
                     let _ = b.value(Agg::Avg);
-                    let _ = b.value(Agg::Percentile(50.0));
+                    let _ = b.value(Agg::Percentile(0.5));
                     let copy = b.clone();
                     let _ = b.merge(&copy);
                     let _ = b.add(0, 1.0);
@@ -951,6 +970,13 @@ mod tests {
         fn interval_display_round_trips(nanos in 1i64..=Interval::MAX.nanos()) {
             let i = Interval::from_nanos(nanos).unwrap();
             prop_assert_eq!(i.to_string().parse::<Interval>().unwrap(), i);
+        }
+
+        #[test]
+        fn percentile_display_round_trips(q in 0.0..=1.0f64, percent in 0u32..=100_000) {
+            for agg in [Agg::Percentile(q), Agg::from_percent(f64::from(percent) / 1000.0).unwrap()] {
+                prop_assert_eq!(agg.to_string().parse::<Agg>().unwrap(), agg);
+            }
         }
 
         #[test]
@@ -1107,15 +1133,16 @@ mod tests {
             ("sum", Agg::Sum),
             ("first", Agg::First),
             ("last", Agg::Last),
-            ("p95", Agg::Percentile(95.0)),
-            ("p99", Agg::Percentile(99.0)),
-            ("p50", Agg::Percentile(50.0)),
-            ("p99.9", Agg::Percentile(99.9)),
-            ("median", Agg::Percentile(50.0)),
-            ("P99", Agg::Percentile(99.0)),
+            ("p95", Agg::Percentile(0.95)),
+            ("p99", Agg::Percentile(0.99)),
+            ("p50", Agg::Percentile(0.5)),
+            ("p99.9", Agg::Percentile(0.999)),
+            ("median", Agg::Percentile(0.5)),
+            ("P99", Agg::Percentile(0.99)),
             (" avg ", Agg::Avg),
             ("p0", Agg::Percentile(0.0)),
-            ("p100", Agg::Percentile(100.0)),
+            ("p100", Agg::Percentile(1.0)),
+            ("p12.5", Agg::Percentile(0.125)),
         ];
         for (s, want) in cases {
             assert_eq!(s.parse::<Agg>().unwrap(), want, "{s}");
@@ -1126,11 +1153,14 @@ mod tests {
         for s in ["", "average", "count2", "99", "mode"] {
             assert!(matches!(s.parse::<Agg>(), Err(AggError::UnknownAgg { .. })), "{s}");
         }
-        for agg in [Agg::Count, Agg::Avg, Agg::Percentile(99.9), Agg::Percentile(50.0)] {
+        for agg in [Agg::Count, Agg::Avg, Agg::Percentile(0.999), Agg::Percentile(0.5), Agg::Percentile(0.95)] {
             assert_eq!(agg.to_string().parse::<Agg>().unwrap(), agg);
         }
-        assert!(Agg::percentile(100.5).is_err());
-        assert_eq!(agg_of(&[(0, 1.0)]).value(Agg::Percentile(150.0)), None);
+        assert_eq!(Agg::Percentile(0.95).to_string(), "p95");
+        assert_eq!(Agg::Percentile(0.999).to_string(), "p99.9");
+        assert_eq!(Agg::from_percent(99.9).unwrap().to_string(), "p99.9");
+        assert!(Agg::from_percent(100.5).is_err());
+        assert_eq!(agg_of(&[(0, 1.0)]).value(Agg::Percentile(95.0)), None);
         assert_eq!(agg_of(&[(0, 1.0)]).value(Agg::Percentile(f64::NAN)), None);
     }
 
@@ -1264,7 +1294,7 @@ mod tests {
     fn empty_bucket() {
         let agg = BucketAgg::new();
         assert_eq!(agg.value(Agg::Count), Some(0.0));
-        for kind in [Agg::Min, Agg::Max, Agg::Avg, Agg::Sum, Agg::First, Agg::Last, Agg::Percentile(50.0)] {
+        for kind in [Agg::Min, Agg::Max, Agg::Avg, Agg::Sum, Agg::First, Agg::Last, Agg::Percentile(0.5)] {
             assert_eq!(agg.value(kind), None, "{kind}");
         }
         let back = BucketAgg::from_bytes(&agg.to_bytes().unwrap()).unwrap();

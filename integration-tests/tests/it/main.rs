@@ -7,3 +7,4 @@ mod kcat_interop;
 mod outbox_relay;
 mod redelivery_after_kill;
 mod support;
+mod timeseries_crash;

@@ -24,10 +24,36 @@ const LINEAR_DUP_LIMIT: usize = 32;
 /// `line_no` (1-based) is only used for the error position. Timestamps are read in `precision`
 /// and returned in nanoseconds.
 pub fn parse_line(line: &str, line_no: usize, precision: Precision) -> Result<Option<ParsedLine>, ParseError> {
+    parse_line_hinted(line, line_no, precision, &mut CapacityHint::default())
+}
+
+/// Expected tag and field counts, so that the output vectors are allocated once at the right size.
+/// Batches and streams pass the previous line's counts (consecutive lines usually share a shape).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CapacityHint {
+    tags: usize,
+    fields: usize,
+}
+
+impl CapacityHint {
+    /// Remembers the shape of `line` for the next one.
+    fn update(&mut self, line: &ParsedLine) {
+        self.tags = line.tags.len();
+        self.fields = line.fields.len();
+    }
+}
+
+/// [`parse_line`] with allocation sizes taken from (and updated in) `hint`.
+pub(super) fn parse_line_hinted(
+    line: &str,
+    line_no: usize,
+    precision: Precision,
+    hint: &mut CapacityHint,
+) -> Result<Option<ParsedLine>, ParseError> {
     let line = line.strip_suffix('\n').unwrap_or(line);
     let line = line.strip_suffix('\r').unwrap_or(line);
     let bytes = line.as_bytes();
-    if let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+    if let Some(nl) = line.find('\n') {
         return Err(error_at(line, line_no, nl, ParseErrorKind::EmbeddedNewline));
     }
     let mut start = 0;
@@ -43,7 +69,9 @@ pub fn parse_line(line: &str, line_no: usize, precision: Precision) -> Result<Op
         end -= 1;
     }
     let parser = LineParser { line, bytes: &bytes[..end], line_no, precision };
-    parser.parse(start).map(Some)
+    let parsed = parser.parse(start, *hint)?;
+    hint.update(&parsed);
+    Ok(Some(parsed))
 }
 
 /// Parses a whole body of newline-separated lines (line numbers start at 1).
@@ -51,9 +79,12 @@ pub fn parse_line(line: &str, line_no: usize, precision: Precision) -> Result<Op
 /// In [`BatchMode::Strict`] the first bad line rejects the batch; in [`BatchMode::Lenient`] the
 /// outcome holds every good line and one error per bad line.
 pub fn parse_batch(input: &str, precision: Precision, mode: BatchMode) -> Result<BatchOutcome, BatchError> {
-    let mut outcome = BatchOutcome::default();
+    // One cheap (vectorised) pass to size the output once; an upper bound (counts blank lines).
+    let line_count = input.as_bytes().iter().filter(|&&b| b == b'\n').count() + 1;
+    let mut outcome = BatchOutcome { lines: Vec::with_capacity(line_count), rejected: Vec::new() };
+    let mut hint = CapacityHint::default();
     for (idx, line) in input.split('\n').enumerate() {
-        match parse_line(line, idx + 1, precision) {
+        match parse_line_hinted(line, idx + 1, precision, &mut hint) {
             Ok(Some(parsed)) => outcome.lines.push(parsed),
             Ok(None) => {}
             Err(e) => match mode {
@@ -142,7 +173,7 @@ impl<'a> LineParser<'a> {
         &self.line[from..to]
     }
 
-    fn parse(&self, start: usize) -> Result<ParsedLine, ParseError> {
+    fn parse(&self, start: usize, hint: CapacityHint) -> Result<ParsedLine, ParseError> {
         // Measurement.
         let (m_end, m_esc) = self.scan(start, Element::Measurement)?;
         if m_end == start {
@@ -152,7 +183,7 @@ impl<'a> LineParser<'a> {
         let mut i = m_end;
 
         // Tag set.
-        let mut tags: Vec<(String, String)> = Vec::new();
+        let mut tags: Vec<(String, String)> = Vec::with_capacity(hint.tags);
         let mut tag_hashes = None;
         while self.at(i) == Some(b',') {
             let k_start = i + 1;
@@ -188,7 +219,7 @@ impl<'a> LineParser<'a> {
         }
 
         // Field set.
-        let mut fields: Vec<(String, FieldValue)> = Vec::new();
+        let mut fields: Vec<(String, FieldValue)> = Vec::with_capacity(hint.fields.max(1));
         let mut field_hashes = None;
         loop {
             let k_start = i;

@@ -2,7 +2,8 @@
 
 use std::io::{self, BufRead, Read as _};
 
-use super::{BatchMode, BatchOutcome, ParseError, ParseErrorKind, ParsedLine, Precision, parse_line};
+use super::parser::{CapacityHint, parse_line_hinted};
+use super::{BatchMode, BatchOutcome, ParseError, ParseErrorKind, ParsedLine, Precision};
 
 /// Default longest accepted line, in bytes (excluding the `\n`): 4 MiB.
 pub const DEFAULT_MAX_LINE_LEN: usize = 4 << 20;
@@ -41,13 +42,22 @@ pub struct LineReader<R> {
     line_no: usize,
     max_line_len: usize,
     buf: Vec<u8>,
+    hint: CapacityHint,
     failed: bool,
 }
 
 impl<R: BufRead> LineReader<R> {
     /// A reader with timestamps in `precision` and the [`DEFAULT_MAX_LINE_LEN`] limit.
     pub fn new(reader: R, precision: Precision) -> Self {
-        Self { reader, precision, line_no: 0, max_line_len: DEFAULT_MAX_LINE_LEN, buf: Vec::new(), failed: false }
+        Self {
+            reader,
+            precision,
+            line_no: 0,
+            max_line_len: DEFAULT_MAX_LINE_LEN,
+            buf: Vec::new(),
+            hint: CapacityHint::default(),
+            failed: false,
+        }
     }
 
     /// Sets the longest accepted line in bytes, excluding the `\n` (at least 1).
@@ -84,7 +94,7 @@ impl<R: BufRead> LineReader<R> {
             }
             let line_no = self.line_no;
             let parsed = match std::str::from_utf8(&self.buf) {
-                Ok(text) => parse_line(text, line_no, self.precision)?,
+                Ok(text) => parse_line_hinted(text, line_no, self.precision, &mut self.hint)?,
                 Err(e) => {
                     if is_comment_or_blank(&self.buf) {
                         continue;

@@ -719,31 +719,40 @@ fn tsbs_lines(n: usize) -> String {
 #[test]
 fn parse_rate_tsbs_100k() {
     const N: usize = 100_000;
+    // Best of several rounds: the build machine is shared, so single runs are noisy.
+    let rounds = if cfg!(debug_assertions) { 1 } else { 5 };
     let input = tsbs_lines(N);
     // Warm-up (page in the input, grow the allocator's pools).
     let warm = parse_batch(&tsbs_lines(N / 10), Precision::Ns, BatchMode::Strict).expect("valid");
-    assert!(!warm.lines.is_empty());
+    assert_eq!(warm.lines.len(), N / 10);
+    drop(warm);
 
-    let started = Instant::now();
-    let out = parse_batch(&input, Precision::Ns, BatchMode::Strict).expect("valid");
-    let batch_secs = started.elapsed().as_secs_f64();
-    assert_eq!(out.lines.len(), N);
+    let mut batch_secs = f64::INFINITY;
+    let mut stream_secs = f64::INFINITY;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let out = parse_batch(&input, Precision::Ns, BatchMode::Strict).expect("valid");
+        batch_secs = batch_secs.min(started.elapsed().as_secs_f64());
+        assert_eq!(out.lines.len(), N);
+        drop(out);
 
-    let started = Instant::now();
-    let mut count = 0usize;
-    for item in LineReader::new(input.as_bytes(), Precision::Ns) {
-        if item.is_ok() {
-            count += 1;
+        let started = Instant::now();
+        let mut count = 0usize;
+        for item in LineReader::new(input.as_bytes(), Precision::Ns) {
+            if item.is_ok() {
+                count += 1;
+            }
         }
+        stream_secs = stream_secs.min(started.elapsed().as_secs_f64());
+        assert_eq!(count, N);
     }
-    let stream_secs = started.elapsed().as_secs_f64();
-    assert_eq!(count, N);
 
     let mb = input.len() as f64 / 1e6;
     let mode = if cfg!(debug_assertions) { "debug build" } else { "release build" };
     eprintln!(
-        "line_protocol parse rate ({mode}): parse_batch {:.0} lines/s ({:.0} field values/s, {:.1} MB/s); \
-         LineReader {:.0} lines/s",
+        "line_protocol parse rate ({mode}, best of {rounds}, {N} TSBS lines): \
+         parse_batch (all lines kept) {:.0} lines/s = {:.0} field values/s, {:.1} MB/s; \
+         LineReader (line by line, dropped) {:.0} lines/s",
         N as f64 / batch_secs,
         (N * 10) as f64 / batch_secs,
         mb / batch_secs,
