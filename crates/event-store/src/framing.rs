@@ -14,7 +14,6 @@ pub const HEADER: usize = 8;
 /// Frames larger than this are refused on write and treated as damage on read.
 pub const MAX_FRAME: usize = 256 * 1024 * 1024;
 
-
 /// Builds frames into one buffer for a single write.
 #[derive(Debug, Default)]
 pub struct FrameWriter {

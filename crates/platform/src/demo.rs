@@ -176,23 +176,27 @@ fn bus_for(kafka: Option<&str>) -> Result<(Arc<dyn EventBus>, String)> {
 pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
     let (bus, bus_name) = bus_for(args.kafka.as_deref())?;
     let data_dir = args.out.join("data");
+    // Every run starts from empty storage, so the report is reproducible.
+    if data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir).map_err(io(&data_dir))?;
+    }
     std::fs::create_dir_all(&data_dir).map_err(io(&data_dir))?;
     let say = |msg: &str| {
         if format == Format::Table {
             eprintln!("{msg}");
         }
     };
-    say(&format!("[1/4] bus: {bus_name}; creating topics"));
+    say(&format!("[1/5] bus: {bus_name}; creating topics"));
     let specs: Vec<_> = topics::ALL.iter().map(|t| TopicSpec::new(*t, 3)).collect();
     bus.create_topics(&specs).await?;
 
     let sent = samples()?;
-    say(&format!("[2/4] publishing {} sample events", sent.len()));
+    say(&format!("[2/5] publishing {} sample events", sent.len()));
     for (topic, env) in &sent {
         bus.publish(topic, std::slice::from_ref(env)).await?;
     }
 
-    say("[3/4] consuming them back (consumer group, commit after handling)");
+    say("[3/5] consuming them back (consumer group, commit after handling)");
     let group = format!("demo-{}", Uuid::now_v7().simple());
     let sub = bus.subscribe(&group, &topics::ALL).await?;
     let mut consumer = Consumer::new(sub, RetryPolicy::default());
@@ -217,12 +221,20 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
         ))
     });
 
-    say("[4/4] writing the report");
-    let summary = summary(&bus_name, &collector.received);
+    say("[4/5] demo_time_series_modeling on the time-series engine");
+    let ts_dir = crate::ts::dir(&data_dir);
+    let time_series = {
+        let engine = timeseries::Engine::open(&ts_dir)?;
+        timeseries::scenario::run(&engine)?
+    };
+
+    say("[5/5] writing the report");
+    let mut summary = summary(&bus_name, &collector.received);
+    summary["scenarios"]["demo_time_series_modeling"] = serde_json::to_value(&time_series)?;
     write_outputs(&args.out, &summary)?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = collector
                 .received
                 .iter()
@@ -238,7 +250,20 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
                 })
                 .collect();
             println!("{}", table(&["topic", "partition", "offset", "type", "subject", "data"], &rows));
-            println!("\nall {} events came back; report in {}", rows.len(), args.out.join("report.html").display());
+            println!("\nall {} events came back", rows.len());
+            let ts = &time_series;
+            println!("\ndemo_time_series_modeling");
+            println!("Created time series: {}", ts.created_time_series);
+            println!("Inserted {} data points", ts.inserted_data_points);
+            println!("Query results: {} data points", ts.query_results);
+            println!("Aggregated data: {} buckets (answered from the {} rollup)", ts.aggregated_data, ts.answered_from);
+            for b in &ts.buckets {
+                println!(
+                    "  {}: avg={:.2}°C, min={:.2}°C, max={:.2}°C, p95={:.2}°C",
+                    b.timestamp, b.avg, b.min, b.max, b.p95
+                );
+            }
+            println!("\nreport in {}; data in {}", args.out.join("report.html").display(), data_dir.display());
         }
     }
     Ok(())

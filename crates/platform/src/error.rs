@@ -13,6 +13,10 @@ pub enum Error {
     Incomplete { got: usize, expected: usize, seconds: u64 },
     #[error("cannot encode output: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Timeseries(#[from] timeseries::Error),
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Error {

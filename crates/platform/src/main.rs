@@ -9,6 +9,7 @@
 mod demo;
 mod error;
 mod output;
+mod ts;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ enum Command {
     /// Send sample events of every context through the bus and print them
     /// after the round trip; writes summary.json and report.html to --out.
     Demo(demo::DemoArgs),
+    /// The time-series engine: create-series, write, query, last, stats.
+    #[command(subcommand)]
+    Ts(ts::TsCommand),
 }
 
 #[tokio::main]
@@ -47,6 +51,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args, &cli.data, cli.format).await,
+        Command::Ts(cmd) => ts::run(cmd, &cli.data, cli.format),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

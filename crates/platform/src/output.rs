@@ -6,6 +6,8 @@ use clap::ValueEnum;
 pub enum Format {
     Table,
     Json,
+    /// Comma-separated values (query results).
+    Csv,
 }
 
 /// Renders rows under headers with columns padded to their widest cell

@@ -328,7 +328,11 @@ impl Agg {
     /// `Percentile(p / 100)`, typed error unless `0 <= p <= 100` (p in percent).
     pub fn from_percent(p: f64) -> Result<Self, AggError> {
         if (0.0..=100.0).contains(&p) {
-            Ok(Self::Percentile((p / 100.0).min(1.0)))
+            // Shift the decimal digits rather than divide: from_percent(99.9) is exactly 0.999.
+            let text = (p + 0.0).to_string();
+            let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+            let q = shift_point(int, frac, -2).parse::<f64>().unwrap_or(p / 100.0);
+            Ok(Self::Percentile(q.min(1.0)))
         } else {
             Err(AggError::InvalidPercentile { input: format!("p{p}") })
         }
@@ -371,27 +375,38 @@ impl FromStr for Agg {
                 if !digits(int) || !digits(frac) {
                     return Err(invalid());
                 }
-                let p: f64 = number.parse().map_err(|_| invalid())?;
-                Self::from_percent(p).map_err(|_| invalid())?
+                // Shift the digits so "p99.9" is exactly 0.999 (99.9 / 100 is not).
+                let q: f64 = shift_point(int, frac, -2).parse().map_err(|_| invalid())?;
+                if q > 1.0 {
+                    return Err(invalid());
+                }
+                Self::Percentile(q)
             }
         })
     }
 }
 
-/// Writes a quantile as the shortest percent number that parses back to it.
-struct Percent(f64);
-
-impl fmt::Display for Percent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let q = self.0;
-        let percent = q * 100.0;
-        for decimals in 0..=17 {
-            let text = format!("{percent:.decimals$}");
-            if text.parse::<f64>().is_ok_and(|p| (p / 100.0).min(1.0) == q) {
-                return f.write_str(&text);
-            }
-        }
-        write!(f, "{percent}")
+/// Moves the decimal point of the plain decimal `int.frac` by `shift` places
+/// (positive: right) and writes it without redundant zeros. ASCII digits only.
+fn shift_point(int: &str, frac: &str, shift: isize) -> String {
+    let mut digits = format!("{int}{frac}");
+    let mut point = int.len().cast_signed() + shift;
+    if point < 0 {
+        digits.insert_str(0, &"0".repeat(point.unsigned_abs()));
+        point = 0;
+    }
+    let point = point.unsigned_abs();
+    if digits.len() < point {
+        digits.push_str(&"0".repeat(point - digits.len()));
+    }
+    let (whole, fraction) = digits.split_at(point);
+    let whole = whole.trim_start_matches('0');
+    let fraction = fraction.trim_end_matches('0');
+    match (whole.is_empty(), fraction.is_empty()) {
+        (true, true) => "0".to_owned(),
+        (true, false) => format!("0.{fraction}"),
+        (false, true) => whole.to_owned(),
+        (false, false) => format!("{whole}.{fraction}"),
     }
 }
 
@@ -405,7 +420,13 @@ impl fmt::Display for Agg {
             Self::Sum => f.write_str("sum"),
             Self::First => f.write_str("first"),
             Self::Last => f.write_str("last"),
-            Self::Percentile(q) => write!(f, "p{}", Percent(*q)),
+            Self::Percentile(q) if (0.0..=1.0).contains(q) => {
+                // Shortest digits of q, point moved two places: 0.999 -> "p99.9".
+                let text = (q + 0.0).to_string();
+                let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+                write!(f, "p{}", shift_point(int, frac, 2))
+            }
+            Self::Percentile(q) => write!(f, "p{}", q * 100.0),
         }
     }
 }

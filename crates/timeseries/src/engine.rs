@@ -121,7 +121,12 @@ impl Engine {
         let dir = dir.as_ref().to_owned();
         std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(Error::io(&lock_path))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(Error::io(&lock_path))?;
         lock.try_lock().map_err(|_| Error::Locked { path: dir.display().to_string() })?;
         let mut state = State::default();
         let wal_dir = dir.join("wal");
@@ -189,18 +194,25 @@ impl Engine {
         {
             let state = self.read();
             for p in points {
-                let schema = &state.schemas.get(&p.series).ok_or_else(|| Error::UnknownSeries(p.series.clone()))?.schema;
+                let schema =
+                    &state.schemas.get(&p.series).ok_or_else(|| Error::UnknownSeries(p.series.clone()))?.schema;
                 if let Some(key) = p.tags.keys().find(|k| !schema.tags.contains(k)) {
                     return Err(Error::UnknownTagKey { series: p.series.clone(), key: key.clone() });
                 }
                 if let Some(unit) = &p.unit
                     && unit != &schema.unit
                 {
-                    return Err(Error::WrongUnit { series: p.series.clone(), expected: schema.unit.clone(), got: unit.clone() });
+                    return Err(Error::WrongUnit {
+                        series: p.series.clone(),
+                        expected: schema.unit.clone(),
+                        got: unit.clone(),
+                    });
                 }
                 if !p.value.is_finite() {
                     match schema.nan_policy {
-                        NanPolicy::Reject => return Err(Error::NaN { series: p.series.clone(), timestamp: p.timestamp }),
+                        NanPolicy::Reject => {
+                            return Err(Error::NaN { series: p.series.clone(), timestamp: p.timestamp });
+                        }
                         NanPolicy::Drop => {
                             report.dropped += 1;
                             continue;
@@ -216,7 +228,12 @@ impl Engine {
         for (p, window) in &accepted {
             let newest = ingest.newest.get(&p.series).copied().unwrap_or(i64::MIN);
             if p.timestamp < newest.saturating_sub(*window) {
-                return Err(Error::TooLate { series: p.series.clone(), timestamp: p.timestamp, newest, window_ns: *window });
+                return Err(Error::TooLate {
+                    series: p.series.clone(),
+                    timestamp: p.timestamp,
+                    newest,
+                    window_ns: *window,
+                });
             }
         }
         let mut frames = FrameWriter::default();

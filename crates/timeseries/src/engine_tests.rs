@@ -21,46 +21,24 @@ fn temp_dir() -> PathBuf {
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0))
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    )
 }
 
-/// splitmix64, for fixed-seed test data.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[(self.next() % xs.len() as u64) as usize]
-    }
-}
-
-const T0: i64 = 1_672_531_200 * NANOS_PER_SEC; // 2023-01-01T00:00:00Z
+const T0: i64 = crate::scenario::BASE_TIME;
 const MIN: i64 = 60 * NANOS_PER_SEC;
 const HOUR: i64 = 60 * MIN;
 
 fn seed_schema() -> SeriesSchema {
-    SeriesSchema::new("sensor_temperature", &["device_id", "location", "sensor_type"], "celsius", 365, &["raw", "1min", "1hour", "1day"])
+    crate::scenario::schema()
 }
 
-/// The seed's 1000 points, every 5 minutes from 2023-01-01.
 fn seed_points() -> Vec<Point> {
-    let mut rng = Rng(42);
-    (0..1000)
-        .map(|i| {
-            let device = rng.pick(&["device_001", "device_002", "device_003"]);
-            let location = rng.pick(&["beijing", "shanghai", "guangzhou"]);
-            let v = 20.0 + rng.uniform(-5.0, 5.0);
-            Point::new("sensor_temperature", &[("device_id", device), ("location", location), ("sensor_type", "temperature")], T0 + i * 5 * MIN, v)
-        })
-        .collect()
+    crate::scenario::points()
 }
 
 fn buckets(r: QueryResult) -> Vec<(i64, u64, Vec<Option<f64>>)> {
@@ -80,6 +58,7 @@ fn seed_scenario_matches_a_naive_computation_and_survives_a_restart() {
     let beijing = vec![Matcher::eq("location", "beijing")];
     let naive: Vec<&Point> =
         points.iter().filter(|p| p.timestamp >= from && p.timestamp < to && p.tags["location"] == "beijing").collect();
+    assert!(!naive.is_empty());
     let aggs = vec![Agg::Count, Agg::Min, Agg::Max, Agg::Avg, Agg::Sum];
     let q = Query::aggregate("sensor_temperature", from, to, beijing.clone(), Interval::HOUR, aggs.clone());
     let first_answer = {
@@ -110,7 +89,14 @@ fn seed_scenario_matches_a_naive_computation_and_survives_a_restart() {
             assert!((values[3].expect("avg") - sum / in_bucket.len() as f64).abs() < 1e-9);
         }
         // 90-second buckets are tiled by no rollup level: raw points answer.
-        let odd = Query::aggregate("sensor_temperature", from, to, beijing.clone(), Interval::from_nanos(90 * NANOS_PER_SEC).expect("90s"), aggs.clone());
+        let odd = Query::aggregate(
+            "sensor_temperature",
+            from,
+            to,
+            beijing.clone(),
+            Interval::from_nanos(90 * NANOS_PER_SEC).expect("90s"),
+            aggs.clone(),
+        );
         let QueryResult::Buckets { level, .. } = engine.query(&odd).expect("odd") else { panic!("buckets") };
         assert_eq!(level, None);
         answer
@@ -149,7 +135,10 @@ fn bad_input_gets_typed_errors_and_writes_nothing() {
     in_window.timestamp = T0 - 30 * MIN;
     engine.write(vec![in_window]).expect("late point inside the window is accepted");
 
-    assert!(matches!(engine.query(&Query::raw("sensor_temperature", T0, T0 - 1, vec![])), Err(Error::InvertedRange { .. })));
+    assert!(matches!(
+        engine.query(&Query::raw("sensor_temperature", T0, T0 - 1, vec![])),
+        Err(Error::InvertedRange { .. })
+    ));
     assert!(matches!(engine.query(&Query::raw("nope", T0, T0, vec![])), Err(Error::UnknownSeries(_))));
     let q = Query::aggregate("sensor_temperature", 0, T0, vec![], Interval::SECOND, vec![Agg::Count]);
     assert!(matches!(engine.query(&q), Err(Error::TooManyBuckets { .. })));
@@ -180,11 +169,16 @@ fn late_points_update_their_buckets_and_retention_hides_expired_data() {
     engine.write(vec![p(T0 + MIN, 10.0)]).expect("late but inside the window");
     let q = Query::aggregate("cpu", T0, T0 + HOUR, vec![], Interval::HOUR, vec![Agg::Count, Agg::Sum, Agg::Last]);
     assert_eq!(buckets(engine.query(&q).expect("q")), vec![(T0, 3, vec![Some(3.0), Some(13.0), Some(2.0)])]);
-    assert_eq!(engine.last("cpu", &[]).expect("last"), vec![(vec![("host".to_owned(), "h1".to_owned())], T0 + 5 * MIN, 2.0)]);
+    assert_eq!(
+        engine.last("cpu", &[]).expect("last"),
+        vec![(vec![("host".to_owned(), "h1".to_owned())], T0 + 5 * MIN, 2.0)]
+    );
 
     // Two days later the first day is past the one-day retention.
     engine.write(vec![p(T0 + 48 * HOUR, 5.0)]).expect("write");
-    let QueryResult::Raw(series) = engine.query(&Query::raw("cpu", 0, i64::MAX, vec![])).expect("raw") else { panic!("raw") };
+    let QueryResult::Raw(series) = engine.query(&Query::raw("cpu", 0, i64::MAX, vec![])).expect("raw") else {
+        panic!("raw")
+    };
     assert_eq!(series[0].points, vec![(T0 + 48 * HOUR, 5.0)], "expired points are never returned");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -195,7 +189,14 @@ fn group_by_splits_buckets_by_tag() {
     let engine = Engine::open(&dir).expect("open");
     engine.create_series(seed_schema()).expect("create");
     engine.write(seed_points()).expect("write");
-    let mut q = Query::aggregate("sensor_temperature", T0, T0 + 24 * HOUR, vec![], Interval::DAY, vec![Agg::Count, Agg::Percentile(0.95)]);
+    let mut q = Query::aggregate(
+        "sensor_temperature",
+        T0,
+        T0 + 24 * HOUR,
+        vec![],
+        Interval::DAY,
+        vec![Agg::Count, Agg::Percentile(0.95)],
+    );
     q.group_by = vec!["location".into()];
     let QueryResult::Buckets { groups, .. } = engine.query(&q).expect("q") else { panic!("buckets") };
     assert_eq!(groups.len(), 3);

@@ -15,7 +15,9 @@ pub enum Error {
     WrongUnit { series: String, expected: String, got: String },
     #[error("point of `{series}` at {timestamp} is NaN or infinite and the schema refuses those")]
     NaN { series: String, timestamp: i64 },
-    #[error("point of `{series}` at {timestamp} is older than the out-of-order window (newest {newest}, window {window_ns} ns)")]
+    #[error(
+        "point of `{series}` at {timestamp} is older than the out-of-order window (newest {newest}, window {window_ns} ns)"
+    )]
     TooLate { series: String, timestamp: i64, newest: i64, window_ns: i64 },
     #[error("invalid tag matcher `{0}` (use k=v, k!=v, k=~regex, k!~regex or k=in(a|b))")]
     InvalidMatcher(String),
@@ -27,6 +29,10 @@ pub enum Error {
     TooManyBuckets { buckets: i64, limit: i64 },
     #[error(transparent)]
     Agg(#[from] crate::aggregate::AggError),
+    #[error(transparent)]
+    LineProtocol(#[from] crate::line_protocol::StreamError),
+    #[error("field `{field}` of measurement `{measurement}` is a string; time series hold numbers")]
+    StringField { measurement: String, field: String },
     #[error("{0}")]
     Codec(String),
     #[error("store at {path} is corrupt at byte {offset}: {reason}")]

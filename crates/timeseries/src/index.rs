@@ -184,7 +184,8 @@ impl SeriesIndex {
 }
 
 fn anchored(re: &str) -> Result<Regex> {
-    Regex::new(&format!("^(?:{re})$")).map_err(|e| Error::InvalidRegex { pattern: re.to_owned(), reason: e.to_string() })
+    Regex::new(&format!("^(?:{re})$"))
+        .map_err(|e| Error::InvalidRegex { pattern: re.to_owned(), reason: e.to_string() })
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -204,7 +205,11 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.at.checked_add(n).filter(|e| *e <= self.bytes.len()).ok_or_else(|| Error::Codec("index file is cut short".into()))?;
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.bytes.len())
+            .ok_or_else(|| Error::Codec("index file is cut short".into()))?;
         let s = &self.bytes[self.at..end];
         self.at = end;
         Ok(s)
@@ -241,7 +246,10 @@ mod tests {
                 idx.insert(key(d, l));
             }
         }
-        idx.insert(SeriesKey { metric: "sensor_temperature".into(), tags: vec![("device_id".into(), "device_009".into())] });
+        idx.insert(SeriesKey {
+            metric: "sensor_temperature".into(),
+            tags: vec![("device_id".into(), "device_009".into())],
+        });
         idx
     }
 
@@ -251,7 +259,11 @@ mod tests {
         let sel = |ms: &[Matcher]| idx.select("sensor_temperature", ms).expect("select");
         assert_eq!(sel(&[Matcher::eq("location", "beijing")]).len(), 3);
         assert_eq!(sel(&[Matcher::eq("location", "beijing"), Matcher::eq("device_id", "device_002")]).len(), 1);
-        assert_eq!(sel(&[Matcher::parse("location!=beijing").expect("m")]).len(), 7, "includes the series without the key");
+        assert_eq!(
+            sel(&[Matcher::parse("location!=beijing").expect("m")]).len(),
+            7,
+            "includes the series without the key"
+        );
         assert_eq!(sel(&[Matcher::parse("location=~shang.*|guang.*").expect("m")]).len(), 6);
         assert_eq!(sel(&[Matcher::parse("location!~.*").expect("m")]).len(), 0);
         assert_eq!(sel(&[Matcher::parse("device_id=in(device_001|device_009)").expect("m")]).len(), 4);

@@ -17,14 +17,16 @@ pub mod index;
 pub mod model;
 
 pub use error::{Error, Result};
-pub mod line_protocol;
 pub mod aggregate;
-pub mod sketch;
 pub mod engine;
+pub mod ingest;
+pub mod line_protocol;
+pub mod sketch;
 mod wal;
 
 pub use engine::{Engine, Stats, WriteReport};
 pub mod query;
+pub mod scenario;
 
 pub use query::{Query, QueryResult};
 

@@ -119,7 +119,9 @@ impl SeriesSchema {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
 }
 
 /// Measurement quality (seed: good, suspect, bad).
@@ -213,7 +215,13 @@ mod tests {
 
     #[test]
     fn schemas_are_checked() {
-        let ok = SeriesSchema::new("sensor_temperature", &["device_id", "location"], "celsius", 365, &["raw", "1min", "1hour"]);
+        let ok = SeriesSchema::new(
+            "sensor_temperature",
+            &["device_id", "location"],
+            "celsius",
+            365,
+            &["raw", "1min", "1hour"],
+        );
         ok.validate().expect("valid");
         assert_eq!(ok.rollup_intervals().expect("levels"), vec![Interval::MINUTE, Interval::HOUR]);
         let mut bad = ok.clone();

@@ -33,7 +33,14 @@ impl Query {
         Self { series: series.to_owned(), from, to, matchers, every: None, aggs: Vec::new(), group_by: Vec::new() }
     }
 
-    pub fn aggregate(series: &str, from: i64, to: i64, matchers: Vec<Matcher>, every: Interval, aggs: Vec<Agg>) -> Self {
+    pub fn aggregate(
+        series: &str,
+        from: i64,
+        to: i64,
+        matchers: Vec<Matcher>,
+        every: Interval,
+        aggs: Vec<Agg>,
+    ) -> Self {
         Self { series: series.to_owned(), from, to, matchers, every: Some(every), aggs, group_by: Vec::new() }
     }
 }
@@ -121,7 +128,11 @@ impl Engine {
                 group,
                 buckets: buckets
                     .into_iter()
-                    .map(|(start, agg)| Bucket { start, count: agg.count(), values: q.aggs.iter().map(|a| agg.value(*a)).collect() })
+                    .map(|(start, agg)| Bucket {
+                        start,
+                        count: agg.count(),
+                        values: q.aggs.iter().map(|a| agg.value(*a)).collect(),
+                    })
                     .collect(),
             })
             .collect();

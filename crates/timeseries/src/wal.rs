@@ -128,7 +128,9 @@ fn replay_segment(path: &Path, last: bool, replay: &mut impl FnMut(u8, &[u8]) ->
                 file.set_len(offset).and_then(|()| file.sync_all()).map_err(Error::io(path))?;
                 return Ok(());
             }
-            Scan::TornTail { reason } => return Err(corrupt(offset, format!("{reason} in a segment that is not the last"))),
+            Scan::TornTail { reason } => {
+                return Err(corrupt(offset, format!("{reason} in a segment that is not the last")));
+            }
             Scan::Frame { size } => {
                 replay(buf[0], &buf[1..]).map_err(|e| corrupt(offset, e.to_string()))?;
                 offset += size;

@@ -7,8 +7,8 @@
 
 use std::io::Write;
 
-use timeseries::model::{Point, SeriesSchema};
 use timeseries::Engine;
+use timeseries::model::{Point, SeriesSchema};
 
 /// First timestamp: 2023-01-01T00:00:00Z in nanoseconds.
 pub const T0: i64 = 1_672_531_200_000_000_000;
@@ -18,7 +18,9 @@ fn main() -> Result<(), String> {
     let [dir, seed] = args.as_slice() else { return Err("usage: ts-crash-writer <dir> <seed>".into()) };
     let mut rng: u64 = seed.parse().map_err(|_| "seed must be an integer")?;
     let engine = Engine::open(dir).map_err(|e| e.to_string())?;
-    engine.create_series(SeriesSchema::new("cpu", &["host"], "percent", 3650, &["raw", "1min", "1hour"])).map_err(|e| e.to_string())?;
+    engine
+        .create_series(SeriesSchema::new("cpu", &["host"], "percent", 3650, &["raw", "1min", "1hour"]))
+        .map_err(|e| e.to_string())?;
     let mut next = engine.stats().points as i64;
     let mut out = std::io::stdout();
     loop {

@@ -4,8 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use timeseries::query::{Query, QueryResult};
 use timeseries::Engine;
+use timeseries::query::{Query, QueryResult};
 
 use crate::support::unique;
 

@@ -30,11 +30,11 @@ use chrono::{DateTime, Utc};
 use domain_core::Envelope;
 use tokio::sync::oneshot;
 
+use crate::framing::{self as frame, FrameReader, Scan};
 use crate::head::HeadWatch;
 use crate::index::{ReadSide, WriteSide};
 use crate::model::DEFAULT_MAX_EVENT_BYTES;
 use crate::{AppendResult, Error, EventStore, ExpectedVersion, RecordedEvent, Result, Snapshot, StreamId};
-use crate::framing::{self as frame, FrameReader, Scan};
 use writer::{Request, Writer};
 
 const LOG_FILE: &str = "events.log";
@@ -254,12 +254,7 @@ fn recover(path: &Path, file: &File) -> Result<(WriteSide, ReadIndex, u64)> {
 /// Applies one durable frame to both indexes (on open and after a commit).
 /// On open both indexes are rebuilt; after a commit only the read side
 /// (the writer already updated its write side when it decided).
-fn apply_frame(
-    kind: u8,
-    mut r: FrameReader<'_>,
-    write: Option<&mut WriteSide>,
-    read: &mut ReadIndex,
-) -> Result<()> {
+fn apply_frame(kind: u8, mut r: FrameReader<'_>, write: Option<&mut WriteSide>, read: &mut ReadIndex) -> Result<()> {
     match kind {
         APPEND => {
             let stream = StreamId::new(r.str()?)?;

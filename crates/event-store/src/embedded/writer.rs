@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::framing::{self as frame, FrameReader, FrameWriter};
 use super::{APPEND, CHECKPOINT, EmbeddedConfig, SNAPSHOT, Shared, TOMBSTONE, apply_frame};
+use crate::framing::{self as frame, FrameReader, FrameWriter};
 use crate::index::{Plan, WriteSide};
 use crate::rules::Encoded;
 use crate::{AppendResult, Error, ExpectedVersion, Result, Snapshot, StreamId};

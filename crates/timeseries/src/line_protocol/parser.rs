@@ -297,9 +297,7 @@ impl<'a> LineParser<'a> {
     /// is the end of the line, a `,` or a space.
     fn field_value(&self, start: usize, key: &str) -> Result<(FieldValue, usize), ParseError> {
         match self.at(start) {
-            None | Some(b',' | b' ') => {
-                Err(self.err(start, ParseErrorKind::MissingFieldValue { key: snippet(key) }))
-            }
+            None | Some(b',' | b' ') => Err(self.err(start, ParseErrorKind::MissingFieldValue { key: snippet(key) })),
             Some(b'"') => self.string_value(start, key),
             Some(_) => {
                 let mut end = start;
@@ -372,8 +370,9 @@ impl<'a> LineParser<'a> {
             }
         };
         let Some(nanos) = self.precision.to_nanos(value) else {
-            return Err(self
-                .err(start, ParseErrorKind::TimestampOverflow { value: snippet(token), precision: self.precision }));
+            return Err(
+                self.err(start, ParseErrorKind::TimestampOverflow { value: snippet(token), precision: self.precision })
+            );
         };
         let rest = self.skip_spaces(end);
         if rest < self.bytes.len() {
@@ -391,16 +390,15 @@ fn unescape_with(raw: &str, escapable: impl Fn(u8) -> bool) -> String {
     let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' {
-            if let Some(&next) = bytes.get(i + 1) {
-                if escapable(next) {
-                    out.push_str(&raw[copied..i]);
-                    out.push(char::from(next));
-                    i += 2;
-                    copied = i;
-                    continue;
-                }
-            }
+        if bytes[i] == b'\\'
+            && let Some(&next) = bytes.get(i + 1)
+            && escapable(next)
+        {
+            out.push_str(&raw[copied..i]);
+            out.push(char::from(next));
+            i += 2;
+            copied = i;
+            continue;
         }
         i += 1;
     }

@@ -22,9 +22,8 @@ fn tricky_string(min: usize, max: usize) -> impl Strategy<Value = String> {
 
 /// A measurement the protocol can represent: non-empty, not starting with `#` or a tab.
 fn measurement() -> impl Strategy<Value = String> {
-    tricky_string(1, 12).prop_filter("must not look like a comment or indentation", |m| {
-        !m.starts_with('#') && !m.starts_with('\t')
-    })
+    tricky_string(1, 12)
+        .prop_filter("must not look like a comment or indentation", |m| !m.starts_with('#') && !m.starts_with('\t'))
 }
 
 fn finite_f64() -> impl Strategy<Value = f64> {

@@ -52,7 +52,12 @@ fn minimal_line() {
     let p = ok("m f=1");
     assert_eq!(
         p,
-        ParsedLine { measurement: s("m"), tags: vec![], fields: vec![(s("f"), FieldValue::Float(1.0))], timestamp: None }
+        ParsedLine {
+            measurement: s("m"),
+            tags: vec![],
+            fields: vec![(s("f"), FieldValue::Float(1.0))],
+            timestamp: None
+        }
     );
 }
 
@@ -342,11 +347,7 @@ fn error_missing_field_value() {
 #[test]
 fn error_invalid_field_value() {
     for v in ["abc", "tru", "yes", "+1", "Truee", "'x'", "∞"] {
-        assert_err(
-            &format!("cpu a={v}"),
-            7,
-            ParseErrorKind::InvalidFieldValue { key: s("a"), value: s(v) },
-        );
+        assert_err(&format!("cpu a={v}"), 7, ParseErrorKind::InvalidFieldValue { key: s("a"), value: s(v) });
     }
 }
 

@@ -41,11 +41,8 @@ pub fn write_line(line: &ParsedLine, out: &mut String) {
 
 fn estimate_len(line: &ParsedLine) -> usize {
     let tags: usize = line.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-    let fields: usize = line
-        .fields
-        .iter()
-        .map(|(k, v)| k.len() + 2 + if let FieldValue::Str(s) = v { s.len() + 2 } else { 20 })
-        .sum();
+    let fields: usize =
+        line.fields.iter().map(|(k, v)| k.len() + 2 + if let FieldValue::Str(s) = v { s.len() + 2 } else { 20 }).sum();
     line.measurement.len() + tags + fields + 21
 }
 
