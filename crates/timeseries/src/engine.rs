@@ -11,12 +11,32 @@ use event_store::framing::{FrameReader, FrameWriter};
 use crate::aggregate::{BucketAgg, Interval};
 use crate::index::{SeriesIndex, SeriesKey};
 use crate::model::{NanPolicy, Point, Quality, SeriesSchema};
+use crate::partition::{Partition, SealedSeries, quality_byte, quality_of};
 use crate::wal::Wal;
 use crate::{Error, Result};
 
 const SCHEMA: u8 = 1;
 const SERIES: u8 = 2;
 const POINTS: u8 = 3;
+/// Checkpoint records: the whole series index, points already counted in
+/// the rollups, rollup buckets, and how far a metric is sealed.
+const INDEX: u8 = 4;
+const HEAD_POINTS: u8 = 5;
+const ROLLUP: u8 = 6;
+const SEALED: u8 = 7;
+
+/// Width of a time partition: the unit of sealing and of retention.
+pub const PARTITION_NS: i64 = 2 * 3600 * crate::model::NANOS_PER_SEC;
+
+/// Rollup levels narrower than this are not stored in sealed partitions:
+/// decoding the partition's raw block answers them as fast as reading
+/// their many small buckets would, at a fraction of the bytes.
+pub const MIN_STORED_ROLLUP_NS: i64 = 3600 * crate::model::NANOS_PER_SEC;
+
+/// Whether sealed partitions keep this level's buckets.
+pub(crate) fn stored_in_partitions(level: Interval) -> bool {
+    level.nanos() >= MIN_STORED_ROLLUP_NS
+}
 
 /// One series' data in memory: points sorted by time, the newest point, and
 /// one map of bucket aggregates per rollup level of its schema.
@@ -30,6 +50,17 @@ pub(crate) struct SeriesData {
 
 impl SeriesData {
     fn insert(&mut self, ts: i64, v: f64, quality: Quality, levels: &[Interval]) {
+        self.insert_point(ts, v, quality);
+        if self.rollups.len() < levels.len() {
+            self.rollups.resize_with(levels.len(), BTreeMap::new);
+        }
+        for (level, buckets) in levels.iter().zip(&mut self.rollups) {
+            // Finite values only reach here (the schema policy runs first).
+            let _ = buckets.entry(level.bucket_start(ts, 0)).or_default().add(ts, v);
+        }
+    }
+
+    fn insert_point(&mut self, ts: i64, v: f64, quality: Quality) {
         // Mostly appends; a late point inside the window is inserted in place.
         let at = match self.points.last() {
             Some((last, _)) if *last > ts => self.points.partition_point(|(t, _)| *t <= ts),
@@ -38,13 +69,6 @@ impl SeriesData {
         self.points.insert(at, (ts, v));
         if quality != Quality::Good {
             self.qualities.insert(ts, quality);
-        }
-        if self.rollups.len() < levels.len() {
-            self.rollups.resize_with(levels.len(), BTreeMap::new);
-        }
-        for (level, buckets) in levels.iter().zip(&mut self.rollups) {
-            // Finite values only reach here (the schema policy runs first).
-            let _ = buckets.entry(level.bucket_start(ts, 0)).or_default().add(ts, v);
         }
     }
 }
@@ -55,6 +79,9 @@ pub(crate) struct SchemaState {
     pub schema: SeriesSchema,
     pub levels: Vec<Interval>,
     pub newest: i64,
+    /// Everything before this time is in sealed partitions (or expired).
+    pub sealed_until: i64,
+    pub partitions: BTreeMap<i64, Partition>,
 }
 
 /// Everything queries read.
@@ -81,9 +108,38 @@ impl State {
         }
     }
 
+    /// Points held in sealed partitions (counted from their block headers).
+    pub fn sealed_points(&self) -> u64 {
+        self.schemas.values().flat_map(|s| s.partitions.values()).map(|p| p.points).sum()
+    }
+
+    fn series_mut(&mut self, id: u32) -> &mut SeriesData {
+        if self.series.len() <= id as usize {
+            self.series.resize_with(id as usize + 1, SeriesData::default);
+        }
+        &mut self.series[id as usize]
+    }
+
+    /// Drops head data of `metric` before `until` (sealed or expired).
+    fn drop_head_before(&mut self, metric: &str, until: i64, levels: &[Interval]) {
+        let Ok(ids) = self.index.select(metric, &[]) else { return };
+        for id in &ids {
+            let Some(data) = self.series.get_mut(id as usize) else { continue };
+            let cut = data.points.partition_point(|(t, _)| *t < until);
+            self.points -= cut as u64;
+            data.points.drain(..cut);
+            data.qualities = data.qualities.split_off(&until);
+            for (level, buckets) in levels.iter().zip(&mut data.rollups) {
+                buckets.retain(|start, _| start.saturating_add(level.nanos()) > until);
+            }
+        }
+    }
+
     fn add_schema(&mut self, schema: SeriesSchema) -> Result<()> {
         let levels = schema.rollup_intervals()?;
-        self.schemas.insert(schema.series_name.clone(), SchemaState { schema, levels, newest: i64::MIN });
+        let state =
+            SchemaState { schema, levels, newest: i64::MIN, sealed_until: i64::MIN, partitions: BTreeMap::new() };
+        self.schemas.insert(state.schema.series_name.clone(), state);
         Ok(())
     }
 }
@@ -111,6 +167,8 @@ pub struct Engine {
     dir: PathBuf,
     state: Arc<RwLock<State>>,
     ingest: Mutex<Ingest>,
+    /// One sealing pass at a time.
+    maintenance: Mutex<()>,
     wal: Wal<State>,
     _lock: File,
 }
@@ -141,8 +199,20 @@ impl Engine {
         for (name, s) in &state.schemas {
             ingest.newest.insert(name.clone(), s.newest);
         }
+        // Sealed partitions; a seal that finished before its log checkpoint
+        // also drops the head data it already holds.
+        let names: Vec<String> = state.schemas.keys().cloned().collect();
+        for name in names {
+            let parts = Partition::open_all(&blocks_dir(&dir, &name))?;
+            let Some(schema) = state.schemas.get_mut(&name) else { continue };
+            let sealed_end = parts.iter().map(|p| p.end).max().unwrap_or(i64::MIN);
+            schema.sealed_until = schema.sealed_until.max(sealed_end);
+            schema.partitions = parts.into_iter().map(|p| (p.start, p)).collect();
+            let (until, levels) = (schema.sealed_until, schema.levels.clone());
+            state.drop_head_before(&name, until, &levels);
+        }
         *replayed.write().unwrap_or_else(PoisonError::into_inner) = state;
-        Ok(Self { dir, state: replayed, ingest: Mutex::new(ingest), wal, _lock: lock })
+        Ok(Self { dir, state: replayed, ingest: Mutex::new(ingest), maintenance: Mutex::new(()), wal, _lock: lock })
     }
 
     pub fn dir(&self) -> &Path {
@@ -292,18 +362,133 @@ impl Engine {
         let pending = self.wal.write_async(frames.buf, apply);
         drop(ingest);
         pending?.recv().map_err(|_| Error::Closed)??;
+        self.maintain()?;
         Ok(report)
+    }
+
+    /// Seals every partition that can no longer receive points, drops
+    /// partitions past retention, and shrinks the log to what is left.
+    pub fn maintain(&self) -> Result<()> {
+        let _one = self.maintenance.lock().unwrap_or_else(PoisonError::into_inner);
+        let work: Vec<(String, i64)> = {
+            let state = self.read();
+            state
+                .schemas
+                .iter()
+                .filter(|(_, s)| s.newest != i64::MIN)
+                .map(|(name, s)| {
+                    (
+                        name.clone(),
+                        s.newest.saturating_sub(s.schema.out_of_order_ns()).div_euclid(PARTITION_NS) * PARTITION_NS,
+                    )
+                })
+                .filter(|(name, target)| state.schemas.get(name).is_some_and(|s| *target > s.sealed_until))
+                .collect()
+        };
+        if work.is_empty() {
+            return Ok(());
+        }
+        for (metric, target) in work {
+            self.seal(&metric, target)?;
+        }
+        self.enforce_retention()?;
+        self.wal.rotate(Box::new(checkpoint))
+    }
+
+    /// Moves head data of `metric` before `target` into partition files.
+    fn seal(&self, metric: &str, target: i64) -> Result<()> {
+        let (parts, compress, levels) = {
+            let state = self.read();
+            let Some(schema) = state.schemas.get(metric) else { return Ok(()) };
+            let mut parts: BTreeMap<i64, Vec<(u32, SealedSeries)>> = BTreeMap::new();
+            for id in &state.index.select(metric, &[])? {
+                let Some(data) = state.series.get(id as usize) else { continue };
+                let mut per_part: BTreeMap<i64, SealedSeries> = BTreeMap::new();
+                let cut = data.points.partition_point(|(t, _)| *t < target);
+                for (t, v) in &data.points[..cut] {
+                    per_part.entry(t.div_euclid(PARTITION_NS) * PARTITION_NS).or_default().points.push((*t, *v));
+                }
+                for (t, q) in data.qualities.range(..target) {
+                    per_part.entry(t.div_euclid(PARTITION_NS) * PARTITION_NS).or_default().qualities.push((*t, *q));
+                }
+                for (li, (level, buckets)) in schema.levels.iter().zip(&data.rollups).enumerate() {
+                    if !stored_in_partitions(*level) {
+                        continue;
+                    }
+                    for (start, agg) in buckets {
+                        let end = start.saturating_add(level.nanos());
+                        if end > target {
+                            break;
+                        }
+                        let part = per_part.entry((end - 1).div_euclid(PARTITION_NS) * PARTITION_NS).or_default();
+                        part.rollups.resize_with(schema.levels.len(), Vec::new);
+                        part.rollups[li].push((*start, agg.clone()));
+                    }
+                }
+                for (start, sealed) in per_part {
+                    parts.entry(start).or_default().push((id, sealed));
+                }
+            }
+            (parts, schema.schema.compression, schema.levels.clone())
+        };
+        let dir = blocks_dir(&self.dir, metric);
+        let mut written = Vec::new();
+        for (start, series) in parts {
+            written.push(Partition::write(&dir, start, start + PARTITION_NS, compress, &series)?);
+        }
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        state.drop_head_before(metric, target, &levels);
+        if let Some(schema) = state.schemas.get_mut(metric) {
+            for p in written {
+                schema.partitions.insert(p.start, p);
+            }
+            schema.sealed_until = schema.sealed_until.max(target);
+        }
+        Ok(())
+    }
+
+    /// Deletes whole partitions (and head data) older than the retention.
+    fn enforce_retention(&self) -> Result<()> {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let names: Vec<String> = state.schemas.keys().cloned().collect();
+        for name in names {
+            let Some(schema) = state.schemas.get_mut(&name) else { continue };
+            let cutoff = crate::query::retention_cutoff(schema);
+            let expired: Vec<i64> = schema.partitions.values().filter(|p| p.end <= cutoff).map(|p| p.start).collect();
+            for start in expired {
+                if let Some(p) = schema.partitions.remove(&start) {
+                    std::fs::remove_file(&p.path).map_err(Error::io(&p.path))?;
+                }
+            }
+            let levels = schema.levels.clone();
+            state.drop_head_before(&name, cutoff, &levels);
+        }
+        Ok(())
     }
 
     /// Series count, point count and bytes on disk.
     pub fn stats(&self) -> Stats {
         let s = self.read();
-        let disk = self.wal.disk_bytes();
+        let disk = self.wal.disk_bytes()
+            + s.schemas.values().flat_map(|x| x.partitions.values()).map(|p| p.bytes).sum::<u64>();
         Stats {
             series: s.index.len() as u64,
-            points: s.points,
+            points: s.points + s.sealed_points(),
             disk_bytes: disk,
-            bytes_per_point: if s.points == 0 { 0.0 } else { disk as f64 / s.points as f64 },
+            bytes_per_point: {
+                let n = s.points + s.sealed_points();
+                if n == 0 { 0.0 } else { disk as f64 / n as f64 }
+            },
+            sealed_points: s.sealed_points(),
+            sealed_block_bytes: s.schemas.values().flat_map(|x| x.partitions.values()).map(|p| p.block_bytes).sum(),
+            block_bytes_per_point: {
+                let (n, b): (u64, u64) = s
+                    .schemas
+                    .values()
+                    .flat_map(|x| x.partitions.values())
+                    .fold((0, 0), |(n, b), p| (n + p.points, b + p.block_bytes));
+                if n == 0 { 0.0 } else { b as f64 / n as f64 }
+            },
         }
     }
 }
@@ -315,23 +500,62 @@ pub struct Stats {
     pub points: u64,
     pub disk_bytes: u64,
     pub bytes_per_point: f64,
+    /// Points in sealed, compressed blocks and the bytes of those blocks.
+    pub sealed_points: u64,
+    pub sealed_block_bytes: u64,
+    /// Compressed block bytes per sealed point (raw data, without rollups).
+    pub block_bytes_per_point: f64,
 }
 
-fn quality_byte(q: Quality) -> u8 {
-    match q {
-        Quality::Good => 0,
-        Quality::Suspect => 1,
-        Quality::Bad => 2,
-    }
+fn blocks_dir(dir: &Path, metric: &str) -> PathBuf {
+    dir.join("blocks").join(metric)
 }
 
-fn quality_of(b: u8) -> Result<Quality> {
-    match b {
-        0 => Ok(Quality::Good),
-        1 => Ok(Quality::Suspect),
-        2 => Ok(Quality::Bad),
-        other => Err(Error::Codec(format!("unknown quality {other}"))),
+/// The frames that rebuild the current state: schemas, the series index,
+/// seal marks, head points (already in the rollups) and rollup buckets.
+fn checkpoint(state: &State) -> Result<Vec<u8>> {
+    let mut w = FrameWriter::default();
+    let codec = |e: event_store::Error| Error::Codec(e.to_string());
+    let mut names: Vec<&String> = state.schemas.keys().collect();
+    names.sort();
+    for name in &names {
+        let Some(s) = state.schemas.get(*name) else { continue };
+        let f = w.begin(SCHEMA);
+        w.buf.extend_from_slice(&serde_json::to_vec(&s.schema).map_err(|e| Error::Codec(e.to_string()))?);
+        w.finish(f).map_err(codec)?;
+        let f = w.begin(SEALED);
+        w.i64(s.sealed_until);
+        w.i64(s.newest);
+        w.buf.extend_from_slice(name.as_bytes());
+        w.finish(f).map_err(codec)?;
     }
+    let f = w.begin(INDEX);
+    w.buf.extend_from_slice(&state.index.to_bytes()?);
+    w.finish(f).map_err(codec)?;
+    for (id, data) in state.series.iter().enumerate() {
+        for chunk in data.points.chunks(10_000) {
+            let f = w.begin(HEAD_POINTS);
+            w.u32(chunk.len() as u32);
+            for (t, v) in chunk {
+                w.u32(id as u32);
+                w.i64(*t);
+                w.u64(v.to_bits());
+                w.buf.push(quality_byte(data.qualities.get(t).copied().unwrap_or_default()));
+            }
+            w.finish(f).map_err(codec)?;
+        }
+        for (level, buckets) in data.rollups.iter().enumerate() {
+            for (start, agg) in buckets {
+                let f = w.begin(ROLLUP);
+                w.u32(id as u32);
+                w.u32(level as u32);
+                w.i64(*start);
+                w.buf.extend_from_slice(&agg.to_bytes()?);
+                w.finish(f).map_err(codec)?;
+            }
+        }
+    }
+    Ok(w.buf)
 }
 
 /// Applies one logged frame while opening.
@@ -351,7 +575,7 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             }
             Ok(())
         }
-        POINTS => {
+        POINTS | HEAD_POINTS => {
             let mut r = FrameReader::new(body, 0);
             let codec = |e: event_store::Error| Error::Codec(e.to_string());
             let n = r.u32().map_err(codec)?;
@@ -362,7 +586,45 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
                 let v = f64::from_bits(r.u64().map_err(codec)?);
                 batch.push((id, ts, v, quality_of(r.u8().map_err(codec)?)?));
             }
-            state.apply_points(&batch);
+            if kind == POINTS {
+                state.apply_points(&batch);
+            } else {
+                // Checkpointed head points: their rollups come as ROLLUP records.
+                for (id, ts, v, q) in batch {
+                    state.series_mut(id).insert_point(ts, v, q);
+                    state.points += 1;
+                }
+            }
+            Ok(())
+        }
+        INDEX => {
+            state.index = SeriesIndex::from_bytes(body)?;
+            Ok(())
+        }
+        ROLLUP => {
+            let mut r = FrameReader::new(body, 0);
+            let codec = |e: event_store::Error| Error::Codec(e.to_string());
+            let (id, level, start) =
+                (r.u32().map_err(codec)?, r.u32().map_err(codec)? as usize, r.i64().map_err(codec)?);
+            let (_, bytes) = r.rest();
+            let agg = BucketAgg::from_bytes(bytes)?;
+            let data = state.series_mut(id);
+            if data.rollups.len() <= level {
+                data.rollups.resize_with(level + 1, BTreeMap::new);
+            }
+            data.rollups[level].insert(start, agg);
+            Ok(())
+        }
+        SEALED => {
+            let mut r = FrameReader::new(body, 0);
+            let codec = |e: event_store::Error| Error::Codec(e.to_string());
+            let (until, newest) = (r.i64().map_err(codec)?, r.i64().map_err(codec)?);
+            let (_, name) = r.rest();
+            let name = std::str::from_utf8(name).map_err(|e| Error::Codec(e.to_string()))?;
+            if let Some(s) = state.schemas.get_mut(name) {
+                s.sealed_until = s.sealed_until.max(until);
+                s.newest = s.newest.max(newest);
+            }
             Ok(())
         }
         other => Err(Error::Codec(format!("unknown log record kind {other}"))),

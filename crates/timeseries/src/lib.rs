@@ -21,6 +21,7 @@ pub mod aggregate;
 pub mod engine;
 pub mod ingest;
 pub mod line_protocol;
+mod partition;
 pub mod sketch;
 mod wal;
 

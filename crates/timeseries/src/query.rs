@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::aggregate::{Agg, BucketAgg, Interval};
-use crate::engine::{Engine, SchemaState};
+use crate::engine::{Engine, SchemaState, State, stored_in_partitions};
 use crate::index::SeriesKey;
 use crate::model::Matcher;
 use crate::{Error, Result};
@@ -87,11 +87,10 @@ impl Engine {
         let Some(every) = q.every else {
             let mut out = Vec::new();
             for id in &ids {
-                let (Some(key), Some(data)) = (state.index.key(id), state.series.get(id as usize)) else { continue };
-                let lo = data.points.partition_point(|(t, _)| *t < from);
-                let hi = data.points.partition_point(|(t, _)| *t < q.to);
-                if lo < hi {
-                    out.push(SeriesPoints { tags: key.tags.clone(), points: data.points[lo..hi].to_vec() });
+                let Some(key) = state.index.key(id) else { continue };
+                let points = series_points(&state, schema, id, from, q.to)?;
+                if !points.is_empty() {
+                    out.push(SeriesPoints { tags: key.tags.clone(), points });
                 }
             }
             return Ok(QueryResult::Raw(out));
@@ -104,20 +103,37 @@ impl Engine {
         let level = coarsest_exact_level(schema, from, q.to, width);
         let mut groups: BTreeMap<Vec<(String, String)>, BTreeMap<i64, BucketAgg>> = BTreeMap::new();
         for id in &ids {
-            let (Some(key), Some(data)) = (state.index.key(id), state.series.get(id as usize)) else { continue };
+            let Some(key) = state.index.key(id) else { continue };
             let group = group_key(key, &q.group_by);
             let target = groups.entry(group).or_default();
             match level {
                 Some(l) => {
-                    let Some(rollup) = data.rollups.get(l) else { continue };
-                    for (start, agg) in rollup.range(from..q.to) {
+                    let width = schema.levels[l].nanos();
+                    let stored = stored_in_partitions(schema.levels[l]);
+                    let sealed =
+                        schema.partitions.values().filter(|p| p.end > from && p.start < q.to.saturating_add(width));
+                    for p in sealed {
+                        let Some(data) = p.read(id)? else { continue };
+                        if stored {
+                            for (start, agg) in data.rollups.get(l).into_iter().flatten() {
+                                if (from..q.to).contains(start) {
+                                    target.entry(every.bucket_start(*start, 0)).or_default().merge(agg)?;
+                                }
+                            }
+                        } else {
+                            for (t, v) in data.points.iter().filter(|(t, _)| (from..q.to).contains(t)) {
+                                target.entry(every.bucket_start(*t, 0)).or_default().add(*t, *v)?;
+                            }
+                        }
+                    }
+                    let head = state.series.get(id as usize).and_then(|d| d.rollups.get(l));
+                    for (start, agg) in head.into_iter().flat_map(|r| r.range(from..q.to)) {
                         target.entry(every.bucket_start(*start, 0)).or_default().merge(agg)?;
                     }
                 }
                 None => {
-                    let lo = data.points.partition_point(|(t, _)| *t < from);
-                    for (t, v) in data.points[lo..].iter().take_while(|(t, _)| *t < q.to) {
-                        target.entry(every.bucket_start(*t, 0)).or_default().add(*t, *v)?;
+                    for (t, v) in series_points(&state, schema, id, from, q.to)? {
+                        target.entry(every.bucket_start(t, 0)).or_default().add(t, v)?;
                     }
                 }
             }
@@ -145,15 +161,48 @@ impl Engine {
         let schema = state.schemas.get(series).ok_or_else(|| Error::UnknownSeries(series.to_owned()))?;
         let cutoff = retention_cutoff(schema);
         let ids = state.index.select(series, matchers)?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| {
-                let (key, data) = (state.index.key(id)?, state.series.get(id as usize)?);
-                let (t, v) = data.points.last().copied()?;
-                (t >= cutoff).then(|| (key.tags.clone(), t, v))
-            })
-            .collect())
+        let mut out = Vec::new();
+        for id in &ids {
+            let Some(key) = state.index.key(id) else { continue };
+            let head = state.series.get(id as usize).and_then(|d| d.points.last().copied());
+            let last = match head {
+                Some(p) => Some(p),
+                // Only sealed data: the newest partition holding the series.
+                None => {
+                    let mut found = None;
+                    for p in schema.partitions.values().rev().filter(|p| p.contains(id)) {
+                        if let Some(d) = p.read(id)? {
+                            found = d.points.last().copied();
+                            break;
+                        }
+                    }
+                    found
+                }
+            };
+            if let Some((t, v)) = last.filter(|(t, _)| *t >= cutoff) {
+                out.push((key.tags.clone(), t, v));
+            }
+        }
+        Ok(out)
     }
+}
+
+/// Points of one series in `[from, to)`: sealed partitions, then the head.
+fn series_points(state: &State, schema: &SchemaState, id: u32, from: i64, to: i64) -> Result<Vec<(i64, f64)>> {
+    let mut out = Vec::new();
+    for p in schema.partitions.values().filter(|p| p.end > from && p.start < to && p.contains(id)) {
+        if let Some(d) = p.read(id)? {
+            out.extend(d.points.into_iter().filter(|(t, _)| (from..to).contains(t)));
+        }
+    }
+    if let Some(data) = state.series.get(id as usize) {
+        let lo = data.points.partition_point(|(t, _)| *t < from);
+        let hi = data.points.partition_point(|(t, _)| *t < to);
+        if lo < hi {
+            out.extend_from_slice(&data.points[lo..hi]);
+        }
+    }
+    Ok(out)
 }
 
 /// The oldest timestamp still inside the schema's retention, measured from

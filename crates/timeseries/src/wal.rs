@@ -16,10 +16,21 @@ use crate::{Error, Result};
 /// A change to apply to the state once its frames are durable.
 pub(crate) type Apply<S> = Box<dyn FnOnce(&mut S) + Send>;
 
-struct Request<S> {
-    frames: Vec<u8>,
-    apply: Apply<S>,
-    reply: mpsc::Sender<Result<()>>,
+/// Builds checkpoint frames from the state (run by the writer, in log order).
+pub(crate) type Checkpoint<S> = Box<dyn FnOnce(&S) -> Result<Vec<u8>> + Send>;
+
+enum Request<S> {
+    Append {
+        frames: Vec<u8>,
+        apply: Apply<S>,
+        reply: mpsc::Sender<Result<()>>,
+    },
+    /// Start a new segment holding `checkpoint`'s frames, then delete the
+    /// older segments: the log shrinks to what the state still needs.
+    Rotate {
+        checkpoint: Checkpoint<S>,
+        reply: mpsc::Sender<Result<()>>,
+    },
 }
 
 /// Cap on the wait for the writers of the previous group to join the next.
@@ -61,7 +72,14 @@ impl<S: Send + Sync + 'static> Wal<S> {
     pub fn open(dir: &Path, state: Arc<RwLock<S>>, mut replay: impl FnMut(u8, &[u8]) -> Result<()>) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
         let seqs = segments(dir)?;
+        // Start at the newest segment that opens with a complete checkpoint.
+        let mut from = 0;
         for (i, seq) in seqs.iter().enumerate() {
+            if has_complete_checkpoint(&segment_path(dir, *seq))? {
+                from = i;
+            }
+        }
+        for (i, seq) in seqs.iter().enumerate().skip(from) {
             let path = segment_path(dir, *seq);
             replay_segment(&path, i + 1 == seqs.len(), &mut replay)?;
         }
@@ -89,8 +107,19 @@ impl<S: Send + Sync + 'static> Wal<S> {
         let (reply, done) = mpsc::channel();
         let guard = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = guard.as_ref().ok_or(Error::Closed)?;
-        tx.send(Request { frames, apply, reply }).map_err(|_| Error::Closed)?;
+        tx.send(Request::Append { frames, apply, reply }).map_err(|_| Error::Closed)?;
         Ok(done)
+    }
+
+    /// Replaces every segment by one holding `checkpoint`'s frames.
+    pub fn rotate(&self, checkpoint: Checkpoint<S>) -> Result<()> {
+        let (reply, done) = mpsc::channel();
+        {
+            let guard = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = guard.as_ref().ok_or(Error::Closed)?;
+            tx.send(Request::Rotate { checkpoint, reply }).map_err(|_| Error::Closed)?;
+        }
+        done.recv().map_err(|_| Error::Closed)?
     }
 
     /// Bytes of all segments on disk.
@@ -113,6 +142,27 @@ impl<S> Drop for Wal<S> {
     }
 }
 
+/// Frame kinds the log itself uses (engines use kinds below 200).
+const CHECKPOINT_BEGIN: u8 = 250;
+const CHECKPOINT_END: u8 = 251;
+
+/// Whether a segment starts with a checkpoint that was written completely.
+fn has_complete_checkpoint(path: &Path) -> Result<bool> {
+    let len = std::fs::metadata(path).map_err(Error::io(path))?.len();
+    let mut reader = BufReader::new(File::open(path).map_err(Error::io(path))?);
+    let (mut offset, mut buf, mut first) = (0u64, Vec::new(), true);
+    while let Ok(Scan::Frame { size }) = framing::scan_next(&mut reader, len - offset, &mut buf) {
+        match (first, buf[0]) {
+            (true, CHECKPOINT_BEGIN) => first = false,
+            (true, _) => return Ok(false),
+            (false, CHECKPOINT_END) => return Ok(true),
+            _ => {}
+        }
+        offset += size;
+    }
+    Ok(false)
+}
+
 fn replay_segment(path: &Path, last: bool, replay: &mut impl FnMut(u8, &[u8]) -> Result<()>) -> Result<()> {
     let file = OpenOptions::new().read(true).write(true).open(path).map_err(Error::io(path))?;
     let len = file.metadata().map_err(Error::io(path))?.len();
@@ -132,37 +182,98 @@ fn replay_segment(path: &Path, last: bool, replay: &mut impl FnMut(u8, &[u8]) ->
                 return Err(corrupt(offset, format!("{reason} in a segment that is not the last")));
             }
             Scan::Frame { size } => {
-                replay(buf[0], &buf[1..]).map_err(|e| corrupt(offset, e.to_string()))?;
+                if !matches!(buf[0], CHECKPOINT_BEGIN | CHECKPOINT_END) {
+                    replay(buf[0], &buf[1..]).map_err(|e| corrupt(offset, e.to_string()))?;
+                }
                 offset += size;
             }
         }
     }
 }
 
-fn writer<S>(mut file: File, path: PathBuf, rx: mpsc::Receiver<Request<S>>, state: Arc<RwLock<S>>) {
+/// Writes a checkpoint segment after `current` and deletes the older ones.
+/// Replay ignores everything before a complete checkpoint, so a crash at
+/// any step leaves a log that replays to the same state.
+fn rotate<S>(current: &Path, state: &RwLock<S>, checkpoint: Checkpoint<S>) -> Result<(File, PathBuf)> {
+    let dir = current.parent().ok_or_else(|| Error::Codec("log segment has no directory".into()))?;
+    let seq = current
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| Error::Codec(format!("bad segment name {}", current.display())))?;
+    let frames = checkpoint(&state.read().unwrap_or_else(PoisonError::into_inner))?;
+    let mut w = event_store::framing::FrameWriter::default();
+    let s = w.begin(CHECKPOINT_BEGIN);
+    w.finish(s).map_err(|e| Error::Codec(e.to_string()))?;
+    w.buf.extend_from_slice(&frames);
+    let s = w.begin(CHECKPOINT_END);
+    w.finish(s).map_err(|e| Error::Codec(e.to_string()))?;
+    let path = segment_path(dir, seq + 1);
+    let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(Error::io(&path))?;
+    file.write_all(&w.buf).and_then(|()| file.sync_data()).map_err(Error::io(&path))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io(dir))?;
+    for old in segments(dir)?.into_iter().filter(|s| *s <= seq) {
+        let p = segment_path(dir, old);
+        std::fs::remove_file(&p).map_err(Error::io(&p))?;
+    }
+    Ok((file, path))
+}
+
+fn writer<S>(mut file: File, mut path: PathBuf, rx: mpsc::Receiver<Request<S>>, state: Arc<RwLock<S>>) {
     let mut last_group = 1;
     let mut last_sync = Duration::ZERO;
     let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
+    let mut pending: Option<Request<S>> = None;
+    loop {
+        let first = match pending.take() {
+            Some(r) => r,
+            None => match rx.recv() {
+                Ok(r) => r,
+                Err(_) => return,
+            },
+        };
+        if let Request::Rotate { checkpoint, reply } = first {
+            let result = match &failed {
+                Some(msg) => Err(Error::Failed(msg.clone())),
+                None => rotate(&path, &state, checkpoint).map(|(f, p)| {
+                    file = f;
+                    path = p;
+                }),
+            };
+            let _ = reply.send(result);
+            continue;
+        }
         let mut group = vec![first];
         while let Ok(more) = rx.try_recv() {
+            if matches!(more, Request::Rotate { .. }) {
+                pending = Some(more);
+                break;
+            }
             group.push(more);
         }
         let deadline = Instant::now() + last_sync.min(MAX_GROUP_WAIT);
-        while group.len() < last_group {
+        while group.len() < last_group && pending.is_none() {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(more @ Request::Rotate { .. }) => pending = Some(more),
                 Ok(more) => group.push(more),
                 Err(_) => break,
             }
         }
         last_group = group.len();
+        let group: Vec<(Vec<u8>, Apply<S>, mpsc::Sender<Result<()>>)> = group
+            .into_iter()
+            .filter_map(|r| match r {
+                Request::Append { frames, apply, reply } => Some((frames, apply, reply)),
+                Request::Rotate { .. } => None,
+            })
+            .collect();
         if let Some(msg) = &failed {
-            for r in group {
-                let _ = r.reply.send(Err(Error::Failed(msg.clone())));
+            for (_, _, reply) in group {
+                let _ = reply.send(Err(Error::Failed(msg.clone())));
             }
             continue;
         }
-        let bytes: Vec<u8> = group.iter().flat_map(|r| r.frames.iter().copied()).collect();
+        let bytes: Vec<u8> = group.iter().flat_map(|(frames, _, _)| frames.iter().copied()).collect();
         let started = Instant::now();
         let synced = file.write_all(&bytes).and_then(|()| file.sync_data());
         last_sync = started.elapsed();
@@ -170,16 +281,16 @@ fn writer<S>(mut file: File, path: PathBuf, rx: mpsc::Receiver<Request<S>>, stat
             let msg = format!("writing {} failed: {e}", path.display());
             tracing::error!(error = %msg, "time-series engine stops accepting writes");
             failed = Some(msg.clone());
-            for r in group {
-                let _ = r.reply.send(Err(Error::Failed(msg.clone())));
+            for (_, _, reply) in group {
+                let _ = reply.send(Err(Error::Failed(msg.clone())));
             }
             continue;
         }
         let mut s = state.write().unwrap_or_else(PoisonError::into_inner);
         let mut replies = Vec::with_capacity(group.len());
-        for r in group {
-            (r.apply)(&mut s);
-            replies.push(r.reply);
+        for (_, apply, reply) in group {
+            apply(&mut s);
+            replies.push(reply);
         }
         drop(s);
         for reply in replies {

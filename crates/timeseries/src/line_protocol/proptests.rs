@@ -106,7 +106,8 @@ fn check_reparse(parsed: &ParsedLine) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // At least 512 cases; `PROPTEST_CASES` can ask for more.
+    #![proptest_config(ProptestConfig { cases: ProptestConfig::default().cases.max(512), ..ProptestConfig::default() })]
 
     #[test]
     fn round_trip(line in parsed_line()) {
