@@ -179,13 +179,13 @@ pub fn run(cmd: TsCommand, data: &Path, format: Format) -> Result<()> {
                     "{}",
                     serde_json::Value::Array(
                         rows.iter()
-                            .map(|(tags, t, v)| json!({ "tags": tags, "time": rfc3339(*t), "value": v }))
+                            .map(|r| json!({ "tags": r.tags, "time": rfc3339(r.time), "value": r.value }))
                             .collect()
                     )
                 ),
                 _ => {
                     let rows: Vec<Vec<String>> =
-                        rows.iter().map(|(tags, t, v)| vec![tag_text(tags), rfc3339(*t), v.to_string()]).collect();
+                        rows.iter().map(|r| vec![tag_text(&r.tags), rfc3339(r.time), r.value.to_string()]).collect();
                     println!("{}", table(&["series", "time", "value"], &rows));
                 }
             }

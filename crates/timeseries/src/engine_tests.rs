@@ -169,10 +169,9 @@ fn late_points_update_their_buckets_and_retention_hides_expired_data() {
     engine.write(vec![p(T0 + MIN, 10.0)]).expect("late but inside the window");
     let q = Query::aggregate("cpu", T0, T0 + HOUR, vec![], Interval::HOUR, vec![Agg::Count, Agg::Sum, Agg::Last]);
     assert_eq!(buckets(engine.query(&q).expect("q")), vec![(T0, 3, vec![Some(3.0), Some(13.0), Some(2.0)])]);
-    assert_eq!(
-        engine.last("cpu", &[]).expect("last"),
-        vec![(vec![("host".to_owned(), "h1".to_owned())], T0 + 5 * MIN, 2.0)]
-    );
+    let last = engine.last("cpu", &[]).expect("last");
+    assert_eq!((last.len(), last[0].time, last[0].value), (1, T0 + 5 * MIN, 2.0));
+    assert_eq!(last[0].tags, vec![("host".to_owned(), "h1".to_owned())]);
 
     // Two days later the first day is past the one-day retention.
     engine.write(vec![p(T0 + 48 * HOUR, 5.0)]).expect("write");

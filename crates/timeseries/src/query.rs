@@ -67,6 +67,14 @@ pub struct GroupBuckets {
     pub buckets: Vec<Bucket>,
 }
 
+/// The newest point of one series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastPoint {
+    pub tags: Vec<(String, String)>,
+    pub time: i64,
+    pub value: f64,
+}
+
 /// What a query returns, and which rollup level answered it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum QueryResult {
@@ -156,7 +164,7 @@ impl Engine {
     }
 
     /// The newest point of every matching series (served from memory).
-    pub fn last(&self, series: &str, matchers: &[Matcher]) -> Result<Vec<(Vec<(String, String)>, i64, f64)>> {
+    pub fn last(&self, series: &str, matchers: &[Matcher]) -> Result<Vec<LastPoint>> {
         let state = self.read();
         let schema = state.schemas.get(series).ok_or_else(|| Error::UnknownSeries(series.to_owned()))?;
         let cutoff = retention_cutoff(schema);
@@ -179,8 +187,8 @@ impl Engine {
                     found
                 }
             };
-            if let Some((t, v)) = last.filter(|(t, _)| *t >= cutoff) {
-                out.push((key.tags.clone(), t, v));
+            if let Some((time, value)) = last.filter(|(t, _)| *t >= cutoff) {
+                out.push(LastPoint { tags: key.tags.clone(), time, value });
             }
         }
         Ok(out)

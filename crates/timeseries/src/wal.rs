@@ -19,12 +19,15 @@ pub(crate) type Apply<S> = Box<dyn FnOnce(&mut S) + Send>;
 /// Builds checkpoint frames from the state (run by the writer, in log order).
 pub(crate) type Checkpoint<S> = Box<dyn FnOnce(&S) -> Result<Vec<u8>> + Send>;
 
+/// Frames to append and what to do once they are durable.
+struct Append<S> {
+    frames: Vec<u8>,
+    apply: Apply<S>,
+    reply: mpsc::Sender<Result<()>>,
+}
+
 enum Request<S> {
-    Append {
-        frames: Vec<u8>,
-        apply: Apply<S>,
-        reply: mpsc::Sender<Result<()>>,
-    },
+    Append(Append<S>),
     /// Start a new segment holding `checkpoint`'s frames, then delete the
     /// older segments: the log shrinks to what the state still needs.
     Rotate {
@@ -107,7 +110,7 @@ impl<S: Send + Sync + 'static> Wal<S> {
         let (reply, done) = mpsc::channel();
         let guard = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = guard.as_ref().ok_or(Error::Closed)?;
-        tx.send(Request::Append { frames, apply, reply }).map_err(|_| Error::Closed)?;
+        tx.send(Request::Append(Append { frames, apply, reply })).map_err(|_| Error::Closed)?;
         Ok(done)
     }
 
@@ -260,20 +263,20 @@ fn writer<S>(mut file: File, mut path: PathBuf, rx: mpsc::Receiver<Request<S>>, 
             }
         }
         last_group = group.len();
-        let group: Vec<(Vec<u8>, Apply<S>, mpsc::Sender<Result<()>>)> = group
+        let group: Vec<Append<S>> = group
             .into_iter()
             .filter_map(|r| match r {
-                Request::Append { frames, apply, reply } => Some((frames, apply, reply)),
+                Request::Append(a) => Some(a),
                 Request::Rotate { .. } => None,
             })
             .collect();
         if let Some(msg) = &failed {
-            for (_, _, reply) in group {
-                let _ = reply.send(Err(Error::Failed(msg.clone())));
+            for a in group {
+                let _ = a.reply.send(Err(Error::Failed(msg.clone())));
             }
             continue;
         }
-        let bytes: Vec<u8> = group.iter().flat_map(|(frames, _, _)| frames.iter().copied()).collect();
+        let bytes: Vec<u8> = group.iter().flat_map(|a| a.frames.iter().copied()).collect();
         let started = Instant::now();
         let synced = file.write_all(&bytes).and_then(|()| file.sync_data());
         last_sync = started.elapsed();
@@ -281,16 +284,16 @@ fn writer<S>(mut file: File, mut path: PathBuf, rx: mpsc::Receiver<Request<S>>, 
             let msg = format!("writing {} failed: {e}", path.display());
             tracing::error!(error = %msg, "time-series engine stops accepting writes");
             failed = Some(msg.clone());
-            for (_, _, reply) in group {
-                let _ = reply.send(Err(Error::Failed(msg.clone())));
+            for a in group {
+                let _ = a.reply.send(Err(Error::Failed(msg.clone())));
             }
             continue;
         }
         let mut s = state.write().unwrap_or_else(PoisonError::into_inner);
         let mut replies = Vec::with_capacity(group.len());
-        for (_, apply, reply) in group {
-            apply(&mut s);
-            replies.push(reply);
+        for a in group {
+            (a.apply)(&mut s);
+            replies.push(a.reply);
         }
         drop(s);
         for reply in replies {
