@@ -11,6 +11,27 @@ use uuid::Uuid;
 use crate::{Error, Result};
 
 pub const HEADER: usize = 8;
+
+/// What [`lock_dir`] reports.
+#[derive(Debug)]
+pub enum DirLock {
+    /// This process now holds the directory; keep the file open.
+    Held(std::fs::File),
+    /// Another process (or handle) holds it.
+    Busy,
+}
+
+/// Creates `dir` and takes an exclusive lock on its `LOCK` file, so a
+/// second process opening the same log fails fast instead of corrupting it.
+pub fn lock_dir(dir: &std::path::Path) -> std::io::Result<DirLock> {
+    std::fs::create_dir_all(dir)?;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DirLock::Held(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(DirLock::Busy),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
 /// Frames larger than this are refused on write and treated as damage on read.
 pub const MAX_FRAME: usize = 256 * 1024 * 1024;
 

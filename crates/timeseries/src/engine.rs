@@ -2,7 +2,7 @@
 //! the in-memory head with its continuously maintained rollups.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
@@ -177,15 +177,11 @@ impl Engine {
     /// Opens (or creates) the engine in `dir`, replaying its log.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_owned();
-        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-        let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(Error::io(&lock_path))?;
-        lock.try_lock().map_err(|_| Error::Locked { path: dir.display().to_string() })?;
+        let event_store::framing::DirLock::Held(lock) =
+            event_store::framing::lock_dir(&dir).map_err(Error::io(&dir))?
+        else {
+            return Err(Error::Locked { path: dir.display().to_string() });
+        };
         let mut state = State::default();
         let wal_dir = dir.join("wal");
         let replayed = Arc::new(RwLock::new(State::default()));

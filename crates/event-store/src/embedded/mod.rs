@@ -44,7 +44,6 @@ pub(crate) const APPEND: u8 = 1;
 pub(crate) const TOMBSTONE: u8 = 2;
 pub(crate) const SNAPSHOT: u8 = 3;
 pub(crate) const CHECKPOINT: u8 = 4;
-const LOCK_FILE: &str = "LOCK";
 
 /// Where an event's bytes are in the log.
 #[derive(Debug, Clone, Copy)]
@@ -166,15 +165,9 @@ impl EmbeddedEventStore {
 
     pub fn open_with(dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Self> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(Error::io(&lock_path))?;
-        lock.try_lock().map_err(|_| Error::Locked { path: dir.display().to_string() })?;
+        let frame::DirLock::Held(lock) = frame::lock_dir(dir).map_err(Error::io(dir))? else {
+            return Err(Error::Locked { path: dir.display().to_string() });
+        };
         let path = dir.join(LOG_FILE);
         let append = OpenOptions::new().create(true).append(true).read(true).open(&path).map_err(Error::io(&path))?;
         let (write, read, len) = recover(&path, &append)?;
