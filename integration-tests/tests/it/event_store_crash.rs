@@ -5,12 +5,10 @@
 //! contiguous.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 use event_store::{EmbeddedEventStore, EventStore, StreamId};
 
-use crate::support::unique;
+use crate::support::{run_then_kill, unique};
 
 /// Fixed seed, so a failing run can be replayed.
 const SEED: u64 = 20_261_125;
@@ -24,27 +22,13 @@ async fn acknowledged_appends_survive_repeated_kill_9() {
     let mut acked: BTreeMap<String, BTreeMap<u64, u64>> = BTreeMap::new();
     for round in 0..ROUNDS {
         let wanted = 20 + (SEED.wrapping_mul(round + 7) % 200) as usize;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_es-crash-writer"))
-            .args([dir.display().to_string(), (SEED + round).to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn writer");
-        let stdout = child.stdout.take().expect("piped");
-        let mut seen = 0;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let parts: Vec<&str> = line.split(' ').collect();
-            if let ["ok", stream, version, position, "."] = parts.as_slice() {
+        let args = [dir.display().to_string(), (SEED + round).to_string()];
+        run_then_kill(env!("CARGO_BIN_EXE_es-crash-writer"), &args, wanted, |ack| {
+            if let [stream, version, position] = ack {
                 let (v, p) = (version.parse().expect("version"), position.parse().expect("position"));
                 acked.entry((*stream).to_owned()).or_default().insert(v, p);
-                seen += 1;
             }
-            if seen >= wanted {
-                break;
-            }
-        }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
+        });
 
         let store = EmbeddedEventStore::open(&dir).expect("opens without manual repair");
         let head = store.head_position().await.expect("head");

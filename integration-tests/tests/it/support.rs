@@ -21,3 +21,31 @@ pub fn counted(subject: &str, version: u64, n: i64) -> Envelope {
     let ty: EventType = "accounts.MoneyDeposited.v1".parse().unwrap_or_else(|e| panic!("{e}"));
     Envelope::raw("accounts", ty, subject, version, json!({ "n": n, "holder": "张三" }))
 }
+
+/// Runs a writer process, hands each complete acknowledgement line
+/// (`ok ... .`, split on spaces) to `on_ack` until `wanted` arrived, then
+/// kills it with SIGKILL and reaps it.
+pub fn run_then_kill(bin: &str, args: &[String], wanted: usize, mut on_ack: impl FnMut(&[&str])) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut seen = 0;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let parts: Vec<&str> = line.split(' ').collect();
+        // A line cut short by the kill lacks the final "." and is ignored.
+        if parts.first() == Some(&"ok") && parts.last() == Some(&".") {
+            on_ack(&parts[1..parts.len() - 1]);
+            seen += 1;
+        }
+        if seen >= wanted {
+            break;
+        }
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+}

@@ -1,13 +1,10 @@
 //! Durability of the time-series engine under SIGKILL during ingest: every
 //! acknowledged point is there after each restart, with its exact value.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use timeseries::Engine;
 use timeseries::query::{Query, QueryResult};
 
-use crate::support::unique;
+use crate::support::{run_then_kill, unique};
 
 const SEED: u64 = 20_261_125;
 const ROUNDS: u64 = 6;
@@ -20,25 +17,12 @@ fn acknowledged_points_survive_repeated_kill_9() {
     let mut acked = 0i64;
     for round in 0..ROUNDS {
         let wanted = 5 + (SEED.wrapping_mul(round + 3) % 60) as usize;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ts-crash-writer"))
-            .args([dir.display().to_string(), (SEED + round).to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn writer");
-        let stdout = child.stdout.take().expect("piped");
-        let mut seen = 0;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let ["ok", n, "."] = line.split(' ').collect::<Vec<_>>().as_slice() {
+        let args = [dir.display().to_string(), (SEED + round).to_string()];
+        run_then_kill(env!("CARGO_BIN_EXE_ts-crash-writer"), &args, wanted, |ack| {
+            if let [n] = ack {
                 acked = acked.max(n.parse().expect("count"));
-                seen += 1;
             }
-            if seen >= wanted {
-                break;
-            }
-        }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
+        });
 
         let engine = Engine::open(&dir).expect("opens without manual repair");
         let QueryResult::Raw(series) = engine.query(&Query::raw("cpu", 0, i64::MAX, vec![])).expect("query") else {
