@@ -46,6 +46,14 @@ pub const BENCHES: &[Bench] = &[
         needs_kafka: false,
         needs_postgres: true,
     },
+    Bench {
+        name: "timeseries",
+        package: "timeseries",
+        example: "bench_timeseries",
+        about: "TSBS-like cpu-only ingest, bytes/point, query latency; VictoriaMetrics side by side (--hosts N)",
+        needs_kafka: false,
+        needs_postgres: false,
+    },
 ];
 
 /// The list of known benches for help and error texts.

@@ -24,6 +24,8 @@ const INDEX: u8 = 4;
 const HEAD_POINTS: u8 = 5;
 const ROLLUP: u8 = 6;
 const SEALED: u8 = 7;
+/// A series' head points as one compressed block, in checkpoints.
+const HEAD_BLOCK: u8 = 8;
 
 /// Width of a time partition: the unit of sealing and of retention.
 pub const PARTITION_NS: i64 = 2 * 3600 * crate::model::NANOS_PER_SEC;
@@ -32,6 +34,13 @@ pub const PARTITION_NS: i64 = 2 * 3600 * crate::model::NANOS_PER_SEC;
 /// decoding the partition's raw block answers them as fast as reading
 /// their many small buckets would, at a fraction of the bytes.
 pub const MIN_STORED_ROLLUP_NS: i64 = 3600 * crate::model::NANOS_PER_SEC;
+
+/// Whether a level's buckets never straddle a partition boundary: then the
+/// head's buckets are exactly those of the head's points, and checkpoints
+/// rebuild them instead of storing them.
+fn tiles_partitions(level: Interval) -> bool {
+    PARTITION_NS % level.nanos() == 0
+}
 
 /// Whether sealed partitions keep this level's buckets.
 pub(crate) fn stored_in_partitions(level: Interval) -> bool {
@@ -147,9 +156,42 @@ impl State {
 /// What the writer side tracks to decide ids and lateness in log order.
 #[derive(Debug, Default)]
 struct Ingest {
-    ids: HashMap<SeriesKey, u32>,
-    next_id: u32,
+    /// Series ids by a hash of metric and tags; looked up with borrowed
+    /// tags, so a known series costs no allocation per point.
+    by_hash: HashMap<u64, Vec<u32>>,
+    keys: Vec<SeriesKey>,
     newest: HashMap<String, i64>,
+}
+
+fn key_hash(metric: &str, tags: &BTreeMap<String, String>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    metric.hash(&mut h);
+    for (k, v) in tags {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+impl Ingest {
+    fn find(&self, hash: u64, metric: &str, tags: &BTreeMap<String, String>) -> Option<u32> {
+        self.by_hash.get(&hash)?.iter().copied().find(|id| {
+            self.keys.get(*id as usize).is_some_and(|k| {
+                k.metric == metric
+                    && k.tags.len() == tags.len()
+                    && k.tags.iter().zip(tags).all(|((a, b), (c, d))| a == c && b == d)
+            })
+        })
+    }
+
+    /// Registers a new series under the next id.
+    fn add(&mut self, hash: u64, key: SeriesKey) -> u32 {
+        let id = self.keys.len() as u32;
+        self.by_hash.entry(hash).or_default().push(id);
+        self.keys.push(key);
+        id
+    }
 }
 
 /// The outcome of a write.
@@ -186,10 +228,11 @@ impl Engine {
         let wal_dir = dir.join("wal");
         let replayed = Arc::new(RwLock::new(State::default()));
         let wal = Wal::open(&wal_dir, Arc::clone(&replayed), |kind, body| replay(&mut state, kind, body))?;
-        let mut ingest = Ingest { next_id: state.index.next_id(), ..Ingest::default() };
+        let mut ingest = Ingest::default();
         for id in 0..state.index.next_id() {
             if let Some(k) = state.index.key(id) {
-                ingest.ids.insert(k.clone(), id);
+                let tags: BTreeMap<String, String> = k.tags.iter().cloned().collect();
+                ingest.add(key_hash(&k.metric, &tags), k.clone());
             }
         }
         for (name, s) in &state.schemas {
@@ -305,21 +348,19 @@ impl Engine {
         let mut frames = FrameWriter::default();
         let mut new_keys = Vec::new();
         let mut batch = Vec::with_capacity(accepted.len());
-        let mut next_id = ingest.next_id;
         for (p, _) in &accepted {
-            let key = SeriesKey::new(&p.series, &p.tags);
-            let id = match ingest.ids.get(&key) {
-                Some(id) => *id,
+            let hash = key_hash(&p.series, &p.tags);
+            let id = match ingest.find(hash, &p.series, &p.tags) {
+                Some(id) => id,
                 None => {
-                    let id = next_id;
-                    next_id += 1;
+                    let key = SeriesKey::new(&p.series, &p.tags);
                     let start = frames.begin(SERIES);
+                    let id = ingest.keys.len() as u32;
                     frames.u32(id);
                     frames.buf.extend_from_slice(&serde_json::to_vec(&key).map_err(|e| Error::Codec(e.to_string()))?);
                     frames.finish(start).map_err(|e| Error::Codec(e.to_string()))?;
-                    ingest.ids.insert(key.clone(), id);
-                    new_keys.push((id, key));
-                    id
+                    new_keys.push((id, key.clone()));
+                    ingest.add(hash, key)
                 }
             };
             batch.push((id, p.timestamp, p.value, p.quality));
@@ -335,7 +376,6 @@ impl Engine {
             }
             frames.finish(start).map_err(|e| Error::Codec(e.to_string()))?;
         }
-        ingest.next_id = next_id;
         for (p, _) in &accepted {
             let n = ingest.newest.entry(p.series.clone()).or_insert(i64::MIN);
             *n = (*n).max(p.timestamp);
@@ -360,6 +400,14 @@ impl Engine {
         pending?.recv().map_err(|_| Error::Closed)??;
         self.maintain()?;
         Ok(report)
+    }
+
+    /// Rewrites the log as one compact checkpoint (head points compressed):
+    /// call after a bulk load or before shutdown for a small log and a fast
+    /// restart. Durability does not depend on it.
+    pub fn flush(&self) -> Result<()> {
+        let _one = self.maintenance.lock().unwrap_or_else(PoisonError::into_inner);
+        self.wal.rotate(Box::new(checkpoint))
     }
 
     /// Seals every partition that can no longer receive points, drops
@@ -529,18 +577,23 @@ fn checkpoint(state: &State) -> Result<Vec<u8>> {
     w.buf.extend_from_slice(&state.index.to_bytes()?);
     w.finish(f).map_err(codec)?;
     for (id, data) in state.series.iter().enumerate() {
-        for chunk in data.points.chunks(10_000) {
-            let f = w.begin(HEAD_POINTS);
-            w.u32(chunk.len() as u32);
-            for (t, v) in chunk {
-                w.u32(id as u32);
+        if !data.points.is_empty() {
+            let (ts, vs): (Vec<i64>, Vec<f64>) = data.points.iter().copied().unzip();
+            let f = w.begin(HEAD_BLOCK);
+            w.u32(id as u32);
+            w.bytes(&crate::codec::Block::encode(&ts, &vs, true).map_err(|e| Error::Codec(e.to_string()))?);
+            w.u32(data.qualities.len() as u32);
+            for (t, q) in &data.qualities {
                 w.i64(*t);
-                w.u64(v.to_bits());
-                w.buf.push(quality_byte(data.qualities.get(t).copied().unwrap_or_default()));
+                w.buf.push(quality_byte(*q));
             }
             w.finish(f).map_err(codec)?;
         }
+        let levels = state.index.key(id as u32).and_then(|k| state.schemas.get(&k.metric)).map(|s| s.levels.as_slice());
         for (level, buckets) in data.rollups.iter().enumerate() {
+            if levels.and_then(|l| l.get(level)).is_some_and(|l| tiles_partitions(*l)) {
+                continue;
+            }
             for (start, agg) in buckets {
                 let f = w.begin(ROLLUP);
                 w.u32(id as u32);
@@ -595,6 +648,39 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
         }
         INDEX => {
             state.index = SeriesIndex::from_bytes(body)?;
+            Ok(())
+        }
+        HEAD_BLOCK => {
+            let mut r = FrameReader::new(body, 0);
+            let codec = |e: event_store::Error| Error::Codec(e.to_string());
+            let id = r.u32().map_err(codec)?;
+            let (_, block) = r.bytes().map_err(codec)?;
+            let (ts, vs) = crate::codec::Block::decode(block).map_err(|e| Error::Codec(e.to_string()))?;
+            let mut qualities = BTreeMap::new();
+            for _ in 0..r.u32().map_err(codec)? {
+                qualities.insert(r.i64().map_err(codec)?, quality_of(r.u8().map_err(codec)?)?);
+            }
+            state.points += ts.len() as u64;
+            // Levels that tile partitions are rebuilt from the points; the
+            // others come as ROLLUP records.
+            let levels: Vec<Interval> = state
+                .index
+                .key(id)
+                .and_then(|k| state.schemas.get(&k.metric))
+                .map(|s| s.levels.iter().map(|l| if tiles_partitions(*l) { *l } else { Interval::MAX }).collect())
+                .unwrap_or_default();
+            let data = state.series_mut(id);
+            if data.rollups.len() < levels.len() {
+                data.rollups.resize_with(levels.len(), BTreeMap::new);
+            }
+            for (t, v) in ts.into_iter().zip(vs) {
+                data.insert_point(t, v, qualities.get(&t).copied().unwrap_or_default());
+                for (level, buckets) in levels.iter().zip(&mut data.rollups) {
+                    if *level != Interval::MAX {
+                        let _ = buckets.entry(level.bucket_start(t, 0)).or_default().add(t, v);
+                    }
+                }
+            }
             Ok(())
         }
         ROLLUP => {
