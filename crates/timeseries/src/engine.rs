@@ -30,6 +30,9 @@ const HEAD_BLOCK: u8 = 8;
 /// Width of a time partition: the unit of sealing and of retention.
 pub const PARTITION_NS: i64 = 2 * 3600 * crate::model::NANOS_PER_SEC;
 
+/// The log is rewritten as a checkpoint once it is larger than this.
+const CHECKPOINT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Rollup levels narrower than this are not stored in sealed partitions:
 /// decoding the partition's raw block answers them as fast as reading
 /// their many small buckets would, at a fraction of the bytes.
@@ -436,7 +439,12 @@ impl Engine {
             self.seal(&metric, target)?;
         }
         self.enforce_retention()?;
-        self.wal.rotate(Box::new(checkpoint))
+        // Rewriting the head costs a compression of every head point, so the
+        // log is only shrunk once it has grown; replay skips sealed points.
+        if self.wal.disk_bytes() > CHECKPOINT_AFTER_BYTES {
+            self.wal.rotate(Box::new(checkpoint))?;
+        }
+        Ok(())
     }
 
     /// Moves head data of `metric` before `target` into partition files.

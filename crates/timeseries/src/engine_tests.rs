@@ -267,8 +267,12 @@ fn sealed_partitions_answer_like_the_head_and_survive_restart() {
     let (a1, r1, stats) = {
         let engine = Engine::open(&dir).expect("open");
         engine.create_series(schema).expect("create");
-        for chunk in points.chunks(5000) {
+        for (i, chunk) in points.chunks(5000).enumerate() {
             engine.write(chunk.to_vec()).expect("write");
+            if i == 1 {
+                // A checkpoint mid-way: replay must combine it with the log after it.
+                engine.flush().expect("flush");
+            }
         }
         (engine.query(&q_rollup).expect("rollup"), engine.query(&q_raw).expect("raw"), engine.stats())
     };
