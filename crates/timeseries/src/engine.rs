@@ -61,8 +61,13 @@ pub(crate) struct SeriesData {
 }
 
 impl SeriesData {
-    fn insert(&mut self, ts: i64, v: f64, quality: Quality, levels: &[Interval]) {
-        self.insert_point(ts, v, quality);
+    /// Adds a point; an exact duplicate of a head point (same time, same
+    /// value bits) is ignored, so a redelivered write changes nothing.
+    /// Returns whether the point was new.
+    fn insert(&mut self, ts: i64, v: f64, quality: Quality, levels: &[Interval]) -> bool {
+        if !self.insert_point(ts, v, quality) {
+            return false;
+        }
         if self.rollups.len() < levels.len() {
             self.rollups.resize_with(levels.len(), BTreeMap::new);
         }
@@ -70,18 +75,24 @@ impl SeriesData {
             // Finite values only reach here (the schema policy runs first).
             let _ = buckets.entry(level.bucket_start(ts, 0)).or_default().add(ts, v);
         }
+        true
     }
 
-    fn insert_point(&mut self, ts: i64, v: f64, quality: Quality) {
+    fn insert_point(&mut self, ts: i64, v: f64, quality: Quality) -> bool {
         // Mostly appends; a late point inside the window is inserted in place.
         let at = match self.points.last() {
-            Some((last, _)) if *last > ts => self.points.partition_point(|(t, _)| *t <= ts),
+            Some((last, _)) if *last >= ts => self.points.partition_point(|(t, _)| *t <= ts),
             _ => self.points.len(),
         };
+        let same_time = self.points[..at].iter().rev().take_while(|(t, _)| *t == ts);
+        if same_time.into_iter().any(|(_, old)| old.to_bits() == v.to_bits()) {
+            return false;
+        }
         self.points.insert(at, (ts, v));
         if quality != Quality::Good {
             self.qualities.insert(ts, quality);
         }
+        true
     }
 }
 
@@ -115,8 +126,9 @@ impl State {
             if series.len() <= *id as usize {
                 series.resize_with(*id as usize + 1, SeriesData::default);
             }
-            series[*id as usize].insert(*ts, *v, *q, &schema.levels);
-            *points += 1;
+            if series[*id as usize].insert(*ts, *v, *q, &schema.levels) {
+                *points += 1;
+            }
         }
     }
 
@@ -648,8 +660,9 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             } else {
                 // Checkpointed head points: their rollups come as ROLLUP records.
                 for (id, ts, v, q) in batch {
-                    state.series_mut(id).insert_point(ts, v, q);
-                    state.points += 1;
+                    if state.series_mut(id).insert_point(ts, v, q) {
+                        state.points += 1;
+                    }
                 }
             }
             Ok(())
@@ -668,7 +681,6 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             for _ in 0..r.u32().map_err(codec)? {
                 qualities.insert(r.i64().map_err(codec)?, quality_of(r.u8().map_err(codec)?)?);
             }
-            state.points += ts.len() as u64;
             // Levels that tile partitions are rebuilt from the points; the
             // others come as ROLLUP records.
             let levels: Vec<Interval> = state
@@ -681,14 +693,19 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             if data.rollups.len() < levels.len() {
                 data.rollups.resize_with(levels.len(), BTreeMap::new);
             }
+            let mut added = 0;
             for (t, v) in ts.into_iter().zip(vs) {
-                data.insert_point(t, v, qualities.get(&t).copied().unwrap_or_default());
+                if !data.insert_point(t, v, qualities.get(&t).copied().unwrap_or_default()) {
+                    continue;
+                }
+                added += 1;
                 for (level, buckets) in levels.iter().zip(&mut data.rollups) {
                     if *level != Interval::MAX {
                         let _ = buckets.entry(level.bucket_start(t, 0)).or_default().add(t, v);
                     }
                 }
             }
+            state.points += added;
             Ok(())
         }
         ROLLUP => {

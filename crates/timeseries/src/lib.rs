@@ -18,6 +18,7 @@ pub mod model;
 
 pub use error::{Error, Result};
 pub mod aggregate;
+pub mod bus;
 pub mod engine;
 pub mod ingest;
 pub mod line_protocol;
