@@ -190,13 +190,22 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
     let specs: Vec<_> = topics::ALL.iter().map(|t| TopicSpec::new(*t, 3)).collect();
     bus.create_topics(&specs).await?;
 
-    let sent = samples()?;
-    say(&format!("[2/5] publishing {} sample events", sent.len()));
+    say("[2/5] demo_time_series_modeling on the time-series engine");
+    let ts_dir = crate::ts::dir(&data_dir);
+    let time_series = {
+        let engine = timeseries::Engine::open(&ts_dir)?;
+        timeseries::scenario::run(&engine)?
+    };
+    let mut sent = samples()?;
+    // The engine announces its series as a data product on mesh.events.
+    sent.push((topics::MESH, timeseries::bus::announcement(&timeseries::scenario::schema())?));
+
+    say(&format!("[3/5] publishing {} events", sent.len()));
     for (topic, env) in &sent {
         bus.publish(topic, std::slice::from_ref(env)).await?;
     }
 
-    say("[3/5] consuming them back (consumer group, commit after handling)");
+    say("[4/5] consuming them back (consumer group, commit after handling)");
     let group = format!("demo-{}", Uuid::now_v7().simple());
     let sub = bus.subscribe(&group, &topics::ALL).await?;
     let mut consumer = Consumer::new(sub, RetryPolicy::default());
@@ -220,13 +229,6 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
             b.1.aggregate_version,
         ))
     });
-
-    say("[4/5] demo_time_series_modeling on the time-series engine");
-    let ts_dir = crate::ts::dir(&data_dir);
-    let time_series = {
-        let engine = timeseries::Engine::open(&ts_dir)?;
-        timeseries::scenario::run(&engine)?
-    };
 
     say("[5/5] writing the report");
     let mut summary = summary(&bus_name, &collector.received);
