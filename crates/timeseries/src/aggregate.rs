@@ -21,6 +21,9 @@
 //!   insertion order, which is not mergeable).
 //! * NaN and infinities are refused with [`AggError::NonFinite`] and change
 //!   nothing; `-0.0` is stored as `0.0`.
+//! * Small buckets are cheap: the [`QuantileSketch`] keeps up to 32 values
+//!   exactly (no DDSketch store is allocated) and then answers percentiles
+//!   exactly; see [`BucketAgg::to_bytes`] for the compact persistence format.
 //! * Bucket boundaries: [`bucket_start`] floors towards negative infinity, so
 //!   timestamps before the epoch (or the origin) land in the right bucket.
 
@@ -31,7 +34,7 @@ use serde::de::{self, Deserializer};
 use serde::ser::{self, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::sketch::{ByteReader, BytesVisitor, QuantileSketch, put_uvarint};
+use crate::sketch::{ByteReader, BytesVisitor, QuantileSketch, put_svarint, put_uvarint};
 
 /// Errors of the aggregation and sketch modules.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -540,6 +543,23 @@ pub struct BucketAgg {
 
 const BUCKET_MAGIC: [u8; 2] = *b"BA";
 const BUCKET_FORMAT_VERSION: u8 = 1;
+/// Compact format: varint timestamps, sum and first/last values taken from exact sketches.
+const BUCKET_FORMAT_VERSION_COMPACT: u8 = 2;
+/// Version 2 flag: the sum overflowed.
+const FLAG_SUM_OVERFLOWED: u8 = 1;
+/// Version 2 flag: no partials follow; the sum is recomputed from the exact values.
+const FLAG_SUM_FROM_VALUES: u8 = 2;
+/// Version 2 flag: first and last values are indexes into the exact values.
+const FLAG_VALUE_INDEXES: u8 = 4;
+
+/// Exact sum of `values` added in order.
+fn exact_sum_of(values: &[f64]) -> ExactSum {
+    let mut sum = ExactSum::default();
+    for &v in values {
+        sum.add(v);
+    }
+    sum
+}
 
 impl BucketAgg {
     /// An empty bucket.
@@ -646,23 +666,55 @@ impl BucketAgg {
         }
     }
 
-    /// Encodes the bucket for persistence (version 1):
-    /// `"BA" 0x01`, uvarint length + sketch bytes, then if not empty
-    /// first `(i64 LE ts, f64 LE value)`, last (same), a flag byte (1 = sum
-    /// overflowed), uvarint partial count and the partials as `f64` LE.
+    /// Encodes the bucket for persistence (version 2):
+    /// `"BA" 0x02`, uvarint length + sketch bytes (see [`QuantileSketch::to_bytes`]),
+    /// then if not empty a flag byte (1 = sum overflowed, 2 = sum recomputed
+    /// from the sketch's exact values, 4 = first/last values are indexes into
+    /// them), zigzag varint first timestamp, uvarint `last - first` timestamp,
+    /// first and last value (one byte index each with flag 4, else `f64` LE),
+    /// and unless flag 2, uvarint partial count and the partials as `f64` LE.
+    ///
+    /// [`from_bytes`](Self::from_bytes) also reads version 1: `"BA" 0x01`,
+    /// uvarint length + sketch bytes, then if not empty first `(i64 LE ts,
+    /// f64 LE value)`, last (same), a flag byte (1 = sum overflowed), uvarint
+    /// partial count and the partials as `f64` LE.
     pub fn to_bytes(&self) -> Result<Vec<u8>, AggError> {
         let sketch = self.sketch.to_bytes()?;
         let mut out = Vec::with_capacity(sketch.len() + 48);
         out.extend_from_slice(&BUCKET_MAGIC);
-        out.push(BUCKET_FORMAT_VERSION);
+        out.push(BUCKET_FORMAT_VERSION_COMPACT);
         put_uvarint(&mut out, sketch.len() as u64);
         out.extend_from_slice(&sketch);
-        if let (Some(first), Some(last)) = (self.first, self.last) {
-            for s in [first, last] {
-                out.extend_from_slice(&s.ts_ns.to_le_bytes());
-                out.extend_from_slice(&s.value.to_le_bytes());
+        let (Some(first), Some(last)) = (self.first, self.last) else {
+            return Ok(out);
+        };
+        let exact = self.sketch.exact_values();
+        let index_of = |v: f64| exact.and_then(|vs| vs.iter().position(|&x| x.to_bits() == v.to_bits()));
+        let indexes = index_of(first.value).zip(index_of(last.value));
+        let sum_from_values = !self.sum.overflowed
+            && exact.is_some_and(|vs| {
+                let recomputed = exact_sum_of(vs);
+                !recomputed.overflowed && recomputed.value().map(f64::to_bits) == self.sum.value().map(f64::to_bits)
+            });
+        let mut flags = u8::from(self.sum.overflowed);
+        if sum_from_values {
+            flags |= FLAG_SUM_FROM_VALUES;
+        }
+        if indexes.is_some() {
+            flags |= FLAG_VALUE_INDEXES;
+        }
+        out.push(flags);
+        put_svarint(&mut out, first.ts_ns);
+        put_uvarint(&mut out, last.ts_ns.wrapping_sub(first.ts_ns) as u64);
+        match indexes {
+            // At most MAX_EXACT (32) values, so an index fits a byte.
+            Some((f, l)) => out.extend([f as u8, l as u8]),
+            None => {
+                out.extend_from_slice(&first.value.to_le_bytes());
+                out.extend_from_slice(&last.value.to_le_bytes());
             }
-            out.push(u8::from(self.sum.overflowed));
+        }
+        if !sum_from_values {
             put_uvarint(&mut out, self.sum.partials.len() as u64);
             for p in &self.sum.partials {
                 out.extend_from_slice(&p.to_le_bytes());
@@ -678,7 +730,8 @@ impl BucketAgg {
         if r.take(2)? != BUCKET_MAGIC {
             return Err(err("bad magic"));
         }
-        if r.u8()? != BUCKET_FORMAT_VERSION {
+        let version = r.u8()?;
+        if version != BUCKET_FORMAT_VERSION && version != BUCKET_FORMAT_VERSION_COMPACT {
             return Err(err("unsupported format version"));
         }
         let len = usize::try_from(r.uvarint()?).map_err(|_| err("sketch length too large"))?;
@@ -688,6 +741,9 @@ impl BucketAgg {
             r.finish()?;
             return Ok(agg);
         };
+        if version == BUCKET_FORMAT_VERSION_COMPACT {
+            return agg.decode_compact_tail(r);
+        }
         let read_sample = |r: &mut ByteReader<'_>| -> Result<Sample, AggError> {
             let sample = Sample { ts_ns: r.i64()?, value: r.f64()? };
             if !(min <= sample.value && sample.value <= max) {
@@ -721,6 +777,68 @@ impl BucketAgg {
         agg.first = Some(first);
         agg.last = Some(last);
         Ok(agg)
+    }
+
+    /// Reads what follows the sketch of a non-empty version-2 bucket into `self`.
+    fn decode_compact_tail(mut self, mut r: ByteReader<'_>) -> Result<Self, AggError> {
+        let err = |reason| AggError::Decode { what: "bucket aggregate", reason };
+        let flags = r.u8()?;
+        if flags & !(FLAG_SUM_OVERFLOWED | FLAG_SUM_FROM_VALUES | FLAG_VALUE_INDEXES) != 0
+            || flags & (FLAG_SUM_OVERFLOWED | FLAG_SUM_FROM_VALUES) == FLAG_SUM_OVERFLOWED | FLAG_SUM_FROM_VALUES
+        {
+            return Err(err("bad flags"));
+        }
+        let exact = self.sketch.exact_values();
+        if flags & (FLAG_SUM_FROM_VALUES | FLAG_VALUE_INDEXES) != 0 && exact.is_none() {
+            return Err(err("flags need exact sketch values"));
+        }
+        let first_ts = r.svarint()?;
+        let last_ts = first_ts.wrapping_add(r.uvarint()? as i64);
+        if last_ts < first_ts {
+            return Err(err("first is after last"));
+        }
+        let (first_value, last_value) = match exact {
+            Some(vs) if flags & FLAG_VALUE_INDEXES != 0 => {
+                let mut at = || -> Result<f64, AggError> {
+                    vs.get(usize::from(r.u8()?)).copied().ok_or(err("value index out of range"))
+                };
+                (at()?, at()?)
+            }
+            _ => (r.f64()?, r.f64()?),
+        };
+        let (min, max) = (self.sketch.min(), self.sketch.max());
+        for v in [first_value, last_value] {
+            if !(min.is_some_and(|m| m <= v) && max.is_some_and(|m| v <= m)) {
+                return Err(err("first/last value outside [min, max]"));
+            }
+        }
+        let first = Sample { ts_ns: first_ts, value: first_value + 0.0 };
+        let last = Sample { ts_ns: last_ts, value: last_value + 0.0 };
+        if last.before(first) || (self.count() == 1 && first != last) {
+            return Err(err("first is after last"));
+        }
+        match exact {
+            Some(vs) if flags & FLAG_SUM_FROM_VALUES != 0 => self.sum = exact_sum_of(vs),
+            _ => {
+                let overflowed = flags & FLAG_SUM_OVERFLOWED != 0;
+                let n = r.uvarint()?;
+                if n > ExactSum::MAX_PARTIALS as u64 || (overflowed && n > 0) {
+                    return Err(err("bad number of sum partials"));
+                }
+                self.sum.overflowed = overflowed;
+                for _ in 0..n {
+                    let p = r.f64()?;
+                    if !p.is_finite() {
+                        return Err(err("sum partial not finite"));
+                    }
+                    self.sum.add(p); // re-normalises the partials
+                }
+            }
+        }
+        r.finish()?;
+        self.first = Some(first);
+        self.last = Some(last);
+        Ok(self)
     }
 }
 
@@ -1324,5 +1442,145 @@ mod tests {
         let back: BucketAgg = serde_json::from_str(&json).unwrap();
         assert_eq!(back.sum(), Some(1.5));
         assert_eq!(back.last(), Some((3, -1.0)));
+    }
+
+    /// Bytes written by `BucketAgg::to_bytes` before format version 2: six 2-decimal
+    /// points every 10 s from `START_NS` (20.0, 20.37, .., 21.85), and
+    /// `(START_NS + i, v)` for v in 1.5, -2.25, 0.0, 1e6.
+    const OLD_BUCKET_6: [u8; 90] = [
+        66, 65, 1, 36, 81, 83, 1, 6, 0, 0, 0, 0, 0, 0, 52, 64, 154, 153, 153, 153, 153, 217, 53, 64, 0, 6, 214, 4, 1,
+        4, 1, 4, 1, 2, 1, 4, 1, 4, 1, 0, 0, 0, 194, 211, 67, 6, 54, 23, 0, 0, 0, 0, 0, 0, 52, 64, 0, 116, 253, 119, 79,
+        6, 54, 23, 154, 153, 153, 153, 153, 217, 53, 64, 0, 2, 0, 0, 0, 0, 0, 0, 240, 60, 51, 51, 51, 51, 51, 99, 95,
+        64,
+    ];
+    const OLD_BUCKET_MIXED: [u8; 77] = [
+        66, 65, 1, 31, 81, 83, 1, 4, 0, 0, 0, 0, 0, 0, 2, 192, 0, 0, 0, 0, 128, 132, 46, 65, 1, 2, 80, 1, 250, 20, 1,
+        1, 162, 1, 1, 0, 0, 194, 211, 67, 6, 54, 23, 0, 0, 0, 0, 0, 0, 248, 63, 3, 0, 194, 211, 67, 6, 54, 23, 0, 0, 0,
+        0, 128, 132, 46, 65, 0, 1, 0, 0, 0, 128, 126, 132, 46, 65,
+    ];
+
+    fn six_points() -> Vec<(i64, f64)> {
+        [20.0, 20.37, 20.74, 21.11, 21.48, 21.85]
+            .iter()
+            .zip(0i64..)
+            .map(|(&v, i)| (START_NS + i * 10_000_000_000, v))
+            .collect()
+    }
+
+    #[test]
+    fn old_bucket_format_still_decodes() {
+        let mixed = [(START_NS, 1.5), (START_NS + 1, -2.25), (START_NS + 2, 0.0), (START_NS + 3, 1e6)];
+        for (bytes, points) in [(&OLD_BUCKET_6[..], six_points()), (&OLD_BUCKET_MIXED[..], mixed.to_vec())] {
+            let old = BucketAgg::from_bytes(bytes).unwrap();
+            let new = agg_of(&points);
+            for kind in [Agg::Count, Agg::Sum, Agg::Avg, Agg::Min, Agg::Max, Agg::First, Agg::Last] {
+                assert_eq!(old.value(kind).map(f64::to_bits), new.value(kind).map(f64::to_bits), "{kind}");
+            }
+            let mut sorted: Vec<f64> = points.iter().map(|p| p.1 + 0.0).collect();
+            sorted.sort_by(f64::total_cmp);
+            for q in [0.0, 0.5, 0.95, 1.0] {
+                let (o, n) = (old.quantile(q).unwrap().unwrap(), new.quantile(q).unwrap().unwrap());
+                assert_eq!(n, exact_rank(&sorted, q), "buffered quantiles are exact");
+                assert!((o - n).abs() <= RELATIVE_ACCURACY * n.abs(), "q={q}: old {o}, new {n}");
+            }
+            // Re-encoding an old bucket gives the new format, which decodes to the same answers.
+            let again = BucketAgg::from_bytes(&old.to_bytes().unwrap()).unwrap();
+            assert_eq!(again.to_bytes().unwrap(), old.to_bytes().unwrap());
+            assert_eq!(again.value(Agg::Percentile(0.5)), old.value(Agg::Percentile(0.5)));
+        }
+    }
+
+    #[test]
+    fn buffered_buckets_round_trip_compactly() {
+        let agg = agg_of(&six_points());
+        let bytes = agg.to_bytes().unwrap();
+        assert_eq!(bytes[2], BUCKET_FORMAT_VERSION_COMPACT);
+        assert_eq!(bytes[3 + 1 + 12], FLAG_SUM_FROM_VALUES | FLAG_VALUE_INDEXES);
+        let back = BucketAgg::from_bytes(&bytes).unwrap();
+        assert_eq!(back.to_bytes().unwrap(), bytes);
+        for kind in [Agg::Count, Agg::Sum, Agg::Min, Agg::Max, Agg::First, Agg::Last, Agg::Percentile(0.5)] {
+            assert_eq!(back.value(kind).map(f64::to_bits), agg.value(kind).map(f64::to_bits), "{kind}");
+        }
+        // The sum is kept when the sorted values would overflow where the points did not.
+        let tricky = agg_of(&[(0, f64::MAX), (1, -f64::MAX), (2, f64::MAX), (3, -f64::MAX)]);
+        assert_eq!(tricky.sum(), Some(0.0));
+        let back = BucketAgg::from_bytes(&tricky.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.sum(), Some(0.0));
+        // Flags that need exact values are refused on a sketch-backed bucket.
+        let mut forged = b"BA\x02".to_vec();
+        forged.push(OLD_BUCKET_6[3]);
+        forged.extend_from_slice(&OLD_BUCKET_6[4..40]);
+        forged.extend_from_slice(&[FLAG_SUM_FROM_VALUES, 0, 0, 0, 0]);
+        assert!(matches!(BucketAgg::from_bytes(&forged), Err(AggError::Decode { .. })));
+        // Truncations all fail.
+        for n in 0..bytes.len() {
+            assert!(BucketAgg::from_bytes(&bytes[..n]).is_err(), "prefix {n}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn small_bucket_merges_are_order_independent(points in prop::collection::vec((any::<i64>(), -1e6..1e6f64), 0..40),
+                                                     cuts in (any::<prop::sample::Index>(), any::<prop::sample::Index>())) {
+            let (mut i, mut j) = (cuts.0.index(points.len() + 1), cuts.1.index(points.len() + 1));
+            if i > j { std::mem::swap(&mut i, &mut j); }
+            let (a, b, c) = (agg_of(&points[..i]), agg_of(&points[i..j]), agg_of(&points[j..]));
+            let mut left = a.clone();
+            left.merge(&b).unwrap();
+            left.merge(&c).unwrap();
+            let mut bc = c.clone();
+            bc.merge(&b).unwrap();
+            let mut right = bc;
+            right.merge(&a).unwrap();
+            let whole = agg_of(&points);
+            // Sum partials depend on the order (their rounded sum does not), so compare answers
+            // and the sketch bytes rather than the bucket bytes.
+            for agg in [&left, &right] {
+                prop_assert_eq!(agg.sketch().to_bytes().unwrap(), whole.sketch().to_bytes().unwrap());
+                for kind in [Agg::Count, Agg::Sum, Agg::Min, Agg::Max, Agg::First, Agg::Last, Agg::Percentile(0.9)] {
+                    prop_assert_eq!(agg.value(kind).map(f64::to_bits), whole.value(kind).map(f64::to_bits));
+                }
+            }
+            let back = BucketAgg::from_bytes(&whole.to_bytes().unwrap()).unwrap();
+            prop_assert_eq!(back.value(Agg::Sum).map(f64::to_bits), whole.value(Agg::Sum).map(f64::to_bits));
+            prop_assert_eq!(back.sketch().to_bytes().unwrap(), whole.sketch().to_bytes().unwrap());
+        }
+    }
+
+    #[test]
+    fn memory_and_bytes_of_small_and_large_buckets() {
+        let heap = |a: &BucketAgg| {
+            let s = a.sketch();
+            let exact = s.exact_values().map_or(0, |v| v.len().next_power_of_two().max(4) * 8);
+            // Debug shows the DDSketch bins in use; the stores allocate them in 128-bin chunks.
+            let bins: usize = format!("{s:?}")
+                .split("allocated_bins: ")
+                .nth(1)
+                .and_then(|t| t.trim_end_matches([' ', '}']).parse().ok())
+                .unwrap_or(0);
+            exact + bins * 8 + if bins > 0 { std::mem::size_of::<sketches_ddsketch::DDSketch>() } else { 0 }
+        };
+        let six = agg_of(&six_points());
+        let walk: Vec<(i64, f64)> = random_walk(0x5EED).into_iter().take(360).collect();
+        let hour = agg_of(&walk);
+        eprintln!(
+            "size_of BucketAgg {} bytes, QuantileSketch {} bytes",
+            std::mem::size_of::<BucketAgg>(),
+            std::mem::size_of::<QuantileSketch>()
+        );
+        eprintln!(
+            "6-point bucket: sketch heap ~{} bytes, {} bytes serialized",
+            heap(&six),
+            six.to_bytes().unwrap().len()
+        );
+        eprintln!(
+            "360-point bucket: sketch heap ~{} bytes, {} bytes serialized",
+            heap(&hour),
+            hour.to_bytes().unwrap().len()
+        );
+        assert!(heap(&six) <= 64);
+        assert!(six.to_bytes().unwrap().len() <= 40);
     }
 }

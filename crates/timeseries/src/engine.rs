@@ -30,6 +30,10 @@ const HEAD_BLOCK: u8 = 8;
 /// Width of a time partition: the unit of sealing and of retention.
 pub const PARTITION_NS: i64 = 2 * 3600 * crate::model::NANOS_PER_SEC;
 
+/// Widths sealed partitions are merged into, once entirely sealed.
+pub const COMPACTION_WIDTHS: [i64; 2] =
+    [6 * 3600 * crate::model::NANOS_PER_SEC, 24 * 3600 * crate::model::NANOS_PER_SEC];
+
 /// The log is rewritten as a checkpoint once it is larger than this.
 const CHECKPOINT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -449,6 +453,7 @@ impl Engine {
         }
         for (metric, target) in work {
             self.seal(&metric, target)?;
+            self.compact(&metric)?;
         }
         self.enforce_retention()?;
         // Rewriting the head costs a compression of every head point, so the
@@ -507,6 +512,42 @@ impl Engine {
                 schema.partitions.insert(p.start, p);
             }
             schema.sealed_until = schema.sealed_until.max(target);
+        }
+        Ok(())
+    }
+
+    /// Merges sealed partitions into wider ones (2 h -> 6 h -> 1 day) once
+    /// the wider window is entirely sealed: larger blocks compress better.
+    fn compact(&self, metric: &str) -> Result<()> {
+        for width in COMPACTION_WIDTHS {
+            self.compact_to(metric, width)?;
+        }
+        Ok(())
+    }
+
+    fn compact_to(&self, metric: &str, width: i64) -> Result<()> {
+        let (windows, compress) = {
+            let state = self.read();
+            let Some(schema) = state.schemas.get(metric) else { return Ok(()) };
+            let mut windows: BTreeMap<i64, Vec<Partition>> = BTreeMap::new();
+            for p in schema.partitions.values().filter(|p| p.end - p.start < width) {
+                let window = p.start.div_euclid(width) * width;
+                if window + width <= schema.sealed_until {
+                    windows.entry(window).or_default().push(p.clone());
+                }
+            }
+            (windows, schema.schema.compression)
+        };
+        let dir = blocks_dir(&self.dir, metric);
+        for (window, parts) in windows {
+            let merged = Partition::merge(&dir, window, window + width, compress, &parts)?;
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(schema) = state.schemas.get_mut(metric) {
+                for p in &parts {
+                    schema.partitions.remove(&p.start);
+                }
+                schema.partitions.insert(merged.start, merged);
+            }
         }
         Ok(())
     }

@@ -276,8 +276,20 @@ fn sealed_partitions_answer_like_the_head_and_survive_restart() {
         }
         (engine.query(&q_rollup).expect("rollup"), engine.query(&q_raw).expect("raw"), engine.stats())
     };
-    let parts = std::fs::read_dir(dir.join("blocks").join("gauge")).expect("blocks").count();
-    assert!(parts >= 10, "sealed partitions on disk: {parts}");
+    let names: Vec<String> = std::fs::read_dir(dir.join("blocks").join("gauge"))
+        .expect("blocks")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    let widths: Vec<i64> = names
+        .iter()
+        .filter_map(|n| {
+            n.strip_suffix(".part")?
+                .split_once('-')
+                .and_then(|(a, b)| Some(b.parse::<i64>().ok()? - a.parse::<i64>().ok()?))
+        })
+        .collect();
+    assert!(widths.contains(&(24 * HOUR)), "whole sealed days are compacted into one partition: {names:?}");
+    assert!(widths.iter().all(|w| [2 * HOUR, 6 * HOUR, 24 * HOUR].contains(w)), "{names:?}");
     // Four days were written with two days of retention: the oldest are gone.
     assert!(stats.points < points.len() as u64, "retention dropped old partitions");
     eprintln!(

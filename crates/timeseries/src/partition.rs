@@ -94,8 +94,8 @@ impl Partition {
             }
             w.finish(s).map_err(codec)?;
         }
-        let path = dir.join(format!("{start}.part"));
-        let tmp = dir.join(format!("{start}.part.tmp"));
+        let path = dir.join(format!("{start}-{end}.part"));
+        let tmp = dir.join(format!("{start}-{end}.part.tmp"));
         let mut f = File::create(&tmp).map_err(Error::io(&tmp))?;
         f.write_all(&w.buf).and_then(|()| f.sync_all()).map_err(Error::io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(Error::io(&path))?;
@@ -188,7 +188,48 @@ impl Partition {
                 _ => {}
             }
         }
-        out.sort_by_key(|p| p.start);
+        // A compaction that died after writing the merged file but before
+        // deleting its inputs leaves partitions inside a larger one.
+        out.sort_by_key(|p| (p.start, std::cmp::Reverse(p.end)));
+        let mut kept: Vec<Self> = Vec::with_capacity(out.len());
+        for p in out {
+            match kept.last() {
+                Some(big) if p.start >= big.start && p.end <= big.end => {
+                    std::fs::remove_file(&p.path).map_err(Error::io(&p.path))?;
+                }
+                _ => kept.push(p),
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Merges adjacent partitions into one covering `[start, end)`: larger
+    /// blocks compress better. The inputs are deleted once the merged file
+    /// is durable.
+    pub fn merge(dir: &Path, start: i64, end: i64, compress: bool, parts: &[Partition]) -> Result<Self> {
+        let mut ids: Vec<u32> = parts.iter().flat_map(|p| p.series.keys().copied()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut merged = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut all = SealedSeries::default();
+            for p in parts {
+                let Some(d) = p.read(id)? else { continue };
+                all.points.extend(d.points);
+                all.qualities.extend(d.qualities);
+                if all.rollups.len() < d.rollups.len() {
+                    all.rollups.resize_with(d.rollups.len(), Vec::new);
+                }
+                for (level, buckets) in d.rollups.into_iter().enumerate() {
+                    all.rollups[level].extend(buckets);
+                }
+            }
+            merged.push((id, all));
+        }
+        let out = Self::write(dir, start, end, compress, &merged)?;
+        for p in parts {
+            std::fs::remove_file(&p.path).map_err(Error::io(&p.path))?;
+        }
         Ok(out)
     }
 }

@@ -1,5 +1,10 @@
 //! Mergeable relative-error quantile sketch for `f64` values ([`QuantileSketch`]).
 //!
+//! Small sketches (at most [`MAX_EXACT`] values, e.g. a 1-minute bucket of
+//! 10-second points) keep their values exactly in a sorted buffer and answer
+//! quantiles exactly; the DDSketch is only built when the buffer overflows or
+//! when a sketch-backed one is merged in.
+//!
 //! Built on the `sketches-ddsketch` crate (a DDSketch: logarithmic bins with a
 //! collapsing-lowest dense store per sign). Rollups merge per-bucket sketches
 //! (1min -> 5min -> 1hour -> 1day) bin by bin; merging is exact on the bins, so
@@ -7,6 +12,15 @@
 //!
 //! # Decisions
 //!
+//! * **Exact buffer.** Up to [`MAX_EXACT`] (32) values are kept exactly,
+//!   sorted, with no DDSketch allocated (about 8 bytes of heap per value
+//!   instead of at least 1 KiB of bins). Quantiles then are the exact value
+//!   at the rank below. Merging two buffered sketches whose counts sum to at
+//!   most [`MAX_EXACT`] stays buffered (the sorted multiset of both, so the
+//!   result does not depend on the merge order); otherwise the buffered values
+//!   are added to a DDSketch, whose bins are then exactly those of a sketch
+//!   fed every value, so the accuracy guarantee below holds unchanged. 32
+//!   holds a 5-minute bucket of 10-second points (30 values).
 //! * **Accuracy.** [`RELATIVE_ACCURACY`] is 0.5 %: for any `q` in `(0, 1)`,
 //!   `quantile(q)` is within 0.5 % relative error of the exact value at the rank
 //!   defined below, however many merges produced the sketch, as long as the
@@ -38,10 +52,27 @@
 //!   stay exact in `f64` rank arithmetic and can never overflow a bin; `add`
 //!   and `merge` past it return [`AggError::CountOverflow`].
 //!
-//! # Persistence format (version 1)
+//! # Persistence formats (versions 1 and 2)
 //!
 //! Compact and self-validating; decoding any byte string either fails with
 //! [`AggError::Decode`] or yields a sketch that satisfies every invariant.
+//! Empty and sketch-backed sketches are written in version 1 (the original
+//! format, still read), buffered ones in version 2:
+//!
+//! ```text
+//! "QS" 0x02                      magic and format version 2 (exact values)
+//! uvarint n                      1 ..= MAX_EXACT values, ascending
+//! u8 mode, then the values:
+//!   0      n x f64 LE
+//!   1      uvarint of the order-preserving bits of the first value, then
+//!          n - 1 uvarint deltas of those bits
+//!   2 + k  decimals with k (0 ..= 15) digits, value = m / 10^k exactly:
+//!          zigzag varint m of the first value, n - 1 uvarint deltas of m
+//! ```
+//!
+//! The encoder uses the decimal mode with the smallest `k` that represents
+//! every value exactly (2-decimal gauges cost about 1-2 bytes per value),
+//! otherwise the smaller of modes 0 and 1. Version 1:
 //!
 //! ```text
 //! "QS" 0x01                      magic and format version (version implies the config)
@@ -77,6 +108,51 @@ pub const MAX_COUNT: u64 = 1 << 53;
 
 const MAGIC: [u8; 2] = *b"QS";
 const FORMAT_VERSION: u8 = 1;
+/// Format version of a sketch that holds its values exactly.
+const FORMAT_VERSION_EXACT: u8 = 2;
+
+/// Most values kept exactly before the DDSketch is built.
+pub const MAX_EXACT: usize = 32;
+
+/// Powers of ten that are exact in `f64` and scale decimals in format version 2.
+const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+/// Largest integer magnitude a decimal mantissa may have (exact in `f64`).
+const MAX_MANTISSA: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// A DDSketch fed `values`.
+fn ddsketch_of(values: &[f64]) -> DDSketch {
+    let mut sketch = DDSketch::new(config());
+    for &v in values {
+        sketch.add(v);
+    }
+    sketch
+}
+
+/// Maps `f64` bits to `u64` so that the order of (non-NaN) values is kept.
+fn ordered_bits(v: f64) -> u64 {
+    let bits = v.to_bits();
+    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+}
+
+/// Inverse of [`ordered_bits`].
+fn from_ordered_bits(u: u64) -> f64 {
+    f64::from_bits(if u >> 63 == 1 { u & !(1 << 63) } else { !u })
+}
+
+/// Decimal mantissas of `values` with the smallest scale `k` that is exact, if any.
+fn decimal_mantissas(values: &[f64]) -> Option<(u8, Vec<i64>)> {
+    (0u8..16).find_map(|k| {
+        let p = POW10[usize::from(k)];
+        values
+            .iter()
+            .map(|&v| {
+                let m = (v * p).round();
+                (m.abs() <= MAX_MANTISSA && m / p == v).then_some(m as i64)
+            })
+            .collect::<Option<Vec<i64>>>()
+            .map(|ms| (k, ms))
+    })
+}
 
 fn config() -> Config {
     Config::new(RELATIVE_ACCURACY, MAX_BINS_PER_SIGN, ZERO_THRESHOLD)
@@ -97,7 +173,11 @@ fn representative(cfg: &Config, key: i32) -> Option<f64> {
 /// Mergeable quantile sketch with 0.5 % relative accuracy (see the module docs).
 #[derive(Clone)]
 pub struct QuantileSketch {
-    inner: DDSketch,
+    /// Exact values, ascending (`-0.0` stored as `0.0`), while `inner` is `None`;
+    /// empty once the DDSketch is built.
+    values: Vec<f64>,
+    /// The DDSketch, built when more than [`MAX_EXACT`] values are held.
+    inner: Option<Box<DDSketch>>,
     count: u64,
     /// Exact minimum; `+inf` while empty.
     min: f64,
@@ -117,7 +197,8 @@ impl fmt::Debug for QuantileSketch {
             .field("count", &self.count)
             .field("min", &self.min())
             .field("max", &self.max())
-            .field("allocated_bins", &self.inner.length())
+            .field("exact_values", &self.values.len())
+            .field("allocated_bins", &self.inner.as_ref().map_or(0, |s| s.length()))
             .finish()
     }
 }
@@ -125,7 +206,22 @@ impl fmt::Debug for QuantileSketch {
 impl QuantileSketch {
     /// An empty sketch.
     pub fn new() -> Self {
-        Self { inner: DDSketch::new(config()), count: 0, min: f64::INFINITY, max: f64::NEG_INFINITY }
+        Self { values: Vec::new(), inner: None, count: 0, min: f64::INFINITY, max: f64::NEG_INFINITY }
+    }
+
+    /// The DDSketch, built from the buffered values first if needed.
+    fn ddsketch_mut(&mut self) -> &mut DDSketch {
+        let values = &mut self.values;
+        self.inner.get_or_insert_with(|| {
+            let sketch = ddsketch_of(values);
+            *values = Vec::new();
+            Box::new(sketch)
+        })
+    }
+
+    /// The values in ascending order if they are held exactly (not yet sketched).
+    pub(crate) fn exact_values(&self) -> Option<&[f64]> {
+        self.inner.is_none().then_some(self.values.as_slice())
     }
 
     /// Relative accuracy guaranteed for `0 < q < 1` (0.005).
@@ -142,7 +238,12 @@ impl QuantileSketch {
             return Err(AggError::CountOverflow);
         }
         let v = v + 0.0; // -0.0 -> 0.0
-        self.inner.add(v);
+        if self.inner.is_none() && self.values.len() < MAX_EXACT {
+            let at = self.values.partition_point(|&x| x <= v);
+            self.values.insert(at, v);
+        } else {
+            self.ddsketch_mut().add(v);
+        }
         self.count += 1;
         self.min = self.min.min(v);
         self.max = self.max.max(v);
@@ -157,9 +258,21 @@ impl QuantileSketch {
             return Ok(());
         }
         let total = self.count.checked_add(other.count).filter(|t| *t <= MAX_COUNT).ok_or(AggError::CountOverflow)?;
-        // Every sketch is built with the same private config, so the crate's
-        // config check cannot fail; it leaves `inner` unchanged if it does.
-        self.inner.merge(&other.inner).map_err(|_| AggError::IncompatibleSketch)?;
+        match &other.inner {
+            None if self.inner.is_none() && self.values.len() + other.values.len() <= MAX_EXACT => {
+                self.values.extend_from_slice(&other.values);
+                self.values.sort_by(f64::total_cmp);
+            }
+            None => {
+                let sketch = self.ddsketch_mut();
+                for &v in &other.values {
+                    sketch.add(v);
+                }
+            }
+            // Every sketch is built with the same private config, so the crate's
+            // config check cannot fail; it leaves the bins unchanged if it does.
+            Some(o) => self.ddsketch_mut().merge(o).map_err(|_| AggError::IncompatibleSketch)?,
+        }
         self.count = total;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
@@ -182,7 +295,11 @@ impl QuantileSketch {
         if q == 1.0 {
             return Ok(Some(self.max));
         }
-        let estimate = self.inner.quantile(q).map_err(|_| AggError::InvalidQuantile { q })?;
+        let estimate = match &self.inner {
+            Some(inner) => inner.quantile(q).map_err(|_| AggError::InvalidQuantile { q })?,
+            // Exact: the crate's rank arithmetic on the sorted values.
+            None => self.values.get((q * (self.values.len() as f64 - 1.0)) as usize).copied(),
+        };
         // max/min rather than clamp: never panics, even on an impossible min > max.
         Ok(estimate.map(|v| v.max(self.min).min(self.max)))
     }
@@ -219,7 +336,12 @@ impl QuantileSketch {
         if self.count == 0 {
             return Ok(out);
         }
-        let bins = CrateBins::parse(&self.inner.to_java_bytes())?;
+        let Some(inner) = &self.inner else {
+            out.truncate(MAGIC.len());
+            self.encode_exact(&mut out);
+            return Ok(out);
+        };
+        let bins = CrateBins::parse(&inner.to_java_bytes())?;
         out.extend_from_slice(&self.min.to_le_bytes());
         out.extend_from_slice(&self.max.to_le_bytes());
         put_uvarint(&mut out, bins.zero);
@@ -235,16 +357,104 @@ impl QuantileSketch {
         Ok(out)
     }
 
-    /// Decodes a sketch written by [`to_bytes`](Self::to_bytes), validating
-    /// every field; never panics.
+    /// Appends version byte and body of format version 2 (exact values).
+    fn encode_exact(&self, out: &mut Vec<u8>) {
+        let values = &self.values;
+        out.push(FORMAT_VERSION_EXACT);
+        put_uvarint(out, values.len() as u64);
+        if let Some((k, ms)) = decimal_mantissas(values) {
+            out.push(2 + k);
+            let mut prev = 0i64;
+            for (i, &m) in ms.iter().enumerate() {
+                if i == 0 {
+                    put_svarint(out, m);
+                } else {
+                    put_uvarint(out, m.abs_diff(prev));
+                }
+                prev = m;
+            }
+            return;
+        }
+        let mut deltas = Vec::with_capacity(values.len() * 8);
+        let mut prev = 0u64;
+        for &v in values {
+            let u = ordered_bits(v);
+            put_uvarint(&mut deltas, u - prev);
+            prev = u;
+        }
+        if deltas.len() < values.len() * 8 {
+            out.push(1);
+            out.extend_from_slice(&deltas);
+        } else {
+            out.push(0);
+            for &v in values {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+
+    /// Reads the body of format version 2 (after the version byte).
+    fn decode_exact(r: &mut ByteReader<'_>) -> Result<Self, AggError> {
+        let err = |reason| AggError::Decode { what: "quantile sketch", reason };
+        let n = r.uvarint()?;
+        if n == 0 || n > MAX_EXACT as u64 {
+            return Err(err("exact value count out of range"));
+        }
+        let mode = r.u8()?;
+        let mut values = Vec::with_capacity(MAX_EXACT.min(n as usize));
+        let mut prev_bits = 0u64;
+        let mut prev_m = 0i64;
+        for i in 0..n {
+            let v = match mode {
+                0 => r.f64()?,
+                1 => {
+                    prev_bits = prev_bits.checked_add(r.uvarint()?).ok_or(err("value delta overflow"))?;
+                    from_ordered_bits(prev_bits)
+                }
+                2..=17 => {
+                    prev_m = if i == 0 {
+                        r.svarint()?
+                    } else {
+                        i64::try_from(r.uvarint()?)
+                            .ok()
+                            .and_then(|d| prev_m.checked_add(d))
+                            .ok_or(err("value delta overflow"))?
+                    };
+                    if prev_m.unsigned_abs() > 1 << 53 {
+                        return Err(err("decimal mantissa above 2^53"));
+                    }
+                    prev_m as f64 / POW10[usize::from(mode - 2)]
+                }
+                _ => return Err(err("unknown value encoding")),
+            };
+            if !v.is_finite() || v.to_bits() == (-0.0f64).to_bits() || values.last().is_some_and(|&p| v < p) {
+                return Err(err("exact values not finite, -0.0 or not ascending"));
+            }
+            values.push(v);
+        }
+        r.finish()?;
+        let (min, max) = (values.first().copied(), values.last().copied());
+        Ok(Self {
+            count: values.len() as u64,
+            min: min.unwrap_or(f64::INFINITY),
+            max: max.unwrap_or(f64::NEG_INFINITY),
+            values,
+            inner: None,
+        })
+    }
+
+    /// Decodes a sketch written by [`to_bytes`](Self::to_bytes) (either
+    /// format version), validating every field; never panics.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, AggError> {
         let err = |reason| AggError::Decode { what: "quantile sketch", reason };
         let mut r = ByteReader::new(bytes, "quantile sketch");
         if r.take(2)? != MAGIC {
             return Err(err("bad magic"));
         }
-        if r.u8()? != FORMAT_VERSION {
-            return Err(err("unsupported format version"));
+        match r.u8()? {
+            FORMAT_VERSION => {}
+            FORMAT_VERSION_EXACT => return Self::decode_exact(&mut r),
+            _ => return Err(err("unsupported format version")),
         }
         let count = r.uvarint()?;
         let mut sketch = Self::new();
@@ -265,8 +475,10 @@ impl QuantileSketch {
         if zero > MAX_COUNT {
             return Err(err("count above 2^53"));
         }
+        // Version 1 holds bins only: the sketch stays sketch-backed whatever its count.
+        let inner = sketch.ddsketch_mut();
         if zero > 0 {
-            sketch.inner.add_with_count(0.0, zero);
+            inner.add_with_count(0.0, zero);
         }
         let mut total = zero;
         let mut top_keys = [None, None];
@@ -289,7 +501,7 @@ impl QuantileSketch {
                 }
                 let k32 = i32::try_from(key).map_err(|_| err("bin key out of range"))?;
                 let rep = representative(&cfg, k32).ok_or(err("bin key has no representative value"))?;
-                sketch.inner.add_with_count(sign * rep, c);
+                inner.add_with_count(sign * rep, c);
                 prev = Some(key);
             }
             top_keys[store] = prev;
@@ -767,6 +979,132 @@ mod tests {
             assert!(bytes.len() <= limit, "{name}: {} bytes", bytes.len());
             let back = QuantileSketch::from_bytes(&bytes).unwrap();
             assert_eq!(back.to_bytes().unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn buffered_quantiles_are_exact() {
+        let values = [3.25, -1.5, 20.37, 0.0, -0.0, 1e-12, 7.0, 7.0, 1e300];
+        let s = sketch_of(&values);
+        assert_eq!(s.exact_values().map(<[f64]>::len), Some(values.len()));
+        let mut sorted: Vec<f64> = values.iter().map(|v| v + 0.0).collect();
+        sorted.sort_by(f64::total_cmp);
+        for q in [0.0, 0.01, 0.1, 0.25, 0.5, 0.6, 0.75, 0.9, 0.99, 1.0] {
+            assert_eq!(s.quantile(q).unwrap(), Some(exact_rank(&sorted, q)), "q={q}");
+        }
+        // p50 of {1, 2, 3, 4} is exactly 2 (lower nearest rank).
+        assert_eq!(sketch_of(&[4.0, 3.0, 2.0, 1.0]).quantile(0.5).unwrap(), Some(2.0));
+        let back = QuantileSketch::from_bytes(&s.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.exact_values(), s.exact_values());
+        assert_eq!(back.to_bytes().unwrap(), s.to_bytes().unwrap());
+    }
+
+    #[test]
+    fn buffer_overflow_builds_the_sketch() {
+        let values: Vec<f64> = (0..=MAX_EXACT).map(|i| 1.0 + i as f64 * 0.37).collect();
+        let full = sketch_of(&values[..MAX_EXACT]);
+        assert!(full.exact_values().is_some());
+        assert_eq!(full.to_bytes().unwrap()[2], FORMAT_VERSION_EXACT);
+        let over = sketch_of(&values);
+        assert!(over.exact_values().is_none());
+        assert_eq!(over.count(), MAX_EXACT as u64 + 1);
+        assert_eq!(over.to_bytes().unwrap()[2], FORMAT_VERSION);
+        for q in [0.0, 0.1, 0.5, 0.9, 0.99, 1.0] {
+            let got = over.quantile(q).unwrap().unwrap();
+            assert!(rel_err(got, exact_rank(&values, q)) <= RELATIVE_ACCURACY, "q={q}");
+        }
+        // Same bins as a DDSketch fed every value directly.
+        let direct = QuantileSketch { inner: Some(Box::new(ddsketch_of(&values))), ..over.clone() };
+        assert_eq!(direct.to_bytes().unwrap(), over.to_bytes().unwrap());
+    }
+
+    #[test]
+    fn merge_buffered_and_sketched() {
+        let a = sketch_of(&[5.0, 1.0, 3.0]);
+        let b = sketch_of(&[2.0, 4.0, -0.0]);
+        let mut ab = a.clone();
+        ab.merge(&b).unwrap();
+        let mut ba = b.clone();
+        ba.merge(&a).unwrap();
+        assert_eq!(ab.exact_values(), Some(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0][..]));
+        assert_eq!(ab.to_bytes().unwrap(), ba.to_bytes().unwrap());
+        assert_eq!(ab.to_bytes().unwrap(), sketch_of(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).to_bytes().unwrap());
+        // Buffered + buffered past the limit: sketched, same bins as one pass.
+        let left: Vec<f64> = (0..20).map(f64::from).collect();
+        let right: Vec<f64> = (20..40).map(f64::from).collect();
+        let mut lr = sketch_of(&left);
+        lr.merge(&sketch_of(&right)).unwrap();
+        assert!(lr.exact_values().is_none());
+        let all: Vec<f64> = left.iter().chain(&right).copied().collect();
+        assert_eq!(lr.to_bytes().unwrap(), sketch_of(&all).to_bytes().unwrap());
+        // Buffered + sketch-backed, both ways.
+        let big: Vec<f64> = (0..100).map(|i| f64::from(i) * 1.5 - 30.0).collect();
+        let small = [-7.25, 0.0, 1e3];
+        let mut x = sketch_of(&small);
+        x.merge(&sketch_of(&big)).unwrap();
+        let mut y = sketch_of(&big);
+        y.merge(&sketch_of(&small)).unwrap();
+        let mut whole: Vec<f64> = big.iter().chain(&small).copied().collect();
+        assert_eq!(x.to_bytes().unwrap(), sketch_of(&whole).to_bytes().unwrap());
+        assert_eq!(y.to_bytes().unwrap(), sketch_of(&whole).to_bytes().unwrap());
+        whole.sort_by(f64::total_cmp);
+        for q in [0.0, 0.05, 0.5, 0.95, 1.0] {
+            assert!(rel_err(x.quantile(q).unwrap().unwrap(), exact_rank(&whole, q)) <= RELATIVE_ACCURACY);
+        }
+        // A version-1 sketch stays sketch-backed even when small; merging a buffer into it too.
+        let old = QuantileSketch::from_bytes(&OLD_SKETCH_6).unwrap();
+        assert!(old.exact_values().is_none());
+        let mut m = sketch_of(&[1.0]);
+        m.merge(&old).unwrap();
+        assert!(m.exact_values().is_none());
+        assert_eq!(m.count(), 7);
+    }
+
+    /// `sketch_of(&[20.0, 20.37, 20.74, 21.11, 21.48, 21.85]).to_bytes()` before format version 2.
+    const OLD_SKETCH_6: [u8; 36] = [
+        81, 83, 1, 6, 0, 0, 0, 0, 0, 0, 52, 64, 154, 153, 153, 153, 153, 217, 53, 64, 0, 6, 214, 4, 1, 4, 1, 4, 1, 2,
+        1, 4, 1, 4, 1, 0,
+    ];
+
+    #[test]
+    fn old_format_still_decodes() {
+        let values = [20.0, 20.37, 20.74, 21.11, 21.48, 21.85];
+        let old = QuantileSketch::from_bytes(&OLD_SKETCH_6).unwrap();
+        assert_eq!((old.count(), old.min(), old.max()), (6, Some(20.0), Some(21.85)));
+        for q in [0.0, 0.25, 0.5, 0.75, 0.9, 1.0] {
+            let got = old.quantile(q).unwrap().unwrap();
+            assert!(rel_err(got, exact_rank(&values, q)) <= RELATIVE_ACCURACY, "q={q}");
+        }
+        // A sketch-backed sketch is still written in version 1, byte for byte.
+        assert_eq!(old.to_bytes().unwrap(), OLD_SKETCH_6);
+        // The same values now encode in the compact form: 3 + 1 + 1 + 2 + 5 bytes.
+        let new = sketch_of(&values).to_bytes().unwrap();
+        assert_eq!(new.len(), 12, "{new:?}");
+    }
+
+    #[test]
+    fn exact_encodings_pick_the_compact_mode() {
+        let decimal = sketch_of(&[-1.5, 0.25, 3.0]).to_bytes().unwrap();
+        assert_eq!(decimal[4], 2 + 2); // two decimals
+        let raw = sketch_of(&[0.1 + 0.2, -f64::MAX, f64::MAX]).to_bytes().unwrap();
+        assert_eq!(raw[4], 0);
+        let close = sketch_of(&[20.000_000_000_1 + 1e-13, 20.000_000_000_2 + 1e-13]).to_bytes().unwrap();
+        assert_eq!(close[4], 1);
+        for bytes in [decimal, raw, close] {
+            let back = QuantileSketch::from_bytes(&bytes).unwrap();
+            assert_eq!(back.to_bytes().unwrap(), bytes);
+        }
+        for bad in [
+            &b"QS\x02\x00"[..],                                                                // no values
+            b"QS\x02\x21\x02",                                                                 // 33 values
+            b"QS\x02\x01\x12\x00",                                                             // unknown mode
+            b"QS\x02\x02\x02\x04",                                                             // second decimal missing
+            b"QS\x02\x02\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\x00\x00", // 1.0 then 0.0
+            b"QS\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x80",                                 // -0.0
+            b"QS\x02\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x7f",                                 // +inf
+            b"QS\x02\x01\x02\x02\x00",                                                         // trailing byte
+        ] {
+            assert!(matches!(QuantileSketch::from_bytes(bad), Err(AggError::Decode { .. })), "{bad:?}");
         }
     }
 
