@@ -303,7 +303,8 @@ fn decode_plain(payload: &[u8], count: usize) -> Result<(Vec<i64>, Vec<f64>), Co
 }
 
 fn encode_pco(timestamps: &[i64], values: &[f64]) -> Result<(BlockFormat, Vec<u8>), CodecError> {
-    let config = ChunkConfig::default();
+    // Blocks are written once and read many times: spend the CPU.
+    let config = ChunkConfig::default().with_compression_level(pco::DEFAULT_COMPRESSION_LEVEL.max(10));
     let ts_col = simple_compress(timestamps, &config)?;
     let float_col = simple_compress(values, &config)?;
     let exact = decompress_column::<f64>(&float_col, values.len(), "pco value column")
