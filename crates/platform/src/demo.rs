@@ -192,9 +192,11 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
 
     say("[2/5] demo_time_series_modeling on the time-series engine");
     let ts_dir = crate::ts::dir(&data_dir);
-    let time_series = {
+    let (time_series, ts_stats) = {
         let engine = timeseries::Engine::open(&ts_dir)?;
-        timeseries::scenario::run(&engine)?
+        let report = timeseries::scenario::run(&engine)?;
+        engine.flush()?;
+        (report, engine.stats())
     };
     let mut sent = samples()?;
     // The engine announces its series as a data product on mesh.events.
@@ -233,6 +235,12 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
     say("[5/5] writing the report");
     let mut summary = summary(&bus_name, &collector.received);
     summary["scenarios"]["demo_time_series_modeling"] = serde_json::to_value(&time_series)?;
+    summary["platform"]["timeseries"] = serde_json::json!({
+        "series": ts_stats.series,
+        "points": ts_stats.points,
+        "disk_bytes": ts_stats.disk_bytes,
+        "bytes_per_point": (ts_stats.bytes_per_point * 100.0).round() / 100.0,
+    });
     write_outputs(&args.out, &summary)?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
