@@ -344,6 +344,10 @@ fn main() -> Result<(), String> {
     engine.flush().map_err(e)?;
     let stats = engine.stats();
     eprintln!("  pre-parsed ingest: {rate:.0} points/s, {per_core:.0} points per CPU-second; {} series", stats.series);
+    eprintln!(
+        "  on disk: log {} bytes, partitions {} bytes (blocks {} bytes for {} sealed points)",
+        stats.log_bytes, stats.partition_bytes, stats.sealed_block_bytes, stats.sealed_points
+    );
     figures.push(bench::figure(NAME, "ingest_pre_parsed", rate, "points/s", None, None, "report"));
     figures.push(bench::figure(NAME, "ingest_pre_parsed_per_core", per_core, "points/cpu-s", None, None, ">=250000"));
     figures.push(bench::figure(NAME, "bytes_per_point_on_disk", stats.bytes_per_point, "bytes", None, None, "<=1.5"));

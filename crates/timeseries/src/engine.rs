@@ -576,11 +576,14 @@ impl Engine {
     /// Series count, point count and bytes on disk.
     pub fn stats(&self) -> Stats {
         let s = self.read();
-        let disk = self.wal.disk_bytes()
-            + s.schemas.values().flat_map(|x| x.partitions.values()).map(|p| p.bytes).sum::<u64>();
+        let log_bytes = self.wal.disk_bytes();
+        let partition_bytes = s.schemas.values().flat_map(|x| x.partitions.values()).map(|p| p.bytes).sum::<u64>();
+        let disk = log_bytes + partition_bytes;
         Stats {
             series: s.index.len() as u64,
             points: s.points + s.sealed_points(),
+            log_bytes,
+            partition_bytes,
             disk_bytes: disk,
             bytes_per_point: {
                 let n = s.points + s.sealed_points();
@@ -605,6 +608,10 @@ impl Engine {
 pub struct Stats {
     pub series: u64,
     pub points: u64,
+    /// The write-ahead log (head points not yet sealed, and checkpoints).
+    pub log_bytes: u64,
+    /// Sealed partition files (compressed blocks and rollups).
+    pub partition_bytes: u64,
     pub disk_bytes: u64,
     pub bytes_per_point: f64,
     /// Points in sealed, compressed blocks and the bytes of those blocks.

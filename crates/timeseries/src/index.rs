@@ -133,45 +133,81 @@ impl SeriesIndex {
         v
     }
 
-    /// Serializes the postings (roaring's portable format) and keys.
+    /// Serializes keys and postings (roaring's portable format) around one
+    /// table of distinct strings, since metrics, tag keys and most tag values
+    /// repeat across series.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        let keys = serde_json::to_vec(&self.keys).map_err(|e| Error::Codec(e.to_string()))?;
-        out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
-        out.extend_from_slice(&keys);
+        let mut table = StringTable::default();
+        let mut keys = Vec::with_capacity(self.keys.len() * 24);
+        for k in &self.keys {
+            put(&mut keys, table.intern(&k.metric));
+            put(&mut keys, k.tags.len() as u32);
+            for (tk, tv) in &k.tags {
+                put(&mut keys, table.intern(tk));
+                put(&mut keys, table.intern(tv));
+            }
+        }
+        let mut postings = Vec::new();
         let mut metrics: Vec<_> = self.metrics.iter().collect();
         metrics.sort_by(|a, b| a.0.cmp(b.0));
-        out.extend_from_slice(&(metrics.len() as u64).to_le_bytes());
+        put(&mut postings, metrics.len() as u32);
         for (metric, p) in metrics {
-            write_str(&mut out, metric);
-            write_bitmap(&mut out, &p.all)?;
-            out.extend_from_slice(&(p.by_tag.len() as u64).to_le_bytes());
+            put(&mut postings, table.intern(metric));
+            write_bitmap(&mut postings, &p.all)?;
+            put(&mut postings, p.by_tag.len() as u32);
             for (k, values) in &p.by_tag {
-                write_str(&mut out, k);
-                out.extend_from_slice(&(values.len() as u64).to_le_bytes());
+                put(&mut postings, table.intern(k));
+                put(&mut postings, values.len() as u32);
                 for (v, ids) in values {
-                    write_str(&mut out, v);
-                    write_bitmap(&mut out, ids)?;
+                    put(&mut postings, table.intern(v));
+                    write_bitmap(&mut postings, ids)?;
                 }
             }
         }
+        let mut out = Vec::with_capacity(keys.len() + postings.len() + table.strings.len() * 16);
+        put(&mut out, table.strings.len() as u32);
+        for s in &table.strings {
+            put(&mut out, s.len() as u32);
+            out.extend_from_slice(s.as_bytes());
+        }
+        put(&mut out, self.keys.len() as u32);
+        out.extend_from_slice(&keys);
+        out.extend_from_slice(&postings);
         Ok(out)
     }
 
     /// Reads what [`SeriesIndex::to_bytes`] wrote.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut r = Cursor { bytes, at: 0 };
-        let n = r.u64()? as usize;
-        let keys: Vec<SeriesKey> = serde_json::from_slice(r.take(n)?).map_err(|e| Error::Codec(e.to_string()))?;
+        let n = r.u32()? as usize;
+        let mut table = Vec::with_capacity(n.min(1 << 20));
+        for _ in 0..n {
+            let len = r.u32()? as usize;
+            table.push(String::from_utf8(r.take(len)?.to_vec()).map_err(|e| Error::Codec(e.to_string()))?);
+        }
+        let s = |i: u32| {
+            table.get(i as usize).cloned().ok_or_else(|| Error::Codec(format!("string {i} is not in the index table")))
+        };
+        let count = r.u32()? as usize;
+        let mut keys = Vec::with_capacity(count.min(1 << 24));
+        for _ in 0..count {
+            let metric = s(r.u32()?)?;
+            let ntags = r.u32()? as usize;
+            let mut tags = Vec::with_capacity(ntags.min(256));
+            for _ in 0..ntags {
+                tags.push((s(r.u32()?)?, s(r.u32()?)?));
+            }
+            keys.push(SeriesKey { metric, tags });
+        }
         let mut metrics = HashMap::new();
-        for _ in 0..r.u64()? {
-            let metric = r.str()?;
+        for _ in 0..r.u32()? {
+            let metric = s(r.u32()?)?;
             let mut p = MetricPostings { all: r.bitmap()?, by_tag: HashMap::new() };
-            for _ in 0..r.u64()? {
-                let k = r.str()?;
+            for _ in 0..r.u32()? {
+                let k = s(r.u32()?)?;
                 let mut values = HashMap::new();
-                for _ in 0..r.u64()? {
-                    let v = r.str()?;
+                for _ in 0..r.u32()? {
+                    let v = s(r.u32()?)?;
                     values.insert(v, r.bitmap()?);
                 }
                 p.by_tag.insert(k, values);
@@ -183,18 +219,35 @@ impl SeriesIndex {
     }
 }
 
+/// Distinct strings in first-seen order, each written once.
+#[derive(Default)]
+struct StringTable<'a> {
+    strings: Vec<&'a str>,
+    slots: HashMap<&'a str, u32>,
+}
+
+impl<'a> StringTable<'a> {
+    fn intern(&mut self, s: &'a str) -> u32 {
+        let next = self.strings.len() as u32;
+        let slot = *self.slots.entry(s).or_insert(next);
+        if slot == next {
+            self.strings.push(s);
+        }
+        slot
+    }
+}
+
+fn put(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
 fn anchored(re: &str) -> Result<Regex> {
     Regex::new(&format!("^(?:{re})$"))
         .map_err(|e| Error::InvalidRegex { pattern: re.to_owned(), reason: e.to_string() })
 }
 
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
 fn write_bitmap(out: &mut Vec<u8>, b: &RoaringBitmap) -> Result<()> {
-    out.extend_from_slice(&(b.serialized_size() as u64).to_le_bytes());
+    put(out, b.serialized_size() as u32);
     b.serialize_into(&mut *out).map_err(|e| Error::Codec(e.to_string()))
 }
 
@@ -214,17 +267,13 @@ impl<'a> Cursor<'a> {
         self.at = end;
         Ok(s)
     }
-    fn u64(&mut self) -> Result<u64> {
-        let mut a = [0; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(a))
-    }
-    fn str(&mut self) -> Result<String> {
-        let n = self.u64()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|e| Error::Codec(e.to_string()))
+    fn u32(&mut self) -> Result<u32> {
+        let mut a = [0; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
     }
     fn bitmap(&mut self) -> Result<RoaringBitmap> {
-        let n = self.u64()? as usize;
+        let n = self.u32()? as usize;
         RoaringBitmap::deserialize_from(self.take(n)?).map_err(|e| Error::Codec(e.to_string()))
     }
 }
