@@ -326,9 +326,6 @@ impl Engine {
             for p in points {
                 let schema =
                     &state.schemas.get(&p.series).ok_or_else(|| Error::UnknownSeries(p.series.clone()))?.schema;
-                if let Some(key) = p.tags.keys().find(|k| !schema.tags.contains(k)) {
-                    return Err(Error::UnknownTagKey { series: p.series.clone(), key: key.clone() });
-                }
                 if let Some(unit) = &p.unit
                     && unit != &schema.unit
                 {
@@ -369,8 +366,23 @@ impl Engine {
         let mut frames = FrameWriter::default();
         let mut new_keys = Vec::new();
         let mut batch = Vec::with_capacity(accepted.len());
-        for (p, _) in &accepted {
-            let hash = key_hash(&p.series, &p.tags);
+        // Known series had their tag keys checked when they were created;
+        // only new ones are checked, before anything is registered.
+        let hashes: Vec<u64> = accepted.iter().map(|(p, _)| key_hash(&p.series, &p.tags)).collect();
+        {
+            let state = self.read();
+            for ((p, _), hash) in accepted.iter().zip(&hashes) {
+                if ingest.find(*hash, &p.series, &p.tags).is_some() {
+                    continue;
+                }
+                let schema =
+                    &state.schemas.get(&p.series).ok_or_else(|| Error::UnknownSeries(p.series.clone()))?.schema;
+                if let Some(key) = p.tags.keys().find(|k| !schema.tags.contains(k)) {
+                    return Err(Error::UnknownTagKey { series: p.series.clone(), key: key.clone() });
+                }
+            }
+        }
+        for ((p, _), hash) in accepted.iter().zip(hashes) {
             let id = match ingest.find(hash, &p.series, &p.tags) {
                 Some(id) => id,
                 None => {
