@@ -184,15 +184,29 @@ struct Ingest {
     newest: HashMap<String, i64>,
 }
 
+/// A fast, non-cryptographic hash of metric and tags (FxHash's mixing,
+/// eight bytes at a time). Collisions only lengthen a candidate list; the
+/// keys themselves are always compared.
 fn key_hash(metric: &str, tags: &BTreeMap<String, String>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    metric.hash(&mut h);
-    for (k, v) in tags {
-        k.hash(&mut h);
-        v.hash(&mut h);
+    fn mix(h: u64, bytes: &[u8]) -> u64 {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = h;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        // The length separates "ab"+"c" from "a"+"bc".
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+        (h.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(K)
     }
-    h.finish()
+    let mut h = mix(0, metric.as_bytes());
+    for (k, v) in tags {
+        h = mix(mix(h, k.as_bytes()), v.as_bytes());
+    }
+    h
 }
 
 impl Ingest {
@@ -369,12 +383,11 @@ impl Engine {
         // Known series had their tag keys checked when they were created;
         // only new ones are checked, before anything is registered.
         let hashes: Vec<u64> = accepted.iter().map(|(p, _)| key_hash(&p.series, &p.tags)).collect();
-        {
+        let known: Vec<Option<u32>> =
+            accepted.iter().zip(&hashes).map(|((p, _), h)| ingest.find(*h, &p.series, &p.tags)).collect();
+        if known.iter().any(Option::is_none) {
             let state = self.read();
-            for ((p, _), hash) in accepted.iter().zip(&hashes) {
-                if ingest.find(*hash, &p.series, &p.tags).is_some() {
-                    continue;
-                }
+            for ((p, _), _) in accepted.iter().zip(&known).filter(|(_, k)| k.is_none()) {
                 let schema =
                     &state.schemas.get(&p.series).ok_or_else(|| Error::UnknownSeries(p.series.clone()))?.schema;
                 if let Some(key) = p.tags.keys().find(|k| !schema.tags.contains(k)) {
@@ -382,8 +395,9 @@ impl Engine {
                 }
             }
         }
-        for ((p, _), hash) in accepted.iter().zip(hashes) {
-            let id = match ingest.find(hash, &p.series, &p.tags) {
+        for (((p, _), hash), known) in accepted.iter().zip(hashes).zip(known) {
+            // A series new to this batch may have been added a few points ago.
+            let id = match known.or_else(|| ingest.find(hash, &p.series, &p.tags)) {
                 Some(id) => id,
                 None => {
                     let key = SeriesKey::new(&p.series, &p.tags);
