@@ -78,8 +78,14 @@ impl SeriesData {
             self.rollups.resize_with(levels.len(), BTreeMap::new);
         }
         for (level, buckets) in levels.iter().zip(&mut self.rollups) {
+            let start = level.bucket_start(ts, 0);
+            // In-order data lands in the newest bucket: skip the tree search.
+            let agg = match buckets.last_entry() {
+                Some(e) if *e.key() == start => e.into_mut(),
+                _ => buckets.entry(start).or_default(),
+            };
             // Finite values only reach here (the schema policy runs first).
-            let _ = buckets.entry(level.bucket_start(ts, 0)).or_default().add(ts, v);
+            let _ = agg.add(ts, v);
         }
         true
     }
