@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -26,13 +27,22 @@ impl Drop for AbortOnDrop {
 }
 
 /// Starts the listener task; it runs, reconnecting, until the guard drops.
-pub fn spawn(url: String, names: Arc<Names>, head: Arc<HeadWatch>, poll: Duration) -> AbortOnDrop {
+/// `listening` is true while LISTEN is in effect.
+pub fn spawn(
+    url: String,
+    names: Arc<Names>,
+    head: Arc<HeadWatch>,
+    poll: Duration,
+    listening: watch::Sender<bool>,
+) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(async move {
         let first = Duration::from_millis(100);
         let mut backoff = first;
         loop {
             let started = tokio::time::Instant::now();
-            if let Err(e) = run(&url, &names, &head, poll).await {
+            let result = run(&url, &names, &head, poll, &listening).await;
+            listening.send_replace(false);
+            if let Err(e) = result {
                 tracing::warn!(error = %e, schema = %names.schema, "event store head listener failed; reconnecting");
             }
             // A connection that lived a while earns a quick reconnect.
@@ -46,7 +56,13 @@ pub fn spawn(url: String, names: Arc<Names>, head: Arc<HeadWatch>, poll: Duratio
 }
 
 /// One connection's life: LISTEN, then poll until the connection fails.
-async fn run(url: &str, names: &Names, head: &Arc<HeadWatch>, poll: Duration) -> Result<()> {
+async fn run(
+    url: &str,
+    names: &Names,
+    head: &Arc<HeadWatch>,
+    poll: Duration,
+    listening: &watch::Sender<bool>,
+) -> Result<()> {
     let (client, mut connection) =
         tokio_postgres::connect(url, NoTls).await.map_err(|e| db("connecting the head listener", &e))?;
     // tokio-postgres hands notifications out of the connection itself, so
@@ -74,6 +90,7 @@ async fn run(url: &str, names: &Names, head: &Arc<HeadWatch>, poll: Duration) ->
         .batch_execute(&format!(r#"LISTEN "{}""#, names.channel))
         .await
         .map_err(|e| db("subscribing to head notifications", &e))?;
+    listening.send_replace(true);
     let query = format!(r#"SELECT coalesce(max(position), 0)::bigint FROM "{}".events"#, names.schema);
     let statement = client.prepare(&query).await.map_err(|e| db("preparing the head poll", &e))?;
     // Anything committed before LISTEN took effect is caught by the first poll.

@@ -94,6 +94,8 @@ pub struct PostgresEventStore {
     pool: Pool,
     head: Arc<HeadWatch>,
     max_event_bytes: usize,
+    /// True while the head listener's LISTEN is in effect.
+    listening: tokio::sync::watch::Receiver<bool>,
     _listener: AbortOnDrop,
 }
 
@@ -131,14 +133,24 @@ impl PostgresEventStore {
         let st = sql::Statements::prepare(&client, &names).await?;
         let row = client.query_one(&st.head, &[]).await.map_err(|e| db("reading the head", &e))?;
         let head = Arc::new(HeadWatch::new(to_u64(get(&row, 0)?, "head")?));
-        let listener = listener::spawn(url.to_owned(), Arc::clone(&names), Arc::clone(&head), options.fallback_poll);
+        let (listening_tx, listening) = tokio::sync::watch::channel(false);
+        let listener =
+            listener::spawn(url.to_owned(), Arc::clone(&names), Arc::clone(&head), options.fallback_poll, listening_tx);
         Ok(Self {
             pool: Pool::new(url, Arc::clone(&names), options.pool_size, pool::Conn { client, st }),
             names,
             head,
             max_event_bytes: options.max_event_bytes,
+            listening,
             _listener: listener,
         })
+    }
+
+    /// Waits until appends from other processes wake `wait_for` through
+    /// NOTIFY (rather than the fallback poll); false after `timeout`.
+    pub async fn wait_listening(&self, timeout: Duration) -> bool {
+        let mut rx = self.listening.clone();
+        matches!(tokio::time::timeout(timeout, rx.wait_for(|l| *l)).await, Ok(Ok(_)))
     }
 
     /// The schema this store owns.

@@ -148,12 +148,10 @@ async fn wait_for_wakes_on_notifications_from_other_stores() {
     let slow_poll = PostgresOptions { fallback_poll: Duration::from_secs(300), ..PostgresOptions::default() };
     let waiter = store_with(slow_poll.clone()).await;
     let writer = twin(&waiter, slow_poll).await;
-    tokio::time::sleep(Duration::from_secs(1)).await; // the listener has run LISTEN
+    assert!(waiter.wait_listening(Duration::from_secs(30)).await, "the head listener runs LISTEN");
     let s = stream("notify");
-    let append = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        writer.append(&s, ExpectedVersion::NoStream, vec![event(s.as_str(), 1)]).await.expect("append")
-    };
+    let append =
+        async { writer.append(&s, ExpectedVersion::NoStream, vec![event(s.as_str(), 1)]).await.expect("append") };
     let started = Instant::now();
     let (head, appended) = tokio::join!(waiter.wait_for(1, Duration::from_secs(20)), append);
     assert_eq!(head.expect("wait"), appended.last_position);
