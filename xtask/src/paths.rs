@@ -3,9 +3,17 @@
 use std::path::{Path, PathBuf};
 
 /// The workspace root (the parent of the `xtask` crate).
+///
+/// `cargo run` tells the process where its manifest is; that wins over the
+/// path compiled in, because a target dir shared between checkouts can hand
+/// one checkout an xtask binary built in another (cargo does not rebuild it
+/// when only the checkout's path changed).
 pub fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().map_or_else(|| manifest_dir.clone(), Path::to_path_buf)
 }
 
 /// The cache root: `$EDP_CACHE`, or else `$HOME/.cache/edp`.

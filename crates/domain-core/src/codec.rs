@@ -49,7 +49,7 @@ pub mod headers {
 
 /// Encodes an envelope in binary content mode.
 pub fn encode(env: &Envelope) -> Result<Record> {
-    let value = serde_json::to_vec(&env.data).map_err(|e| Error::InvalidPayload(e.to_string()))?;
+    let value = crate::json::to_vec(&env.data);
     let mut hs: Vec<(String, Vec<u8>)> = vec![
         (headers::SPEC_VERSION.into(), SPEC_VERSION.into()),
         (headers::ID.into(), env.id.to_string().into_bytes()),

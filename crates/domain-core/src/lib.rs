@@ -19,6 +19,7 @@ pub mod envelope;
 pub mod error;
 pub mod event;
 pub mod event_type;
+pub mod json;
 pub mod money;
 pub mod testkit;
 pub mod upcast;

@@ -8,28 +8,27 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::rules::{self, Encoded, StoredId, StreamState};
+use crate::id_hash::IdMap;
+use crate::rules::{self, EventKey, StoredId, StreamState};
 use crate::{AppendResult, Error, ExpectedVersion, Result, StreamId};
 
-/// Events accepted for appending, encoded, numbered and positioned.
+/// Where an accepted append goes: its stream, first version and position.
 #[derive(Debug, Clone)]
-pub(crate) struct NewEvents {
+pub(crate) struct Placement {
     pub stream: StreamId,
     pub first_version: u64,
     pub first_position: u64,
     pub recorded_at: DateTime<Utc>,
-    /// Each with `aggregate_version` set to the version it is stored at.
-    pub events: Vec<Encoded>,
+    pub count: u64,
 }
 
-impl NewEvents {
+impl Placement {
     pub fn result(&self) -> AppendResult {
-        let n = self.events.len() as u64;
         AppendResult {
             first_version: self.first_version,
-            last_version: self.first_version + n - 1,
+            last_version: self.first_version + self.count - 1,
             first_position: self.first_position,
-            last_position: self.first_position + n - 1,
+            last_position: self.first_position + self.count - 1,
         }
     }
 }
@@ -39,7 +38,7 @@ impl NewEvents {
 pub(crate) enum Plan {
     /// A retry of events already stored: nothing to write.
     Existing(AppendResult),
-    New(NewEvents),
+    New(Placement),
 }
 
 /// Where an event id is, compactly (the stream as an index into `names`).
@@ -56,7 +55,9 @@ struct IdSlot {
 pub(crate) struct WriteSide {
     streams: HashMap<StreamId, (u32, StreamState)>,
     names: Vec<StreamId>,
-    ids: HashMap<Uuid, IdSlot>,
+    ids: IdMap<IdSlot>,
+    /// Ids of applied appends not yet in `ids` (see [`WriteSide::apply_deferred`]).
+    unindexed: Vec<(u32, Placement, Vec<EventKey>)>,
     head: u64,
 }
 
@@ -90,37 +91,49 @@ impl WriteSide {
         i
     }
 
-    /// Decides an append of an encoded batch without changing anything.
-    pub fn plan(&self, stream: &StreamId, expected: ExpectedVersion, mut events: Vec<Encoded>) -> Result<Plan> {
-        let new: Vec<(Uuid, u64)> = events.iter().map(|e| (e.id, e.digest)).collect();
-        let stored: Vec<Option<StoredId>> = new.iter().map(|(id, _)| self.stored(id)).collect();
-        if let Some(done) = rules::already_stored(stream, &new, &stored)? {
-            return Ok(Plan::Existing(done));
+    /// Decides an append of an encoded batch without changing anything
+    /// (but indexing ids deferred earlier, which the decision needs).
+    pub fn plan(&mut self, stream: &StreamId, expected: ExpectedVersion, keys: &[EventKey]) -> Result<Plan> {
+        self.index_deferred();
+        // Most appends carry new ids only: one lookup each settles it.
+        if keys.iter().any(|k| self.ids.contains_key(&k.id)) {
+            let stored: Vec<Option<StoredId>> = keys.iter().map(|k| self.stored(&k.id)).collect();
+            if let Some(done) = rules::already_stored(stream, keys, &stored)? {
+                return Ok(Plan::Existing(done));
+            }
         }
         let state = self.state(stream);
         rules::check_expected(stream, state, expected)?;
-        for (i, e) in events.iter_mut().enumerate() {
-            if let Some(env) = &mut e.envelope {
-                env.aggregate_version = state.version + 1 + i as u64;
-            }
-        }
-        Ok(Plan::New(NewEvents {
+        Ok(Plan::New(Placement {
             stream: stream.clone(),
             first_version: state.version + 1,
             first_position: self.head + 1,
             recorded_at: Utc::now(),
-            events,
+            count: keys.len() as u64,
         }))
     }
 
     /// Records a planned append as done.
-    pub fn apply(&mut self, new: &NewEvents) {
-        self.restore_batch(
-            &new.stream,
-            new.first_version,
-            new.first_position,
-            new.events.iter().map(|e| (e.id, e.digest)),
-        );
+    pub fn apply(&mut self, placed: &Placement, keys: &[EventKey]) {
+        self.restore_batch(&placed.stream, placed.first_version, placed.first_position, keys.iter().copied());
+    }
+
+    /// [`WriteSide::apply`] that leaves the id index for
+    /// [`WriteSide::index_deferred`]: a writer answers its callers first and
+    /// indexes while they prepare their next append. Stream versions and the
+    /// head move at once; the next `plan` indexes before it decides.
+    pub fn apply_deferred(&mut self, placed: Placement, keys: Vec<EventKey>) {
+        let last_version = placed.first_version + placed.count - 1;
+        let idx = self.update(&placed.stream, |s| s.version = s.version.max(last_version));
+        self.head = self.head.max(placed.first_position + placed.count - 1);
+        self.unindexed.push((idx, placed, keys));
+    }
+
+    /// Indexes the ids of deferred appends.
+    pub fn index_deferred(&mut self) {
+        for (idx, placed, keys) in std::mem::take(&mut self.unindexed) {
+            self.index_ids(idx, placed.first_version, placed.first_position, keys.into_iter());
+        }
     }
 
     /// Records stored events of one stream at consecutive versions and
@@ -130,7 +143,7 @@ impl WriteSide {
         stream: &StreamId,
         first_version: u64,
         first_position: u64,
-        events: impl ExactSizeIterator<Item = (Uuid, u64)>,
+        events: impl ExactSizeIterator<Item = EventKey>,
     ) {
         let n = events.len() as u64;
         if n == 0 {
@@ -138,10 +151,20 @@ impl WriteSide {
         }
         let idx = self.update(stream, |s| s.version = s.version.max(first_version + n - 1));
         self.head = self.head.max(first_position + n - 1);
-        for (i, (id, digest)) in events.enumerate() {
-            let slot =
-                IdSlot { stream: idx, version: first_version + i as u64, position: first_position + i as u64, digest };
-            self.ids.insert(id, slot);
+        self.index_ids(idx, first_version, first_position, events);
+    }
+
+    fn index_ids(
+        &mut self,
+        stream: u32,
+        first_version: u64,
+        first_position: u64,
+        keys: impl ExactSizeIterator<Item = EventKey>,
+    ) {
+        self.ids.reserve(keys.len());
+        for (i, key) in keys.enumerate() {
+            let (version, position) = (first_version + i as u64, first_position + i as u64);
+            self.ids.insert(key.id, IdSlot { stream, version, position, digest: key.digest });
         }
     }
 

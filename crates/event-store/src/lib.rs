@@ -15,6 +15,7 @@ pub mod embedded;
 pub mod error;
 pub mod framing;
 mod head;
+mod id_hash;
 mod index;
 pub mod memory;
 pub mod model;

@@ -49,28 +49,24 @@ impl InMemoryEventStore {
 
 #[async_trait]
 impl EventStore for InMemoryEventStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<Envelope>,
-    ) -> Result<AppendResult> {
-        let events = crate::rules::encode_batch(stream, events, self.max_event_bytes)?;
+    async fn append(&self, stream: &StreamId, expected: ExpectedVersion, events: &[Envelope]) -> Result<AppendResult> {
+        let batch = crate::rules::encode_batch(stream, events, self.max_event_bytes)?;
         let mut state = self.lock();
-        let new = match state.write.plan(stream, expected, events)? {
+        let placed = match state.write.plan(stream, expected, &batch.keys)? {
             Plan::Existing(done) => return Ok(done),
-            Plan::New(new) => new,
+            Plan::New(placed) => placed,
         };
-        state.write.apply(&new);
-        let result = new.result();
-        let recorded = new.events.into_iter().enumerate().filter_map(|(i, e)| {
-            Some(RecordedEvent {
+        state.write.apply(&placed, &batch.keys);
+        let result = placed.result();
+        let recorded = events.iter().cloned().enumerate().map(|(i, mut envelope)| {
+            envelope.aggregate_version = placed.first_version + i as u64;
+            RecordedEvent {
                 stream: stream.clone(),
-                version: new.first_version + i as u64,
-                position: new.first_position + i as u64,
-                recorded_at: new.recorded_at,
-                envelope: e.envelope?,
-            })
+                version: placed.first_version + i as u64,
+                position: placed.first_position + i as u64,
+                recorded_at: placed.recorded_at,
+                envelope,
+            }
         });
         state.read.push_many(stream, recorded);
         let head = state.read.head();

@@ -147,7 +147,10 @@ mod tests {
         let store: Arc<dyn EventStore> = Arc::new(InMemoryEventStore::new());
         let bus = InProcessBus::new();
         let s = stream("acct");
-        store.append(&s, ExpectedVersion::Any, (1..=5).map(|i| event(s.as_str(), i)).collect()).await.expect("append");
+        store
+            .append(&s, ExpectedVersion::Any, &(1..=5).map(|i| event(s.as_str(), i)).collect::<Vec<_>>())
+            .await
+            .expect("append");
         // The topic does not exist yet: the bus refuses, nothing is lost.
         let mut relay = OutboxRelay::new(Arc::clone(&store), Arc::new(bus.clone()), RelayConfig::new("relay"));
         assert!(relay.publish_pending().await.is_err());
@@ -155,7 +158,7 @@ mod tests {
 
         bus.create_topics(&[TopicSpec::new(topics::ACCOUNTS, 3)]).await.expect("create");
         assert_eq!(relay.publish_pending().await.expect("publish"), 5);
-        store.append(&s, ExpectedVersion::Exact(5), vec![event(s.as_str(), 6)]).await.expect("append");
+        store.append(&s, ExpectedVersion::Exact(5), &[event(s.as_str(), 6)]).await.expect("append");
         let mut again = OutboxRelay::new(Arc::clone(&store), Arc::new(bus.clone()), RelayConfig::new("relay"));
         assert_eq!(again.publish_pending().await.expect("publish"), 1, "resumes after the checkpoint");
 

@@ -11,15 +11,27 @@ use crate::{Error, Result};
 
 /// Encodes an envelope (all but `aggregate_version`).
 pub fn encode(e: &Envelope) -> Result<Vec<u8>> {
-    use std::io::Write;
-    let ty = &e.event_type;
-    let mut type_buf = [0u8; 256];
-    let mut cursor = std::io::Cursor::new(&mut type_buf[..]);
-    write!(cursor, "{}.{}.v{}", ty.context(), ty.name(), ty.version())
-        .map_err(|_| Error::Codec("event type too long".into()))?;
-    let ty_len = cursor.position() as usize;
-    let ty = std::str::from_utf8(&type_buf[..ty_len]).map_err(|err| Error::Codec(err.to_string()))?;
-    let mut out = Vec::with_capacity(64 + e.source.len() + ty.len() + e.subject.len() + 512);
+    let mut out = Vec::with_capacity(96 + e.source.len() + e.subject.len() + 256);
+    encode_into(&mut out, e, &mut TypeNames::default())?;
+    Ok(out)
+}
+
+/// Remembers the wire name of the last event type encoded: a batch mostly
+/// repeats one type, and formatting it costs more than comparing it.
+#[derive(Debug, Default)]
+pub struct TypeNames(Option<(EventType, String)>);
+
+impl TypeNames {
+    fn name(&mut self, ty: &EventType) -> &str {
+        if self.0.as_ref().is_none_or(|(cached, _)| cached != ty) {
+            self.0 = Some((ty.clone(), format!("{}.{}.v{}", ty.context(), ty.name(), ty.version())));
+        }
+        self.0.as_ref().map_or("", |(_, name)| name.as_str())
+    }
+}
+
+/// Appends the encoding of `e` to `out`.
+pub fn encode_into(out: &mut Vec<u8>, e: &Envelope, types: &mut TypeNames) -> Result<()> {
     out.extend_from_slice(e.id.as_bytes());
     out.extend_from_slice(e.correlation_id.as_bytes());
     match e.causation_id {
@@ -30,14 +42,14 @@ pub fn encode(e: &Envelope) -> Result<Vec<u8>> {
         None => out.push(0),
     }
     out.extend_from_slice(&e.time.timestamp_micros().to_le_bytes());
-    for s in [e.source.as_str(), ty, e.subject.as_str()] {
+    for s in [e.source.as_str(), types.name(&e.event_type), e.subject.as_str()] {
         let len =
             u16::try_from(s.len()).map_err(|_| Error::Codec(format!("attribute of {} bytes is too long", s.len())))?;
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(s.as_bytes());
     }
-    serde_json::to_writer(&mut out, &e.data).map_err(|err| Error::Codec(err.to_string()))?;
-    Ok(out)
+    domain_core::json::write_value(out, &e.data);
+    Ok(())
 }
 
 /// Remembers the last event type decoded, since a stream's events mostly

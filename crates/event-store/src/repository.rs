@@ -117,7 +117,7 @@ where
             }
             let envelopes = root.uncommitted_envelopes(cause)?;
             let expected = ExpectedVersion::Exact(root.committed_version());
-            match self.store.append(&stream, expected, envelopes).await {
+            match self.store.append(&stream, expected, &envelopes).await {
                 Ok(result) => {
                     let before = root.committed_version();
                     root.mark_committed();
@@ -227,7 +227,7 @@ mod tests {
         let stream = Repository::<Tally>::stream_of("t2").expect("id");
         let v1 =
             Envelope::raw("tally", "tally.Added.v1".parse().expect("type"), "t2", 0, serde_json::json!({ "count": 7 }));
-        store.append(&stream, ExpectedVersion::NoStream, vec![v1]).await.expect("append");
+        store.append(&stream, ExpectedVersion::NoStream, &[v1]).await.expect("append");
         let mut upcasters = UpcasterRegistry::new();
         upcasters.register("tally.Added", 1, |v| Ok(serde_json::json!({ "n": v["count"] }))).expect("valid type");
         let r = Repository::<Tally>::new(Arc::clone(&store)).with_upcasters(Arc::new(upcasters));

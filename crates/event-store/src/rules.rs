@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use domain_core::{Envelope, codec};
 use uuid::Uuid;
 
+use crate::id_hash::{IdHash, IdSet};
 use crate::{AppendResult, Error, ExpectedVersion, Result, StreamId};
 
 /// What an adapter knows about a stream before an append.
@@ -74,35 +75,57 @@ pub fn digest(bytes: &[u8]) -> u64 {
     ((bytes.len() as u64) << 32) | u64::from(crc32fast::hash(bytes))
 }
 
-/// An event encoded for storage, independent of the version it will get.
-#[derive(Debug, Clone)]
-pub struct Encoded {
+/// An event's id and the digest of its stored bytes: what an adapter needs
+/// to recognise a retried append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventKey {
     pub id: Uuid,
-    /// Kept only by adapters that hand envelopes back from memory.
-    pub envelope: Option<Envelope>,
-    pub bytes: Vec<u8>,
     pub digest: u64,
 }
 
-/// Checks a batch and encodes it in the binary record form (see
-/// [`crate::record`]); runs in the caller, before the writer decides.
-pub fn encode_batch(stream: &StreamId, events: Vec<Envelope>, max_event_bytes: usize) -> Result<Vec<Encoded>> {
+/// A checked batch in the binary record form (see [`crate::record`]), laid
+/// out as the event part of an embedded log frame: per event
+/// `[id 16][digest u64][len u32][record]`. One buffer for the whole batch
+/// keeps encoding to a single allocation.
+#[derive(Debug, Default)]
+pub struct EncodedBatch {
+    pub keys: Vec<EventKey>,
+    pub body: Vec<u8>,
+}
+
+/// Bytes in front of each record in [`EncodedBatch::body`].
+pub const RECORD_PREFIX: usize = 16 + 8 + 4;
+
+/// Checks a batch and encodes it; runs in the caller, before the writer
+/// decides where the events go, so callers encode in parallel.
+pub fn encode_batch(stream: &StreamId, events: &[Envelope], max_event_bytes: usize) -> Result<EncodedBatch> {
     if events.is_empty() {
         return Err(Error::EmptyAppend { stream: stream.to_string() });
     }
-    let mut ids = HashSet::with_capacity(events.len());
-    if let Some(e) = events.iter().find(|e| !ids.insert(e.id)) {
-        return Err(Error::DuplicateInBatch { id: e.id });
-    }
-    let encode_one = |envelope: Envelope| -> Result<Encoded> {
-        let bytes = crate::record::encode(&envelope)?;
-        if bytes.len() > max_event_bytes {
-            return Err(Error::EventTooLarge { id: envelope.id, size: bytes.len(), max: max_event_bytes });
-        }
-        let digest = digest(&bytes);
-        Ok(Encoded { id: envelope.id, envelope: Some(envelope), bytes, digest })
+    let mut ids = IdSet::with_capacity_and_hasher(events.len(), IdHash::default());
+    let mut out = EncodedBatch {
+        keys: Vec::with_capacity(events.len()),
+        body: Vec::with_capacity(events.len() * (RECORD_PREFIX + 384)),
     };
-    events.into_iter().map(encode_one).collect()
+    let mut types = crate::record::TypeNames::default();
+    for e in events {
+        if !ids.insert(e.id) {
+            return Err(Error::DuplicateInBatch { id: e.id });
+        }
+        let at = out.body.len();
+        out.body.extend_from_slice(e.id.as_bytes());
+        out.body.extend_from_slice(&[0; 12]);
+        crate::record::encode_into(&mut out.body, e, &mut types)?;
+        let record = &out.body[at + RECORD_PREFIX..];
+        if record.len() > max_event_bytes {
+            return Err(Error::EventTooLarge { id: e.id, size: record.len(), max: max_event_bytes });
+        }
+        let (digest, len) = (digest(record), record.len() as u32);
+        out.body[at + 16..at + 24].copy_from_slice(&digest.to_le_bytes());
+        out.body[at + 24..at + RECORD_PREFIX].copy_from_slice(&len.to_le_bytes());
+        out.keys.push(EventKey { id: e.id, digest });
+    }
+    Ok(out)
 }
 
 /// Where an event id is stored.
@@ -122,24 +145,24 @@ pub struct StoredId {
 /// when none is stored; an error for anything in between.
 pub fn already_stored(
     stream: &StreamId,
-    new: &[(Uuid, u64)],
+    new: &[EventKey],
     stored: &[Option<StoredId>],
 ) -> Result<Option<AppendResult>> {
     let (Some(Some(first)), Some(Some(last))) = (stored.first(), stored.last()) else {
         return match stored.iter().zip(new).find(|(s, _)| s.is_some()) {
-            Some((_, (id, _))) => Err(Error::IdempotencyConflict { id: *id }),
+            Some((_, key)) => Err(Error::IdempotencyConflict { id: key.id }),
             None => Ok(None),
         };
     };
-    for (i, ((id, digest), found)) in new.iter().zip(stored).enumerate() {
+    for (i, (key, found)) in new.iter().zip(stored).enumerate() {
         let same = found.as_ref().is_some_and(|f| {
             &f.stream == stream
                 && f.version == first.version + i as u64
                 && f.position == first.position + i as u64
-                && f.digest == *digest
+                && f.digest == key.digest
         });
         if !same {
-            return Err(Error::IdempotencyConflict { id: *id });
+            return Err(Error::IdempotencyConflict { id: key.id });
         }
     }
     Ok(Some(AppendResult {
@@ -160,7 +183,9 @@ pub fn already_appended(
 ) -> Result<Option<AppendResult>> {
     let Some(first) = stored.iter().flatten().next() else { return Ok(None) };
     let at = first.version.saturating_sub(stored.iter().position(Option::is_some).unwrap_or(0) as u64);
-    let new: Vec<(Uuid, u64)> =
-        prepare(stream, events, at.max(1), max_event_bytes)?.iter().map(|(e, b)| (e.id, digest(b))).collect();
+    let new: Vec<EventKey> = prepare(stream, events, at.max(1), max_event_bytes)?
+        .iter()
+        .map(|(e, b)| EventKey { id: e.id, digest: digest(b) })
+        .collect();
     already_stored(stream, &new, stored)
 }

@@ -15,12 +15,12 @@ use crate::{AppendResult, ExpectedVersion, RecordedEvent, Result, Snapshot, Stre
 /// before an earlier one).
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug {
-    /// Appends `events` atomically if `expected` holds. Each envelope's
-    /// `aggregate_version` is set to the version it is stored at. Appending
-    /// events that are already stored (same ids, same content) returns the
-    /// original result and writes nothing.
-    async fn append(&self, stream: &StreamId, expected: ExpectedVersion, events: Vec<Envelope>)
-    -> Result<AppendResult>;
+    /// Appends `events` atomically if `expected` holds; each is stored with
+    /// `aggregate_version` set to its version in the stream. Appending events
+    /// that are already stored (same ids, same content) returns the original
+    /// result and writes nothing, so a caller unsure whether an append went
+    /// through (a timeout, a dropped connection) sends the same slice again.
+    async fn append(&self, stream: &StreamId, expected: ExpectedVersion, events: &[Envelope]) -> Result<AppendResult>;
 
     /// Up to `max` events of `stream` from version `from` (inclusive).
     async fn read_stream(&self, stream: &StreamId, from: u64, max: usize) -> Result<Vec<RecordedEvent>>;

@@ -106,21 +106,24 @@ mod tests {
     async fn catches_up_then_follows_live_and_resumes_from_its_checkpoint() {
         let store: Arc<dyn EventStore> = Arc::new(InMemoryEventStore::new());
         let s = stream("acct");
-        store.append(&s, ExpectedVersion::Any, (1..=3).map(|i| event(s.as_str(), i)).collect()).await.expect("append");
+        store
+            .append(&s, ExpectedVersion::Any, &(1..=3).map(|i| event(s.as_str(), i)).collect::<Vec<_>>())
+            .await
+            .expect("append");
         let mut sub = LogSubscription::from_checkpoint(Arc::clone(&store), "projector").await.expect("subscribe");
         for p in 1..=3 {
             assert_eq!(sub.next(Duration::from_secs(1)).await.expect("next").map(|e| e.position), Some(p));
         }
         let writer = {
             let (store, s) = (Arc::clone(&store), s.clone());
-            tokio::spawn(async move { store.append(&s, ExpectedVersion::Exact(3), vec![event(s.as_str(), 4)]).await })
+            tokio::spawn(async move { store.append(&s, ExpectedVersion::Exact(3), &[event(s.as_str(), 4)]).await })
         };
         assert_eq!(sub.next(Duration::from_secs(5)).await.expect("next").map(|e| e.position), Some(4), "live");
         writer.await.expect("join").expect("append");
         sub.save_checkpoint().await.expect("checkpoint");
         assert!(sub.next(Duration::from_millis(50)).await.expect("next").is_none());
 
-        store.append(&s, ExpectedVersion::Exact(4), vec![event(s.as_str(), 5)]).await.expect("append");
+        store.append(&s, ExpectedVersion::Exact(4), &[event(s.as_str(), 5)]).await.expect("append");
         let mut resumed = LogSubscription::from_checkpoint(store, "projector").await.expect("subscribe");
         assert_eq!(resumed.next(Duration::from_secs(1)).await.expect("next").map(|e| e.position), Some(5));
     }

@@ -30,7 +30,7 @@ pub async fn append_and_read_back(store: &dyn EventStore) {
     let head = store.head_position().await.expect("head");
     let cause = event("other", 0);
     let batch: Vec<_> = events(s.as_str(), 3).into_iter().map(|e| e.caused_by(&cause)).collect();
-    let r = store.append(&s, ExpectedVersion::NoStream, batch.clone()).await.expect("append");
+    let r = store.append(&s, ExpectedVersion::NoStream, &batch.clone()).await.expect("append");
     assert_eq!((r.first_version, r.last_version), (1, 3));
     assert_eq!(r.last_position - r.first_position, 2);
     assert!(r.first_position > head);
@@ -58,14 +58,14 @@ pub async fn expected_versions_are_enforced(store: &dyn EventStore) {
         Err(Error::Conflict { actual_version, .. }) => assert_eq!(actual_version, Some(actual)),
         other => panic!("expected a conflict, got {other:?}"),
     };
-    conflict(store.append(&s, ExpectedVersion::Exists, events(s.as_str(), 1)).await, 0);
-    conflict(store.append(&s, ExpectedVersion::Exact(1), events(s.as_str(), 1)).await, 0);
-    store.append(&s, ExpectedVersion::Exact(0), events(s.as_str(), 2)).await.expect("exact 0 on new");
-    conflict(store.append(&s, ExpectedVersion::NoStream, events(s.as_str(), 1)).await, 2);
-    conflict(store.append(&s, ExpectedVersion::Exact(1), events(s.as_str(), 1)).await, 2);
-    store.append(&s, ExpectedVersion::Exact(2), events(s.as_str(), 1)).await.expect("exact");
-    store.append(&s, ExpectedVersion::Exists, events(s.as_str(), 1)).await.expect("exists");
-    let r = store.append(&s, ExpectedVersion::Any, events(s.as_str(), 1)).await.expect("any");
+    conflict(store.append(&s, ExpectedVersion::Exists, &events(s.as_str(), 1)).await, 0);
+    conflict(store.append(&s, ExpectedVersion::Exact(1), &events(s.as_str(), 1)).await, 0);
+    store.append(&s, ExpectedVersion::Exact(0), &events(s.as_str(), 2)).await.expect("exact 0 on new");
+    conflict(store.append(&s, ExpectedVersion::NoStream, &events(s.as_str(), 1)).await, 2);
+    conflict(store.append(&s, ExpectedVersion::Exact(1), &events(s.as_str(), 1)).await, 2);
+    store.append(&s, ExpectedVersion::Exact(2), &events(s.as_str(), 1)).await.expect("exact");
+    store.append(&s, ExpectedVersion::Exists, &events(s.as_str(), 1)).await.expect("exists");
+    let r = store.append(&s, ExpectedVersion::Any, &events(s.as_str(), 1)).await.expect("any");
     assert_eq!(r.last_version, 5);
     assert_eq!(store.read_stream(&s, 1, 100).await.expect("read").len(), 5, "conflicts wrote nothing");
 }
@@ -73,27 +73,27 @@ pub async fn expected_versions_are_enforced(store: &dyn EventStore) {
 pub async fn appends_are_idempotent_by_event_id(store: &dyn EventStore) {
     let s = stream("acct");
     let batch = events(s.as_str(), 3);
-    let first = store.append(&s, ExpectedVersion::NoStream, batch.clone()).await.expect("append");
-    let again = store.append(&s, ExpectedVersion::NoStream, batch.clone()).await.expect("retry returns the original");
+    let first = store.append(&s, ExpectedVersion::NoStream, &batch.clone()).await.expect("append");
+    let again = store.append(&s, ExpectedVersion::NoStream, &batch.clone()).await.expect("retry returns the original");
     assert_eq!(first, again);
     assert_eq!(store.stream_version(&s).await.expect("version"), 3, "nothing written twice");
 
     let mut changed = batch.clone();
     changed[1].data = json!({ "amount": "999" });
     assert!(matches!(
-        store.append(&s, ExpectedVersion::Any, changed).await,
+        store.append(&s, ExpectedVersion::Any, &changed).await,
         Err(Error::IdempotencyConflict { id }) if id == batch[1].id
     ));
     let partial = vec![batch[2].clone(), event(s.as_str(), 4)];
-    assert!(matches!(store.append(&s, ExpectedVersion::Any, partial).await, Err(Error::IdempotencyConflict { .. })));
+    assert!(matches!(store.append(&s, ExpectedVersion::Any, &partial).await, Err(Error::IdempotencyConflict { .. })));
     let other = stream("other");
     assert!(matches!(
-        store.append(&other, ExpectedVersion::Any, batch[..1].to_vec()).await,
+        store.append(&other, ExpectedVersion::Any, &batch[..1]).await,
         Err(Error::IdempotencyConflict { .. })
     ));
     let dup = event(s.as_str(), 5);
     assert!(matches!(
-        store.append(&s, ExpectedVersion::Any, vec![dup.clone(), dup]).await,
+        store.append(&s, ExpectedVersion::Any, &[dup.clone(), dup]).await,
         Err(Error::DuplicateInBatch { .. })
     ));
     assert_eq!(store.stream_version(&s).await.expect("version"), 3);
@@ -101,10 +101,10 @@ pub async fn appends_are_idempotent_by_event_id(store: &dyn EventStore) {
 
 pub async fn bad_input_is_refused_precisely(store: &dyn EventStore) {
     let s = stream("acct");
-    assert!(matches!(store.append(&s, ExpectedVersion::Any, vec![]).await, Err(Error::EmptyAppend { .. })));
+    assert!(matches!(store.append(&s, ExpectedVersion::Any, &[]).await, Err(Error::EmptyAppend { .. })));
     let mut big = event(s.as_str(), 1);
     big.data = json!({ "pad": "x".repeat(2 * 1024 * 1024) });
-    assert!(matches!(store.append(&s, ExpectedVersion::Any, vec![big]).await, Err(Error::EventTooLarge { .. })));
+    assert!(matches!(store.append(&s, ExpectedVersion::Any, &[big]).await, Err(Error::EventTooLarge { .. })));
     for bad in ["", " padded", "tab\there", "$all", &"x".repeat(201)] {
         assert!(matches!(StreamId::new(bad), Err(Error::InvalidStream { .. })), "{bad:?}");
     }
@@ -113,12 +113,12 @@ pub async fn bad_input_is_refused_precisely(store: &dyn EventStore) {
 
 pub async fn deleted_streams_refuse_reads_and_appends(store: &dyn EventStore) {
     let s = stream("acct");
-    store.append(&s, ExpectedVersion::NoStream, events(s.as_str(), 2)).await.expect("append");
+    store.append(&s, ExpectedVersion::NoStream, &events(s.as_str(), 2)).await.expect("append");
     assert!(matches!(store.delete_stream(&s, ExpectedVersion::Exact(1)).await, Err(Error::Conflict { .. })));
     store.delete_stream(&s, ExpectedVersion::Exact(2)).await.expect("delete");
     assert!(matches!(store.read_stream(&s, 1, 10).await, Err(Error::StreamDeleted(_))));
     assert!(matches!(
-        store.append(&s, ExpectedVersion::Any, events(s.as_str(), 1)).await,
+        store.append(&s, ExpectedVersion::Any, &events(s.as_str(), 1)).await,
         Err(Error::StreamDeleted(_))
     ));
     assert!(matches!(store.delete_stream(&s, ExpectedVersion::Any).await, Err(Error::StreamDeleted(_))));
@@ -132,7 +132,7 @@ pub async fn global_log_is_ordered_and_pages(store: &dyn EventStore) {
         let s = if i % 2 == 0 { &a } else { &b };
         let batch = events(s.as_str(), 2);
         ids.extend(batch.iter().map(|e| e.id));
-        store.append(s, ExpectedVersion::Any, batch).await.expect("append");
+        store.append(s, ExpectedVersion::Any, &batch).await.expect("append");
     }
     // Other tests may append concurrently on a shared server: keep ours.
     let all = store.read_all(start, 10_000).await.expect("read all");
@@ -189,7 +189,7 @@ pub async fn racing_writers_get_one_winner_per_version(store: Arc<dyn EventStore
             let (mut won, mut conflicts) = (Vec::new(), 0u32);
             while won.len() < per_task {
                 let v = store.stream_version(&s).await.expect("version");
-                match store.append(&s, ExpectedVersion::Exact(v), vec![event(s.as_str(), t)]).await {
+                match store.append(&s, ExpectedVersion::Exact(v), &[event(s.as_str(), t)]).await {
                     Ok(r) => {
                         assert_eq!(r.first_version, v + 1);
                         won.push(r.first_version);
@@ -232,7 +232,7 @@ pub async fn global_log_readers_never_skip(store: Arc<dyn EventStore>) {
         handles.push(tokio::spawn(async move {
             let s = stream("gap");
             for i in 0..per_writer {
-                store.append(&s, ExpectedVersion::Any, vec![event(s.as_str(), i)]).await.expect("append");
+                store.append(&s, ExpectedVersion::Any, &[event(s.as_str(), i)]).await.expect("append");
             }
         }));
     }

@@ -39,7 +39,7 @@ async fn main() -> Result<(), String> {
                 Envelope::raw("accounts", ty.clone(), s.as_str(), 0, serde_json::json!({ "n": i, "pad": pad }))
             })
             .collect();
-        let r = store.append(s, ExpectedVersion::Exact(version), batch).await.map_err(|e| e.to_string())?;
+        let r = store.append(s, ExpectedVersion::Exact(version), &batch).await.map_err(|e| e.to_string())?;
         writeln!(out, "ok {s} {} {} .", r.last_version, r.last_position).map_err(|e| e.to_string())?;
         out.flush().map_err(|e| e.to_string())?;
     }

@@ -27,7 +27,7 @@ async fn append_round(store: &dyn EventStore, streams: &[StreamId], per_stream: 
             let e = counted(s.as_str(), 0, v as i64 + 1);
             ids.push(e.id);
             let started = Instant::now();
-            store.append(s, ExpectedVersion::Exact(v), vec![e]).await.expect("append never fails for the bus");
+            store.append(s, ExpectedVersion::Exact(v), &[e]).await.expect("append never fails for the bus");
             assert!(started.elapsed() < Duration::from_secs(5), "append waited on Kafka");
         }
     }

@@ -34,6 +34,7 @@ use crate::framing::{self as frame, FrameReader, Scan};
 use crate::head::HeadWatch;
 use crate::index::{ReadSide, WriteSide};
 use crate::model::DEFAULT_MAX_EVENT_BYTES;
+use crate::rules::EventKey;
 use crate::{AppendResult, Error, EventStore, ExpectedVersion, RecordedEvent, Result, Snapshot, StreamId};
 use writer::{Request, Writer};
 
@@ -259,13 +260,15 @@ fn apply_frame(kind: u8, mut r: FrameReader<'_>, write: Option<&mut WriteSide>, 
             if first_position != read.events.head() + 1 {
                 return Err(Error::Codec(format!("position {first_position} follows {}", read.events.head())));
             }
-            let mut ids = Vec::with_capacity(count as usize);
+            let mut keys = Vec::with_capacity(if write.is_some() { count as usize } else { 0 });
             let mut locs = Vec::with_capacity(count as usize);
             for i in 0..u64::from(count) {
                 let id = r.uuid()?;
                 let digest = r.u64()?;
                 let (offset, bytes) = r.bytes()?;
-                ids.push((id, digest));
+                if write.is_some() {
+                    keys.push(EventKey { id, digest });
+                }
                 locs.push(Loc {
                     stream: sid,
                     version: first_version + i,
@@ -275,7 +278,7 @@ fn apply_frame(kind: u8, mut r: FrameReader<'_>, write: Option<&mut WriteSide>, 
                 });
             }
             if let Some(w) = write {
-                w.restore_batch(&stream, first_version, first_position, ids.into_iter());
+                w.restore_batch(&stream, first_version, first_position, keys.into_iter());
             }
             read.events.push_many(&stream, locs);
         }
@@ -306,21 +309,11 @@ fn apply_frame(kind: u8, mut r: FrameReader<'_>, write: Option<&mut WriteSide>, 
 
 #[async_trait]
 impl EventStore for EmbeddedEventStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<Envelope>,
-    ) -> Result<AppendResult> {
+    async fn append(&self, stream: &StreamId, expected: ExpectedVersion, events: &[Envelope]) -> Result<AppendResult> {
         // Encoding happens here, on the caller's thread, not the writer's.
-        let mut events = crate::rules::encode_batch(stream, events, self.max_event_bytes)?;
-        let envelopes: Vec<Envelope> = events.iter_mut().filter_map(|e| e.envelope.take()).collect();
+        let batch = crate::rules::encode_batch(stream, events, self.max_event_bytes)?;
         let stream = stream.clone();
-        let (tx, rx) = oneshot::channel();
-        self.submit(Request::Append { stream, expected, events, reply: tx })?;
-        // Freeing the envelopes overlaps with the writer's sync.
-        drop(envelopes);
-        rx.await.map_err(|_| Error::Closed)?
+        self.send(|reply| Request::Append { stream, expected, batch, reply }).await
     }
 
     async fn read_stream(&self, stream: &StreamId, from: u64, max: usize) -> Result<Vec<RecordedEvent>> {

@@ -21,7 +21,7 @@ async fn everything_survives_a_reopen() {
     let (r, snap) = {
         let store = EmbeddedEventStore::open(&dir).expect("open");
         let r = store
-            .append(&s, ExpectedVersion::NoStream, vec![event(s.as_str(), 1), event(s.as_str(), 2)])
+            .append(&s, ExpectedVersion::NoStream, &[event(s.as_str(), 1), event(s.as_str(), 2)])
             .await
             .expect("append");
         let snap = Snapshot {
@@ -35,7 +35,7 @@ async fn everything_survives_a_reopen() {
         store.save_snapshot(&snap).await.expect("snapshot");
         store.save_checkpoint("relay", 3).await.expect("checkpoint");
         let gone = stream("gone");
-        store.append(&gone, ExpectedVersion::Any, vec![event(gone.as_str(), 1)]).await.expect("append");
+        store.append(&gone, ExpectedVersion::Any, &[event(gone.as_str(), 1)]).await.expect("append");
         store.delete_stream(&gone, ExpectedVersion::Any).await.expect("delete");
         (r, snap)
     };
@@ -50,13 +50,14 @@ async fn everything_survives_a_reopen() {
         .append(
             &s,
             ExpectedVersion::NoStream,
-            read.iter()
+            &read
+                .iter()
                 .map(|e| {
                     let mut env = e.envelope.clone();
                     env.aggregate_version = 0;
                     env
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         )
         .await
         .expect("idempotent after reopen");
@@ -74,8 +75,8 @@ async fn a_second_open_of_the_same_directory_is_refused() {
 async fn two_appends(dir: &Path) -> u64 {
     let store = EmbeddedEventStore::open(dir).expect("open");
     let s = StreamId::new("acct-1").expect("stream");
-    store.append(&s, ExpectedVersion::Any, vec![event("acct-1", 1)]).await.expect("append");
-    store.append(&s, ExpectedVersion::Any, vec![event("acct-1", 2)]).await.expect("append");
+    store.append(&s, ExpectedVersion::Any, &[event("acct-1", 1)]).await.expect("append");
+    store.append(&s, ExpectedVersion::Any, &[event("acct-1", 2)]).await.expect("append");
     std::fs::metadata(dir.join(LOG_FILE)).expect("log").len()
 }
 
@@ -94,7 +95,7 @@ async fn a_torn_tail_is_cut_back_to_the_last_whole_frame() {
     assert_eq!(std::fs::metadata(&log).expect("log").len(), whole, "torn tail truncated");
     assert_eq!(store.head_position().await.expect("head"), 2);
     let s = StreamId::new("acct-1").expect("stream");
-    let r = store.append(&s, ExpectedVersion::Exact(2), vec![event("acct-1", 3)]).await.expect("append after repair");
+    let r = store.append(&s, ExpectedVersion::Exact(2), &[event("acct-1", 3)]).await.expect("append after repair");
     assert_eq!(r.last_position, 3);
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::{APPEND, CHECKPOINT, EmbeddedConfig, SNAPSHOT, Shared, TOMBSTONE, apply_frame};
 use crate::framing::{self as frame, FrameReader, FrameWriter};
 use crate::index::{Plan, WriteSide};
-use crate::rules::Encoded;
+use crate::rules::EncodedBatch;
 use crate::{AppendResult, Error, ExpectedVersion, Result, Snapshot, StreamId};
 
 /// Requests one sync may cover.
@@ -24,7 +24,7 @@ pub(crate) enum Request {
     Append {
         stream: StreamId,
         expected: ExpectedVersion,
-        events: Vec<Encoded>,
+        batch: EncodedBatch,
         reply: oneshot::Sender<Result<AppendResult>>,
     },
     Delete {
@@ -102,6 +102,8 @@ impl Writer {
             }
             last_group = group.len();
             self.commit(group);
+            // The callers have their answers; index while they make the next request.
+            self.write.index_deferred();
         }
     }
 
@@ -126,31 +128,30 @@ impl Writer {
     /// Returns the answer to send once the group is durable, if any.
     fn decide(&mut self, req: Request, frames: &mut FrameWriter) -> Option<Pending> {
         match req {
-            Request::Append { stream, expected, events, reply } => match self.write.plan(&stream, expected, events) {
+            Request::Append { stream, expected, batch, reply } => match self.write.plan(&stream, expected, &batch.keys)
+            {
                 Err(e) => {
                     let _ = reply.send(Err(e));
                     None
                 }
                 Ok(Plan::Existing(r)) => Some(Pending::Append(reply, r)),
-                Ok(Plan::New(new)) => {
+                Ok(Plan::New(placed)) => {
                     let start = frames.begin(APPEND);
-                    frames.str(new.stream.as_str());
-                    frames.u64(new.first_version);
-                    frames.u64(new.first_position);
-                    frames.i64(new.recorded_at.timestamp_micros());
-                    frames.u32(new.events.len() as u32);
-                    for e in &new.events {
-                        frames.uuid(e.id);
-                        frames.u64(e.digest);
-                        frames.bytes(&e.bytes);
-                    }
+                    frames.str(placed.stream.as_str());
+                    frames.u64(placed.first_version);
+                    frames.u64(placed.first_position);
+                    frames.i64(placed.recorded_at.timestamp_micros());
+                    frames.u32(batch.keys.len() as u32);
+                    // The caller laid the events out as this frame wants them.
+                    frames.buf.extend_from_slice(&batch.body);
                     if let Err(e) = frames.finish(start) {
                         frames.buf.truncate(start);
                         let _ = reply.send(Err(e));
                         return None;
                     }
-                    self.write.apply(&new);
-                    Some(Pending::Append(reply, new.result()))
+                    let result = placed.result();
+                    self.write.apply_deferred(placed, batch.keys);
+                    Some(Pending::Append(reply, result))
                 }
             },
             Request::Delete { stream, expected, reply } => {

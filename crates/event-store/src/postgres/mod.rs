@@ -252,12 +252,7 @@ impl PostgresEventStore {
 
 #[async_trait]
 impl EventStore for PostgresEventStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<Envelope>,
-    ) -> Result<AppendResult> {
+    async fn append(&self, stream: &StreamId, expected: ExpectedVersion, events: &[Envelope]) -> Result<AppendResult> {
         if events.is_empty() {
             return Err(Error::EmptyAppend { stream: stream.to_string() });
         }
@@ -265,7 +260,7 @@ impl EventStore for PostgresEventStore {
         let mut attempt = 1;
         loop {
             let mut conn = self.pool.get().await?;
-            match self.try_append(&mut conn, stream, expected, &events, &ids).await {
+            match self.try_append(&mut conn, stream, expected, events, &ids).await {
                 Ok(result) => {
                     drop(conn);
                     self.head.advance(result.last_position);

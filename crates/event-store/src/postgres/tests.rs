@@ -82,7 +82,7 @@ async fn positions_become_visible_in_commit_order_across_processes() {
             for i in 0..batches {
                 let batch: Vec<_> = (0..1 + i % 3).map(|n| event(s.as_str(), n as i64)).collect();
                 appended += batch.len();
-                store.append(&s, ExpectedVersion::Any, batch).await.expect("append");
+                store.append(&s, ExpectedVersion::Any, &batch).await.expect("append");
             }
             appended
         }));
@@ -129,7 +129,7 @@ async fn concurrent_retries_return_the_original() {
     let mut handles = Vec::new();
     for i in 0..8 {
         let (store, s, batch) = (if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) }, s.clone(), batch.clone());
-        handles.push(tokio::spawn(async move { store.append(&s, ExpectedVersion::NoStream, batch).await }));
+        handles.push(tokio::spawn(async move { store.append(&s, ExpectedVersion::NoStream, &batch).await }));
     }
     let mut results = BTreeSet::new();
     for h in handles {
@@ -150,8 +150,7 @@ async fn wait_for_wakes_on_notifications_from_other_stores() {
     let writer = twin(&waiter, slow_poll).await;
     assert!(waiter.wait_listening(Duration::from_secs(30)).await, "the head listener runs LISTEN");
     let s = stream("notify");
-    let append =
-        async { writer.append(&s, ExpectedVersion::NoStream, vec![event(s.as_str(), 1)]).await.expect("append") };
+    let append = async { writer.append(&s, ExpectedVersion::NoStream, &[event(s.as_str(), 1)]).await.expect("append") };
     let started = Instant::now();
     let (head, appended) = tokio::join!(waiter.wait_for(1, Duration::from_secs(20)), append);
     assert_eq!(head.expect("wait"), appended.last_position);
@@ -163,7 +162,7 @@ async fn wait_for_wakes_on_notifications_from_other_stores() {
 async fn connect_is_idempotent_and_drop_schema_removes_everything() {
     let a = store().await;
     let s = stream("m");
-    a.append(&s, ExpectedVersion::NoStream, vec![event(s.as_str(), 1)]).await.expect("append");
+    a.append(&s, ExpectedVersion::NoStream, &[event(s.as_str(), 1)]).await.expect("append");
     let again = twin(&a, PostgresOptions::default()).await;
     assert_eq!(again.stream_version(&s).await.expect("version"), 1, "migrations kept the data");
     a.drop_schema().await.expect("drop");
