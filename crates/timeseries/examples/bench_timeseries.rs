@@ -221,7 +221,7 @@ fn ingest_pre_parsed(dir: &Path, hosts: usize, hours: i64) -> Result<(f64, f64, 
             });
         }
         let (t0, c0) = (Instant::now(), cpu_seconds());
-        engine.write(batch).map_err(e)?;
+        engine.write(&batch).map_err(e)?;
         busy += t0.elapsed();
         cpu += cpu_seconds() - c0;
         s += batch_steps;

@@ -125,7 +125,7 @@ impl Handler for TelemetryHandler {
         }
         let engine = Arc::clone(&self.engine);
         // The write waits for an fsync: keep it off the async workers.
-        let written = tokio::task::spawn_blocking(move || engine.write(points))
+        let written = tokio::task::spawn_blocking(move || engine.write(&points))
             .await
             .map_err(|e| domain_core::Error::Transient(e.to_string()))?;
         match written {

@@ -1,7 +1,7 @@
 //! The engine: schemas, series, the write path (validate, log, apply) and
 //! the in-memory head with its continuously maintained rollups.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use event_store::framing::{FrameReader, FrameWriter};
 
 use crate::aggregate::{BucketAgg, Interval};
+use crate::fx::{self, FxMap};
 use crate::index::{SeriesIndex, SeriesKey};
 use crate::model::{NanPolicy, Point, Quality, SeriesSchema};
 use crate::partition::{Partition, SealedSeries, quality_byte, quality_of};
@@ -122,7 +123,7 @@ pub(crate) struct SchemaState {
 /// Everything queries read.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub schemas: HashMap<String, SchemaState>,
+    pub schemas: FxMap<String, SchemaState>,
     pub index: SeriesIndex,
     pub series: Vec<SeriesData>,
     pub points: u64,
@@ -185,32 +186,18 @@ impl State {
 struct Ingest {
     /// Series ids by a hash of metric and tags; looked up with borrowed
     /// tags, so a known series costs no allocation per point.
-    by_hash: HashMap<u64, Vec<u32>>,
+    by_hash: FxMap<u64, Vec<u32>>,
     keys: Vec<SeriesKey>,
-    newest: HashMap<String, i64>,
+    newest: FxMap<String, i64>,
 }
 
 /// A fast, non-cryptographic hash of metric and tags (FxHash's mixing,
 /// eight bytes at a time). Collisions only lengthen a candidate list; the
 /// keys themselves are always compared.
 fn key_hash(metric: &str, tags: &BTreeMap<String, String>) -> u64 {
-    fn mix(h: u64, bytes: &[u8]) -> u64 {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut h = h;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-        }
-        let mut tail = [0u8; 8];
-        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        // The length separates "ab"+"c" from "a"+"bc".
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
-        (h.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(K)
-    }
-    let mut h = mix(0, metric.as_bytes());
+    let mut h = fx::mix(0, metric.as_bytes());
     for (k, v) in tags {
-        h = mix(mix(h, k.as_bytes()), v.as_bytes());
+        h = fx::mix(fx::mix(h, k.as_bytes()), v.as_bytes());
     }
     h
 }
@@ -338,7 +325,10 @@ impl Engine {
 
     /// Validates and durably writes a batch; all or nothing. Returns once the
     /// points are in the fsynced log and visible to queries.
-    pub fn write(&self, points: Vec<Point>) -> Result<WriteReport> {
+    ///
+    /// The points are borrowed: the engine copies what it keeps, and a
+    /// caller may send the same batch again after an error.
+    pub fn write(&self, points: &[Point]) -> Result<WriteReport> {
         let mut report = WriteReport::default();
         let mut accepted = Vec::with_capacity(points.len());
         {
@@ -430,8 +420,10 @@ impl Engine {
             frames.finish(start).map_err(|e| Error::Codec(e.to_string()))?;
         }
         for (p, _) in &accepted {
-            let n = ingest.newest.entry(p.series.clone()).or_insert(i64::MIN);
-            *n = (*n).max(p.timestamp);
+            match ingest.newest.get_mut(&p.series) {
+                Some(n) => *n = (*n).max(p.timestamp),
+                None => drop(ingest.newest.insert(p.series.clone(), p.timestamp)),
+            }
         }
         report.accepted = batch.len();
         report.new_series = new_keys.len();

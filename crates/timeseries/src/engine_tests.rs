@@ -65,7 +65,7 @@ fn seed_scenario_matches_a_naive_computation_and_survives_a_restart() {
         let engine = Engine::open(&dir).expect("open");
         assert!(engine.create_series(seed_schema()).expect("create"));
         assert!(!engine.create_series(seed_schema()).expect("same schema again is a no-op"));
-        let report = engine.write(points.clone()).expect("write");
+        let report = engine.write(&points.clone()).expect("write");
         assert_eq!(report.accepted, 1000);
         match engine.query(&Query::raw("sensor_temperature", from, to, beijing.clone())).expect("raw") {
             QueryResult::Raw(series) => assert_eq!(series.iter().map(|s| s.points.len()).sum::<usize>(), naive.len()),
@@ -115,25 +115,25 @@ fn bad_input_gets_typed_errors_and_writes_nothing() {
     let ok = || Point::new("sensor_temperature", &[("location", "beijing")], T0, 20.0);
     let mut unknown = ok();
     unknown.series = "pressure".into();
-    assert!(matches!(engine.write(vec![ok(), unknown]), Err(Error::UnknownSeries(_))));
+    assert!(matches!(engine.write(&[ok(), unknown]), Err(Error::UnknownSeries(_))));
     let mut tag = ok();
     tag.tags.insert("colour".into(), "red".into());
-    assert!(matches!(engine.write(vec![tag]), Err(Error::UnknownTagKey { .. })));
+    assert!(matches!(engine.write(&[tag]), Err(Error::UnknownTagKey { .. })));
     let mut unit = ok();
     unit.unit = Some("fahrenheit".into());
-    assert!(matches!(engine.write(vec![unit]), Err(Error::WrongUnit { .. })));
+    assert!(matches!(engine.write(&[unit]), Err(Error::WrongUnit { .. })));
     let mut nan = ok();
     nan.value = f64::NAN;
-    assert!(matches!(engine.write(vec![nan]), Err(Error::NaN { .. })));
+    assert!(matches!(engine.write(&[nan]), Err(Error::NaN { .. })));
     assert_eq!(engine.stats().points, 0, "rejected batches write nothing");
 
-    engine.write(vec![ok()]).expect("write");
+    engine.write(&[ok()]).expect("write");
     let mut late = ok();
     late.timestamp = T0 - 2 * HOUR;
-    assert!(matches!(engine.write(vec![late]), Err(Error::TooLate { .. })));
+    assert!(matches!(engine.write(&[late]), Err(Error::TooLate { .. })));
     let mut in_window = ok();
     in_window.timestamp = T0 - 30 * MIN;
-    engine.write(vec![in_window]).expect("late point inside the window is accepted");
+    engine.write(&[in_window]).expect("late point inside the window is accepted");
 
     assert!(matches!(
         engine.query(&Query::raw("sensor_temperature", T0, T0 - 1, vec![])),
@@ -152,7 +152,7 @@ fn bad_input_gets_typed_errors_and_writes_nothing() {
     engine.create_series(drop_nan).expect("create");
     let mut nan = Point::new("humidity", &[], T0, f64::NAN);
     nan.series = "humidity".into();
-    let r = engine.write(vec![nan, Point::new("humidity", &[], T0, 40.0)]).expect("write");
+    let r = engine.write(&[nan, Point::new("humidity", &[], T0, 40.0)]).expect("write");
     assert_eq!((r.accepted, r.dropped), (1, 1));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -165,8 +165,8 @@ fn late_points_update_their_buckets_and_retention_hides_expired_data() {
     schema.out_of_order_secs = 600;
     engine.create_series(schema).expect("create");
     let p = |t: i64, v: f64| Point::new("cpu", &[("host", "h1")], t, v);
-    engine.write(vec![p(T0, 1.0), p(T0 + 5 * MIN, 2.0)]).expect("write");
-    engine.write(vec![p(T0 + MIN, 10.0)]).expect("late but inside the window");
+    engine.write(&[p(T0, 1.0), p(T0 + 5 * MIN, 2.0)]).expect("write");
+    engine.write(&[p(T0 + MIN, 10.0)]).expect("late but inside the window");
     let q = Query::aggregate("cpu", T0, T0 + HOUR, vec![], Interval::HOUR, vec![Agg::Count, Agg::Sum, Agg::Last]);
     assert_eq!(buckets(engine.query(&q).expect("q")), vec![(T0, 3, vec![Some(3.0), Some(13.0), Some(2.0)])]);
     let last = engine.last("cpu", &[]).expect("last");
@@ -174,7 +174,7 @@ fn late_points_update_their_buckets_and_retention_hides_expired_data() {
     assert_eq!(last[0].tags, vec![("host".to_owned(), "h1".to_owned())]);
 
     // Two days later the first day is past the one-day retention.
-    engine.write(vec![p(T0 + 48 * HOUR, 5.0)]).expect("write");
+    engine.write(&[p(T0 + 48 * HOUR, 5.0)]).expect("write");
     let QueryResult::Raw(series) = engine.query(&Query::raw("cpu", 0, i64::MAX, vec![])).expect("raw") else {
         panic!("raw")
     };
@@ -187,7 +187,7 @@ fn group_by_splits_buckets_by_tag() {
     let dir = temp_dir();
     let engine = Engine::open(&dir).expect("open");
     engine.create_series(seed_schema()).expect("create");
-    engine.write(seed_points()).expect("write");
+    engine.write(&seed_points()).expect("write");
     let mut q = Query::aggregate(
         "sensor_temperature",
         T0,
@@ -218,7 +218,7 @@ proptest! {
         let pts: Vec<Point> = values.iter().map(|(s, v)| Point::new("m", &[("k", "a")], T0 + s * NANOS_PER_SEC, *v)).collect();
         let mut sorted = pts.clone();
         sorted.sort_by_key(|p| p.timestamp);
-        engine.write(sorted.clone()).expect("write");
+        engine.write(&sorted.clone()).expect("write");
         let every = every_min * MIN;
         let q = Query::aggregate("m", T0, T0 + 2 * HOUR, vec![], Interval::from_nanos(every).expect("every"), vec![Agg::Count, Agg::Min, Agg::Max, Agg::Sum]);
         let got = buckets(engine.query(&q).expect("q"));
@@ -268,7 +268,7 @@ fn sealed_partitions_answer_like_the_head_and_survive_restart() {
         let engine = Engine::open(&dir).expect("open");
         engine.create_series(schema).expect("create");
         for (i, chunk) in points.chunks(5000).enumerate() {
-            engine.write(chunk.to_vec()).expect("write");
+            engine.write(chunk).expect("write");
             if i == 1 {
                 // A checkpoint mid-way: replay must combine it with the log after it.
                 engine.flush().expect("flush");

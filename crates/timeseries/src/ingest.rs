@@ -72,7 +72,7 @@ pub fn load(
             report.lines += 1;
             points.extend(points_of(line, now)?);
         }
-        let w = engine.write(points)?;
+        let w = engine.write(&points)?;
         report.written.accepted += w.accepted;
         report.written.dropped += w.dropped;
         report.written.new_series += w.new_series;

@@ -99,7 +99,7 @@ pub struct Report {
 pub fn run(engine: &Engine) -> Result<Report> {
     let schema = schema();
     engine.create_series(schema.clone())?;
-    let inserted = engine.write(points())?.accepted;
+    let inserted = engine.write(&points())?.accepted;
     let (from, to) = (BASE_TIME + 12 * 60 * MINUTE, BASE_TIME + 18 * 60 * MINUTE);
     let beijing = vec![Matcher::eq("location", "beijing")];
     let query_results = match engine.query(&Query::raw(&schema.series_name, from, to, beijing.clone()))? {

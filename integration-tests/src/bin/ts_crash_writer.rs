@@ -32,7 +32,7 @@ fn main() -> Result<(), String> {
                 Point::new("cpu", &[("host", host.as_str())], T0 + i * 1_000_000_000, i as f64)
             })
             .collect();
-        engine.write(batch).map_err(|e| e.to_string())?;
+        engine.write(&batch).map_err(|e| e.to_string())?;
         next += n;
         writeln!(out, "ok {next} .").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
     }
