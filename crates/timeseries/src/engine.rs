@@ -131,16 +131,27 @@ pub(crate) struct State {
 
 impl State {
     fn apply_points(&mut self, batch: &[(u32, i64, f64, Quality)]) {
+        // Batches usually hold a few points of many series, interleaved by
+        // time. Grouping them by series (a stable sort keeps each series'
+        // own order, so the result is the same) touches each series' head
+        // and rollup buckets once per batch instead of once per point.
+        let mut by_series: Vec<u32> = (0..batch.len() as u32).collect();
+        by_series.sort_by_key(|i| batch[*i as usize].0);
         let State { schemas, index, series, points } = self;
-        for (id, ts, v, q) in batch {
-            let Some(key) = index.key(*id) else { continue };
+        for run in by_series.chunk_by(|a, b| batch[*a as usize].0 == batch[*b as usize].0) {
+            let id = batch[run[0] as usize].0;
+            let Some(key) = index.key(id) else { continue };
             let Some(schema) = schemas.get_mut(&key.metric) else { continue };
-            schema.newest = schema.newest.max(*ts);
-            if series.len() <= *id as usize {
-                series.resize_with(*id as usize + 1, SeriesData::default);
+            if series.len() <= id as usize {
+                series.resize_with(id as usize + 1, SeriesData::default);
             }
-            if series[*id as usize].insert(*ts, *v, *q, &schema.levels) {
-                *points += 1;
+            let data = &mut series[id as usize];
+            for i in run {
+                let (_, ts, v, q) = batch[*i as usize];
+                schema.newest = schema.newest.max(ts);
+                if data.insert(ts, v, q, &schema.levels) {
+                    *points += 1;
+                }
             }
         }
     }
