@@ -2,7 +2,8 @@
 //! limit of this disk, group commit, aggregate replay, and the PostgreSQL
 //! adapter against plain INSERTs, each measured in the same run.
 //!
-//! Usage: bench_event_store [--database-url URL] [--quick] [--out FILE]
+//! Usage: bench_event_store [--database-url URL] [--quick] [--only PART]... [--out FILE]
+//! (parts: append, group-commit, replay, postgres)
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -22,20 +23,38 @@ struct Args {
     database_url: Option<String>,
     quick: bool,
     out: Option<String>,
+    /// Run only these parts (all when empty).
+    only: Vec<String>,
+}
+
+/// The parts `--only` can pick.
+const PARTS: [&str; 4] = ["append", "group-commit", "replay", "postgres"];
+
+impl Args {
+    fn runs(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { database_url: std::env::var("DATABASE_URL").ok(), quick: false, out: None };
+    let mut a = Args { database_url: std::env::var("DATABASE_URL").ok(), quick: false, out: None, only: Vec::new() };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--database-url" => a.database_url = Some(it.next().ok_or("--database-url needs a URL")?),
             "--out" => a.out = Some(it.next().ok_or("--out needs a file")?),
             "--quick" => a.quick = true,
+            "--only" => {
+                let part = it.next().ok_or("--only needs a part")?;
+                if !PARTS.contains(&part.as_str()) {
+                    return Err(format!("unknown part `{part}`; parts: {}", PARTS.join(", ")));
+                }
+                a.only.push(part);
+            }
             "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: bench_event_store [--database-url URL] [--quick] [--out FILE]"
+                    "unknown argument {other}; usage: bench_event_store [--database-url URL] [--quick] [--only PART]... [--out FILE]"
                 ));
             }
         }
@@ -97,6 +116,26 @@ async fn store_batches(store: &dyn EventStore, s: &StreamId, batches: &[Vec<Enve
     Ok(start.elapsed())
 }
 
+/// Appends the batches numbered `which`, each made by `make` just before it
+/// is appended (as a command handler makes its events), timing only the
+/// appends.
+async fn store_fresh_batches(
+    store: &dyn EventStore,
+    s: &StreamId,
+    which: std::ops::Range<u64>,
+    make: &impl Fn(u64) -> Vec<Envelope>,
+) -> Result<Duration, String> {
+    let mut v = store.stream_version(s).await.map_err(e)?;
+    let mut took = Duration::ZERO;
+    for b in which {
+        let events = make(b);
+        let start = Instant::now();
+        v = store.append(s, ExpectedVersion::Exact(v), &events).await.map_err(e)?.last_version;
+        took += start.elapsed();
+    }
+    Ok(took)
+}
+
 async fn batched_append(n: u64, batch: u64, figures: &mut Vec<Value>) -> Result<(), String> {
     let dir = temp_dir("batched")?;
     let store = EmbeddedEventStore::open(dir.join("store")).map_err(e)?;
@@ -115,13 +154,27 @@ async fn batched_append(n: u64, batch: u64, figures: &mut Vec<Value>) -> Result<
                     .map(|v| frame_sized(v.concat(), &s, b.len()))
             })
             .collect::<Result<_, _>>()?;
-        let (st, raw) = if round % 2 == 0 {
-            let st = store_batches(&store, &s, &events).await?;
-            (st, raw_fsync(&dir, &bytes)?)
-        } else {
-            let raw = raw_fsync(&dir, &bytes)?;
-            (store_batches(&store, &s, &events).await?, raw)
-        };
+        drop(events);
+        let make = |b: u64| (0..batch).map(|i| event(s.as_str(), round * n + b * batch + i)).collect();
+        // Store and raw take turns every ~10k events, so both see the same
+        // disk: on a shared machine fsync times drift by 2x within seconds.
+        let (mut st, mut raw) = (Duration::ZERO, Duration::ZERO);
+        let per_block = (10_000 / batch).max(1);
+        for (k, first) in (0..n / batch).step_by(per_block as usize).enumerate() {
+            let which = first..(first + per_block).min(n / batch);
+            let raw_bytes = &bytes[which.start as usize..which.end as usize];
+            if (round as usize + k).is_multiple_of(2) {
+                st += store_fresh_batches(&store, &s, which, &make).await?;
+                // The writer indexes ids after answering; let it finish (a
+                // checkpoint queues behind that work) so the raw writes get
+                // the CPU to themselves.
+                store.save_checkpoint("bench-barrier", 0).await.map_err(e)?;
+                raw += raw_fsync(&dir, raw_bytes)?;
+            } else {
+                raw += raw_fsync(&dir, raw_bytes)?;
+                st += store_fresh_batches(&store, &s, which, &make).await?;
+            }
+        }
         let (sr, rr) = (rate(n, st), rate(n, raw));
         eprintln!(
             "  batched x{batch} round {round}: store {sr:>10.0} ev/s   raw fsync {rr:>10.0} ev/s   ratio {:.3}",
@@ -375,19 +428,30 @@ async fn postgres(url: &str, n: u64, batch: u64, figures: &mut Vec<Value>) -> Re
     Ok(())
 }
 
+/// The allocator the `platform` binary ships with, so the figures are the deployed ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), String> {
     let a = args()?;
     let (n, single, per_task) = if a.quick { (10_000, 100, 10) } else { (100_000, 300, 40) };
     eprintln!("event-store bench: {n} events of 256-byte payloads; data in {}", std::env::temp_dir().display());
     let mut figures = Vec::new();
-    batched_append(n / 10, 10, &mut figures).await?;
-    batched_append(n, 100, &mut figures).await?;
-    batched_append(n, 1000, &mut figures).await?;
-    group_commit(single, per_task, &mut figures).await?;
-    aggregate_load(10_000, &mut figures).await?;
+    if a.runs("append") {
+        batched_append(n / 10, 10, &mut figures).await?;
+        batched_append(n, 100, &mut figures).await?;
+        batched_append(n, 1000, &mut figures).await?;
+    }
+    if a.runs("group-commit") {
+        group_commit(single, per_task, &mut figures).await?;
+    }
+    if a.runs("replay") {
+        aggregate_load(10_000, &mut figures).await?;
+    }
     match &a.database_url {
-        Some(url) => postgres(url, n / 5, 100, &mut figures).await?,
+        Some(url) if a.runs("postgres") => postgres(url, n / 5, 100, &mut figures).await?,
+        Some(_) => {}
         None => eprintln!("  no --database-url: PostgreSQL figures skipped (cargo xtask bench event-store starts one)"),
     }
     print!("{}", bench::report(&figures));

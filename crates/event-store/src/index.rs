@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::id_hash::IdMap;
+use std::hash::BuildHasher;
+
+use crate::id_hash::{IdFilter, IdMap};
 use crate::rules::{self, EventKey, StoredId, StreamState};
 use crate::{AppendResult, Error, ExpectedVersion, Result, StreamId};
 
@@ -56,6 +58,8 @@ pub(crate) struct WriteSide {
     streams: HashMap<StreamId, (u32, StreamState)>,
     names: Vec<StreamId>,
     ids: IdMap<IdSlot>,
+    /// Answers "surely not stored" for most new ids without touching `ids`.
+    filter: IdFilter,
     /// Ids of applied appends not yet in `ids` (see [`WriteSide::apply_deferred`]).
     unindexed: Vec<(u32, Placement, Vec<EventKey>)>,
     head: u64,
@@ -95,8 +99,9 @@ impl WriteSide {
     /// (but indexing ids deferred earlier, which the decision needs).
     pub fn plan(&mut self, stream: &StreamId, expected: ExpectedVersion, keys: &[EventKey]) -> Result<Plan> {
         self.index_deferred();
-        // Most appends carry new ids only: one lookup each settles it.
-        if keys.iter().any(|k| self.ids.contains_key(&k.id)) {
+        // Most appends carry new ids only: the filter settles most of them.
+        let hasher = *self.ids.hasher();
+        if keys.iter().any(|k| self.filter.may_contain(hasher.hash_one(k.id)) && self.ids.contains_key(&k.id)) {
             let stored: Vec<Option<StoredId>> = keys.iter().map(|k| self.stored(&k.id)).collect();
             if let Some(done) = rules::already_stored(stream, keys, &stored)? {
                 return Ok(Plan::Existing(done));
@@ -162,9 +167,18 @@ impl WriteSide {
         keys: impl ExactSizeIterator<Item = EventKey>,
     ) {
         self.ids.reserve(keys.len());
+        let hasher = *self.ids.hasher();
+        let mut full = false;
         for (i, key) in keys.enumerate() {
             let (version, position) = (first_version + i as u64, first_position + i as u64);
             self.ids.insert(key.id, IdSlot { stream, version, position, digest: key.digest });
+            full |= !self.filter.insert(hasher.hash_one(key.id));
+        }
+        if full {
+            self.filter = IdFilter::with_room_for(2 * self.ids.len());
+            for id in self.ids.keys() {
+                let _ = self.filter.insert(hasher.hash_one(id));
+            }
         }
     }
 

@@ -131,6 +131,10 @@ fn figure(
     bench::figure("bus", metric, value, unit, baseline, ratio, target)
 }
 
+/// The allocator the `platform` binary ships with, so the figures are the deployed ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let a = args()?;

@@ -42,6 +42,12 @@ enum Command {
     Ts(ts::TsCommand),
 }
 
+/// mimalloc instead of glibc malloc: the stores allocate and free many small
+/// objects per event or point, and glibc's heap trimming and consolidation
+/// made replay 2.5x slower in a fresh process (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()

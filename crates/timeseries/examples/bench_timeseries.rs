@@ -322,6 +322,10 @@ fn which(name: &str) -> Result<PathBuf, ()> {
     std::env::var("PATH").unwrap_or_default().split(':').map(|d| Path::new(d).join(name)).find(|p| p.exists()).ok_or(())
 }
 
+/// The allocator the `platform` binary ships with, so the figures are the deployed ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), String> {
     let a = args()?;
     let root = std::env::temp_dir().join(format!("bench-ts-{}", std::process::id()));

@@ -39,6 +39,10 @@ use crate::{AppendResult, Error, EventStore, ExpectedVersion, RecordedEvent, Res
 use writer::{Request, Writer};
 
 const LOG_FILE: &str = "events.log";
+/// Events one read must cover before its decoding is split over two threads.
+const PARALLEL_DECODE_MIN: usize = 1024;
+/// Most bytes one coalesced read covers (a single larger event is read whole).
+const READ_CHUNK: u64 = 256 * 1024;
 
 /// Frame kinds of the event log.
 pub(crate) const APPEND: u8 = 1;
@@ -118,15 +122,45 @@ impl Shared {
     }
 
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let mut buf = vec![0; len];
-        self.file.read_exact_at(&mut buf, offset).map_err(Error::io(&self.path))?;
+        let mut buf = Vec::new();
+        self.read_into(&mut buf, offset, len)?;
         Ok(buf)
     }
 
-    /// Reads and decodes events, coalescing neighbouring ones into one read.
+    fn read_into(&self, buf: &mut Vec<u8>, offset: u64, len: usize) -> Result<()> {
+        buf.resize(len, 0);
+        self.file.read_exact_at(buf, offset).map_err(Error::io(&self.path))
+    }
+
+    /// Reads and decodes events. A large read is split in two halves
+    /// decoded on two threads: decoding costs far more than reading from
+    /// the page cache, and one aggregate's replay is a single caller.
     fn load(&self, items: Vec<(StreamId, u64, Loc)>) -> Result<Vec<RecordedEvent>> {
+        // Asking for the core count reads cgroup files: once per process.
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        if items.len() < PARALLEL_DECODE_MIN
+            || *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)) < 2
+        {
+            return self.load_part(&items);
+        }
+        let (first, second) = items.split_at(items.len() / 2);
+        let (first, second) = std::thread::scope(|scope| {
+            let helper = scope.spawn(|| self.load_part(second));
+            (self.load_part(first), helper.join())
+        });
+        let mut out = first?;
+        out.extend(second.map_err(|_| Error::Codec("a decoding thread panicked".into()))??);
+        Ok(out)
+    }
+
+    /// Reads and decodes events in order, coalescing neighbouring ones into
+    /// one read.
+    fn load_part(&self, items: &[(StreamId, u64, Loc)]) -> Result<Vec<RecordedEvent>> {
         let mut out = Vec::with_capacity(items.len());
         let mut types = crate::record::TypeCache::default();
+        // One modest buffer reused for every read: a multi-megabyte one per
+        // read costs page faults and makes the allocator consolidate.
+        let mut chunk = Vec::with_capacity(READ_CHUNK as usize);
         let mut i = 0;
         while i < items.len() {
             let start = items[i].2.offset;
@@ -134,13 +168,13 @@ impl Shared {
             let mut j = i + 1;
             while j < items.len() {
                 let l = items[j].2;
-                if l.offset < end || l.offset - end > 4096 || l.offset + u64::from(l.len) - start > 4 << 20 {
+                if l.offset < end || l.offset - end > 4096 || l.offset + u64::from(l.len) - start > READ_CHUNK {
                     break;
                 }
                 end = l.offset + u64::from(l.len);
                 j += 1;
             }
-            let chunk = self.read_at(start, (end - start) as usize)?;
+            self.read_into(&mut chunk, start, (end - start) as usize)?;
             for (stream, position, loc) in items[i..j].iter().cloned() {
                 let at = (loc.offset - start) as usize;
                 let envelope = crate::record::decode_with(&chunk[at..at + loc.len as usize], loc.version, &mut types)?;
