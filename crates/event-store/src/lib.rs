@@ -20,6 +20,7 @@ mod index;
 pub mod memory;
 pub mod model;
 pub mod outbox;
+mod parallel;
 pub mod postgres;
 pub mod record;
 pub mod repository;

@@ -82,10 +82,11 @@ where
         loop {
             let page = self.store.read_stream(&stream, root.version() + 1, PAGE).await?;
             let done = page.len() < PAGE;
-            let mut events = Vec::with_capacity(page.len());
-            for recorded in page {
-                events.push(self.upcasters.upcast(recorded.envelope)?.into_event::<A::Event>()?);
-            }
+            let events = crate::parallel::in_halves(page, |part| {
+                part.into_iter()
+                    .map(|recorded| Ok(self.upcasters.upcast(recorded.envelope)?.into_event::<A::Event>()?))
+                    .collect()
+            })?;
             root.replay(&events);
             if done {
                 return Ok(root);

@@ -39,8 +39,6 @@ use crate::{AppendResult, Error, EventStore, ExpectedVersion, RecordedEvent, Res
 use writer::{Request, Writer};
 
 const LOG_FILE: &str = "events.log";
-/// Events one read must cover before its decoding is split over two threads.
-const PARALLEL_DECODE_MIN: usize = 1024;
 /// Most bytes one coalesced read covers (a single larger event is read whole).
 const READ_CHUNK: u64 = 256 * 1024;
 
@@ -132,25 +130,9 @@ impl Shared {
         self.file.read_exact_at(buf, offset).map_err(Error::io(&self.path))
     }
 
-    /// Reads and decodes events. A large read is split in two halves
-    /// decoded on two threads: decoding costs far more than reading from
-    /// the page cache, and one aggregate's replay is a single caller.
+    /// Reads and decodes events, a large read on two threads.
     fn load(&self, items: Vec<(StreamId, u64, Loc)>) -> Result<Vec<RecordedEvent>> {
-        // Asking for the core count reads cgroup files: once per process.
-        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        if items.len() < PARALLEL_DECODE_MIN
-            || *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)) < 2
-        {
-            return self.load_part(&items);
-        }
-        let (first, second) = items.split_at(items.len() / 2);
-        let (first, second) = std::thread::scope(|scope| {
-            let helper = scope.spawn(|| self.load_part(second));
-            (self.load_part(first), helper.join())
-        });
-        let mut out = first?;
-        out.extend(second.map_err(|_| Error::Codec("a decoding thread panicked".into()))??);
-        Ok(out)
+        crate::parallel::in_halves(items, |part| self.load_part(&part))
     }
 
     /// Reads and decodes events in order, coalescing neighbouring ones into
