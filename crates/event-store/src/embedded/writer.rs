@@ -13,6 +13,8 @@ use crate::index::{Plan, WriteSide};
 use crate::rules::EncodedBatch;
 use crate::{AppendResult, Error, ExpectedVersion, Result, Snapshot, StreamId};
 
+/// Largest frame buffer kept for the next group.
+const KEEP_FRAME_BUFFER: usize = 16 << 20;
 /// Requests one sync may cover.
 const MAX_GROUP: usize = 4096;
 /// Cap on the wait for the writers of the previous group to join the next.
@@ -70,6 +72,7 @@ pub(crate) struct Writer {
     config: EmbeddedConfig,
     /// How long the last write + sync took.
     last_sync: Duration,
+    frames: FrameWriter,
     /// Set after a failed write or sync: the write side may be ahead of the
     /// file, so nothing more is accepted until the store is reopened.
     failed: Option<String>,
@@ -77,7 +80,16 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn new(file: File, len: u64, write: WriteSide, shared: Arc<Shared>, config: EmbeddedConfig) -> Self {
-        Self { file, len, write, shared, config, last_sync: Duration::ZERO, failed: None }
+        Self {
+            file,
+            len,
+            write,
+            shared,
+            config,
+            last_sync: Duration::ZERO,
+            frames: FrameWriter::default(),
+            failed: None,
+        }
     }
 
     pub fn run(mut self, rx: mpsc::Receiver<Request>) {
@@ -108,7 +120,9 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<Request>) {
-        let mut frames = FrameWriter::default();
+        // The frame buffer is kept between groups: allocating it afresh made
+        // the allocator hand back and fault in pages on every group.
+        let mut frames = std::mem::take(&mut self.frames);
         let mut pending = Vec::with_capacity(group.len());
         for req in group {
             if let Some(f) = &self.failed {
@@ -122,6 +136,9 @@ impl Writer {
             pending.extend(self.decide(req, &mut frames));
         }
         self.flush(&mut frames, &mut pending);
+        if frames.buf.capacity() <= KEEP_FRAME_BUFFER {
+            self.frames = frames;
+        }
     }
 
     /// Decides one request: answers errors at once, writes frames for the rest.
