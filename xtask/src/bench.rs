@@ -1,15 +1,17 @@
 //! `cargo xtask bench <name>`: benchmarks that need servers or a release build.
 //!
-//! Each bench is a cargo example that takes `--out <file>` (and `--bootstrap ADDR` when it
-//! needs Kafka, `--database-url URL` when it needs PostgreSQL, `--quick` for the small
-//! size), prints `BENCH {...}` lines and writes them to `target/bench/<name>.json`.
+//! Each bench is a cargo example that takes `--bootstrap ADDR` when it needs Kafka,
+//! `--database-url URL` when it needs PostgreSQL and `--quick` for the small size, and
+//! prints one `BENCH {...}` line per figure; xtask collects them into
+//! `target/bench/<name>.json`.
 
 use std::fs;
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 
 use crate::error::{Context, Result};
 use crate::services::Services;
-use crate::{paths, process};
+use crate::{interrupt, paths, process};
 
 /// One bench: which example of which package runs it and what servers it needs.
 #[derive(Debug)]
@@ -81,17 +83,46 @@ pub fn run(name: &str, quick: bool, extra: &[String]) -> Result<()> {
     if bench.needs_postgres {
         cmd.arg("--database-url").arg(services.postgres()?);
     }
-    cmd.arg("--out").arg(&out);
     if quick {
         cmd.arg("--quick");
     }
     cmd.args(extra);
-    let result = process::run(&mut cmd);
+    let result = run_collecting(&mut cmd);
     let stopped = services.stop();
-    result?;
+    let figures = result?;
     stopped?;
-    println!("bench {}: figures in {}", bench.name, out.display());
+    let json = serde_json::to_vec_pretty(&figures).map_err(|e| e.to_string())?;
+    fs::write(&out, json).context(|| format!("writing {}", out.display()))?;
+    println!("bench {}: {} figures in {}", bench.name, figures.len(), out.display());
     Ok(())
+}
+
+/// Runs a bench, passing its output through, and returns the figures of
+/// its `BENCH {json}` lines (the benches print them; writing the file is
+/// done here, once for all of them).
+fn run_collecting(cmd: &mut Command) -> Result<Vec<serde_json::Value>> {
+    println!("$ {}", process::describe(cmd));
+    let mut child =
+        cmd.stdout(Stdio::piped()).spawn().context(|| format!("cannot run `{}`", process::describe(cmd)))?;
+    let mut figures = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.context(|| "reading the bench's output".to_owned())?;
+            println!("{line}");
+            if let Some(json) = line.strip_prefix("BENCH ") {
+                figures.push(serde_json::from_str(json).map_err(|e| format!("bad BENCH line `{json}`: {e}"))?);
+            }
+        }
+    }
+    let status = child.wait().context(|| "waiting for the bench".to_owned())?;
+    interrupt::check()?;
+    if !status.success() {
+        return Err(format!("`{}` failed ({status})", process::describe(cmd)));
+    }
+    if figures.is_empty() {
+        return Err("the bench printed no BENCH lines".into());
+    }
+    Ok(figures)
 }
 
 #[cfg(test)]

@@ -140,7 +140,8 @@ mod tests {
 }
 
 /// Benchmark figures in the form every `cargo xtask bench` prints: one
-/// `BENCH {json}` line per figure, and the same objects as a JSON array.
+/// `BENCH {json}` line per figure, which xtask gathers into
+/// `target/bench/<name>.json`.
 pub mod bench {
     use serde_json::{Value, json};
 

@@ -2,7 +2,7 @@
 //! limit of this disk, group commit, aggregate replay, and the PostgreSQL
 //! adapter against plain INSERTs, each measured in the same run.
 //!
-//! Usage: bench_event_store [--database-url URL] [--quick] [--only PART]... [--out FILE]
+//! Usage: bench_event_store [--database-url URL] [--quick] [--only PART]...
 //! (parts: append, group-commit, replay, postgres)
 
 use std::fs::{File, OpenOptions};
@@ -22,7 +22,6 @@ const NAME: &str = "event-store";
 struct Args {
     database_url: Option<String>,
     quick: bool,
-    out: Option<String>,
     /// Run only these parts (all when empty).
     only: Vec<String>,
 }
@@ -37,12 +36,11 @@ impl Args {
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { database_url: std::env::var("DATABASE_URL").ok(), quick: false, out: None, only: Vec::new() };
+    let mut a = Args { database_url: std::env::var("DATABASE_URL").ok(), quick: false, only: Vec::new() };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--database-url" => a.database_url = Some(it.next().ok_or("--database-url needs a URL")?),
-            "--out" => a.out = Some(it.next().ok_or("--out needs a file")?),
             "--quick" => a.quick = true,
             "--only" => {
                 let part = it.next().ok_or("--only needs a part")?;
@@ -54,7 +52,7 @@ fn args() -> Result<Args, String> {
             "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: bench_event_store [--database-url URL] [--quick] [--only PART]... [--out FILE]"
+                    "unknown argument {other}; usage: bench_event_store [--database-url URL] [--quick] [--only PART]..."
                 ));
             }
         }
@@ -455,12 +453,5 @@ async fn main() -> Result<(), String> {
         None => eprintln!("  no --database-url: PostgreSQL figures skipped (cargo xtask bench event-store starts one)"),
     }
     print!("{}", bench::report(&figures));
-    if let Some(out) = a.out {
-        if let Some(dir) = Path::new(&out).parent() {
-            std::fs::create_dir_all(dir).map_err(e)?;
-        }
-        std::fs::write(&out, serde_json::to_vec_pretty(&figures).map_err(e)?).map_err(e)?;
-        eprintln!("wrote {out}");
-    }
     Ok(())
 }

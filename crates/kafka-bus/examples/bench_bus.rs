@@ -2,7 +2,7 @@
 //! rdkafka (`FutureProducer`, same settings, same bytes, same broker, same
 //! run), and the in-process bus's publish and consume rates.
 //!
-//! Usage: bench_bus --bootstrap HOST:PORT [--quick] [--out FILE]
+//! Usage: bench_bus --bootstrap HOST:PORT [--quick]
 
 use std::time::{Duration, Instant};
 
@@ -21,22 +21,18 @@ const ROUNDS: usize = 5;
 struct Args {
     bootstrap: String,
     quick: bool,
-    out: Option<String>,
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { bootstrap: std::env::var("KAFKA_BOOTSTRAP").unwrap_or_default(), quick: false, out: None };
+    let mut a = Args { bootstrap: std::env::var("KAFKA_BOOTSTRAP").unwrap_or_default(), quick: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--bootstrap" => a.bootstrap = it.next().ok_or("--bootstrap needs HOST:PORT")?,
-            "--out" => a.out = Some(it.next().ok_or("--out needs a file")?),
             "--quick" => a.quick = true,
             "--bench" => {}
             other => {
-                return Err(format!(
-                    "unknown argument {other}; usage: bench_bus --bootstrap HOST:PORT [--quick] [--out FILE]"
-                ));
+                return Err(format!("unknown argument {other}; usage: bench_bus --bootstrap HOST:PORT [--quick]"));
             }
         }
     }
@@ -192,13 +188,5 @@ async fn main() -> Result<(), String> {
         figure("in_process_consume_commit", mem_consume, "events/s", None, None, "report"),
     ];
     print!("{}", bench::report(&figures));
-    if let Some(out) = a.out {
-        if let Some(dir) = std::path::Path::new(&out).parent() {
-            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        }
-        std::fs::write(&out, serde_json::to_vec_pretty(&figures).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-        eprintln!("wrote {out}");
-    }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! series; and, in the same run, the same line-protocol file ingested by
 //! VictoriaMetrics on loopback for its ingest time and disk bytes.
 //!
-//! Usage: bench_timeseries [--hosts N] [--quick] [--out FILE] [--no-vm]
+//! Usage: bench_timeseries [--hosts N] [--quick] [--no-vm]
 
 use std::io::{BufWriter, Read, Write};
 use std::net::TcpStream;
@@ -58,12 +58,11 @@ fn e<T: std::fmt::Display>(x: T) -> String {
 struct Args {
     hosts: usize,
     hours: i64,
-    out: Option<String>,
     vm: bool,
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { hosts: 100, hours: 24, out: None, vm: true };
+    let mut a = Args { hosts: 100, hours: 24, vm: true };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -72,12 +71,11 @@ fn args() -> Result<Args, String> {
                 a.hosts = 10;
                 a.hours = 12;
             }
-            "--out" => a.out = Some(it.next().ok_or("--out needs a file")?),
             "--no-vm" => a.vm = false,
             "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: bench_timeseries [--hosts N] [--quick] [--out FILE] [--no-vm]"
+                    "unknown argument {other}; usage: bench_timeseries [--hosts N] [--quick] [--no-vm]"
                 ));
             }
         }
@@ -468,13 +466,6 @@ fn main() -> Result<(), String> {
     }
 
     print!("{}", bench::report(&figures));
-    if let Some(out) = a.out {
-        if let Some(dir) = Path::new(&out).parent() {
-            std::fs::create_dir_all(dir).map_err(e)?;
-        }
-        std::fs::write(&out, serde_json::to_vec_pretty(&figures).map_err(e)?).map_err(e)?;
-        eprintln!("wrote {out}");
-    }
     std::fs::remove_dir_all(&root).ok();
     Ok(())
 }

@@ -102,6 +102,8 @@ pub struct EmbeddedEventStore {
     max_event_bytes: usize,
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set for [`EmbeddedEventStore::temporary`]: removed on drop.
+    remove_on_drop: Option<PathBuf>,
     _lock: File,
 }
 
@@ -202,8 +204,19 @@ impl EmbeddedEventStore {
             max_event_bytes: config.max_event_bytes,
             requests: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
+            remove_on_drop: None,
             _lock: lock,
         })
+    }
+
+    /// A store in a fresh directory under the system temp dir that is
+    /// deleted when the store is dropped: for tests, demos and scratch work
+    /// that want the real log, not the in-memory adapter.
+    pub fn temporary() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("event-store-{}", uuid::Uuid::now_v7().simple()));
+        let mut store = Self::open(&dir)?;
+        store.remove_on_drop = Some(dir);
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -229,6 +242,11 @@ impl Drop for EmbeddedEventStore {
         drop(self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
         if let Some(h) = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             let _ = h.join();
+        }
+        if let Some(dir) = self.remove_on_drop.take()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a temporary event store");
         }
     }
 }

@@ -6,13 +6,45 @@ use std::io::Write;
 use super::*;
 use crate::testkit::{event, stream};
 
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("es-embedded-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("temp dir: {e}"));
-    dir
+/// A directory the test reopens a store in; removed when the test ends.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
 }
 
-crate::event_store_contract_tests!(async { super::EmbeddedEventStore::open(super::temp_dir()).expect("open") });
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> TempDir {
+    let dir = std::env::temp_dir().join(format!("es-embedded-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("temp dir: {e}"));
+    TempDir(dir)
+}
+
+crate::event_store_contract_tests!(async { super::EmbeddedEventStore::temporary().expect("open") });
+
+#[tokio::test]
+async fn a_temporary_store_removes_its_directory() {
+    let store = EmbeddedEventStore::temporary().expect("open");
+    let dir = store.path().parent().map(Path::to_path_buf).expect("dir");
+    store.append(&stream("acct"), ExpectedVersion::Any, &[event("acct", 1)]).await.expect("append");
+    assert!(dir.join(LOG_FILE).is_file());
+    drop(store);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
 
 #[tokio::test]
 async fn everything_survives_a_reopen() {
@@ -62,7 +94,6 @@ async fn everything_survives_a_reopen() {
         .await
         .expect("idempotent after reopen");
     assert_eq!(retry, r);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
