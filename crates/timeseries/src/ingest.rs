@@ -55,6 +55,10 @@ pub struct LoadReport {
 /// Reads line protocol from `input` in chunks and writes each chunk as one
 /// batch. Strict mode stops at the first bad line (earlier chunks stay
 /// written); lenient mode writes the good lines and reports every bad one.
+///
+/// Parsing the next chunk overlaps writing the one before it: the caller's
+/// thread parses, a scoped thread writes, with at most one parsed chunk
+/// waiting between them.
 pub fn load(
     engine: &Engine,
     input: impl BufRead,
@@ -65,18 +69,45 @@ pub fn load(
     let mut reader = LineReader::new(input, precision);
     let mut report = LoadReport::default();
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-    while let Some(outcome) = reader.read_chunk(chunk.max(1), mode)? {
-        report.rejected.extend(outcome.rejected.iter().map(ToString::to_string));
-        let mut points = Vec::new();
-        for line in &outcome.lines {
-            report.lines += 1;
-            points.extend(points_of(line, now)?);
-        }
-        let w = engine.write(&points)?;
-        report.written.accepted += w.accepted;
-        report.written.dropped += w.dropped;
-        report.written.new_series += w.new_series;
-    }
+    let (parsed, written) = std::thread::scope(|scope| {
+        let (chunks, to_write) = std::sync::mpsc::sync_channel::<Vec<Point>>(1);
+        // Written chunks go back to be freed by the thread that allocated
+        // them: freeing on another thread costs the allocator more.
+        let (done, to_free) = std::sync::mpsc::channel::<Vec<Point>>();
+        let writer = scope.spawn(move || -> Result<WriteReport> {
+            let mut total = WriteReport::default();
+            for points in to_write {
+                let w = engine.write(&points)?;
+                total.accepted += w.accepted;
+                total.dropped += w.dropped;
+                total.new_series += w.new_series;
+                let _ = done.send(points);
+            }
+            Ok(total)
+        });
+        let parsed = (|| -> Result<()> {
+            while let Some(outcome) = reader.read_chunk(chunk.max(1), mode)? {
+                report.rejected.extend(outcome.rejected.iter().map(ToString::to_string));
+                let mut points = Vec::new();
+                for line in &outcome.lines {
+                    report.lines += 1;
+                    points.extend(points_of(line, now)?);
+                }
+                // A closed channel means the writer failed; its error is returned below.
+                if chunks.send(points).is_err() {
+                    break;
+                }
+                to_free.try_iter().for_each(drop);
+            }
+            Ok(())
+        })();
+        drop(chunks);
+        (parsed, writer.join())
+    });
+    // A write error stopped the parsing; a parse error let the writer finish
+    // the chunks before it.
+    report.written = written.map_err(|_| Error::Failed("the writing thread panicked".into()))??;
+    parsed?;
     Ok(report)
 }
 
@@ -111,6 +142,36 @@ mod tests {
         let r = load(&engine, broken.as_bytes(), Precision::Ns, BatchMode::Lenient, 1000).expect("lenient");
         assert_eq!((r.written.accepted, r.rejected.len()), (1, 1));
         assert!(r.rejected[0].contains("line 2"), "{:?}", r.rejected);
+        drop(engine);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn line(host: usize, t: usize) -> String {
+        format!(
+            "cpu,hostname=host_{host} usage_user={t} {}\n",
+            1_451_606_400_000_000_000i64 + t as i64 * 10_000_000_000
+        )
+    }
+
+    #[test]
+    fn a_strict_load_keeps_the_chunks_before_a_bad_line_and_stops_on_write_errors() {
+        let dir = std::env::temp_dir().join(format!("ts-ingest-chunks-{}", std::process::id()));
+        let engine = Engine::open(&dir).expect("open");
+        engine
+            .create_series(SeriesSchema::new("cpu_usage_user", &["hostname"], "percent", 30, &["raw"]))
+            .expect("create");
+        // Chunks of 10 lines; the bad line is in the fourth chunk.
+        let mut input: String = (0..35).map(|t| line(t % 3, t)).collect();
+        input.push_str("cpu,hostname=host_0 usage_user=\n");
+        input.extend((35..60).map(|t| line(0, t)));
+        let err = load(&engine, input.as_bytes(), Precision::Ns, BatchMode::Strict, 10).expect_err("bad line");
+        assert!(err.to_string().contains("line 36"), "{err}");
+        assert_eq!(engine.stats().points, 30, "the three chunks before the bad one are written");
+        // A write error (a series without a schema) stops the load and is the error returned.
+        let unknown: String =
+            (0..50).map(|t| format!("mem,hostname=h used={t} {}\n", 1_451_606_400_000_000_000i64 + t)).collect();
+        let err = load(&engine, unknown.as_bytes(), Precision::Ns, BatchMode::Strict, 10).expect_err("unknown series");
+        assert!(matches!(err, Error::UnknownSeries(ref s) if s == "mem_used"), "{err}");
         drop(engine);
         std::fs::remove_dir_all(&dir).ok();
     }
