@@ -6,6 +6,7 @@
 //! VictoriaMetrics on loopback for its ingest time and disk bytes.
 //!
 //! Usage: bench_timeseries [--hosts N] [--quick] [--no-vm]
+//! (set `KEEP_BENCH_DATA=1` to keep the data directory for inspection)
 
 use std::io::{BufWriter, Read, Write};
 use std::net::TcpStream;
@@ -466,6 +467,8 @@ fn main() -> Result<(), String> {
     }
 
     print!("{}", bench::report(&figures));
-    std::fs::remove_dir_all(&root).ok();
+    if std::env::var_os("KEEP_BENCH_DATA").is_none() {
+        std::fs::remove_dir_all(&root).ok();
+    }
     Ok(())
 }

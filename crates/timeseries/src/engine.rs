@@ -21,12 +21,16 @@ const SERIES: u8 = 2;
 const POINTS: u8 = 3;
 /// Checkpoint records: the whole series index, points already counted in
 /// the rollups, rollup buckets, and how far a metric is sealed.
-const INDEX: u8 = 4;
+/// The index as written before 2026-11-26 (with posting lists); no longer read.
+const INDEX_WITH_POSTINGS: u8 = 4;
+/// The index as string table and varint keys (see `SeriesIndex::to_bytes`).
+const INDEX: u8 = 9;
 const HEAD_POINTS: u8 = 5;
 const ROLLUP: u8 = 6;
 const SEALED: u8 = 7;
-/// A series' head points as one compressed block, in checkpoints.
-const HEAD_BLOCK: u8 = 8;
+/// The head points of every series of one metric as one compressed block,
+/// in checkpoints (one block per series, kind 8, was up to 2026-11-25).
+const HEAD_GROUP: u8 = 10;
 
 /// Width of a time partition: the unit of sealing and of retention.
 pub const PARTITION_NS: i64 = 2 * 3600 * crate::model::NANOS_PER_SEC;
@@ -681,19 +685,35 @@ fn checkpoint(state: &State) -> Result<Vec<u8>> {
     let f = w.begin(INDEX);
     w.buf.extend_from_slice(&state.index.to_bytes()?);
     w.finish(f).map_err(codec)?;
+    // One block per metric: a metric's series share their timestamps and
+    // value ranges, and pco compresses one long block far better than many
+    // short ones.
+    let mut by_metric: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for (id, data) in state.series.iter().enumerate() {
-        if !data.points.is_empty() {
-            let (ts, vs): (Vec<i64>, Vec<f64>) = data.points.iter().copied().unzip();
-            let f = w.begin(HEAD_BLOCK);
-            w.u32(id as u32);
-            w.bytes(&crate::codec::Block::encode(&ts, &vs, true).map_err(|e| Error::Codec(e.to_string()))?);
+        if let (false, Some(key)) = (data.points.is_empty(), state.index.key(id as u32)) {
+            by_metric.entry(key.metric.as_str()).or_default().push(id as u32);
+        }
+    }
+    for ids in by_metric.values() {
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        let f = w.begin(HEAD_GROUP);
+        w.u32(ids.len() as u32);
+        for id in ids {
+            let data = &state.series[*id as usize];
+            w.u32(*id);
+            w.u32(data.points.len() as u32);
             w.u32(data.qualities.len() as u32);
             for (t, q) in &data.qualities {
                 w.i64(*t);
                 w.buf.push(quality_byte(*q));
             }
-            w.finish(f).map_err(codec)?;
+            ts.extend(data.points.iter().map(|(t, _)| *t));
+            vs.extend(data.points.iter().map(|(_, v)| *v));
         }
+        w.bytes(&crate::codec::Block::encode(&ts, &vs, true).map_err(|e| Error::Codec(e.to_string()))?);
+        w.finish(f).map_err(codec)?;
+    }
+    for (id, data) in state.series.iter().enumerate() {
         let levels = state.index.key(id as u32).and_then(|k| state.schemas.get(&k.metric)).map(|s| s.levels.as_slice());
         for (level, buckets) in data.rollups.iter().enumerate() {
             if levels.and_then(|l| l.get(level)).is_some_and(|l| tiles_partitions(*l)) {
@@ -710,6 +730,35 @@ fn checkpoint(state: &State) -> Result<Vec<u8>> {
         }
     }
     Ok(w.buf)
+}
+
+/// Puts a series' head points back from a checkpoint. Rollup levels that
+/// tile partitions are rebuilt from the points; the others come as ROLLUP
+/// records.
+fn restore_head(state: &mut State, id: u32, ts: &[i64], vs: &[f64], qualities: &BTreeMap<i64, Quality>) {
+    let levels: Vec<Interval> = state
+        .index
+        .key(id)
+        .and_then(|k| state.schemas.get(&k.metric))
+        .map(|s| s.levels.iter().map(|l| if tiles_partitions(*l) { *l } else { Interval::MAX }).collect())
+        .unwrap_or_default();
+    let data = state.series_mut(id);
+    if data.rollups.len() < levels.len() {
+        data.rollups.resize_with(levels.len(), BTreeMap::new);
+    }
+    let mut added = 0;
+    for (t, v) in ts.iter().copied().zip(vs.iter().copied()) {
+        if !data.insert_point(t, v, qualities.get(&t).copied().unwrap_or_default()) {
+            continue;
+        }
+        added += 1;
+        for (level, buckets) in levels.iter().zip(&mut data.rollups) {
+            if *level != Interval::MAX {
+                let _ = buckets.entry(level.bucket_start(t, 0)).or_default().add(t, v);
+            }
+        }
+    }
+    state.points += added;
 }
 
 /// Applies one logged frame while opening.
@@ -756,41 +805,33 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             state.index = SeriesIndex::from_bytes(body)?;
             Ok(())
         }
-        HEAD_BLOCK => {
+        INDEX_WITH_POSTINGS => Err(Error::Codec(
+            "this log's series index is in the format of 2026-11-25, which this version no longer reads; \
+             load the data again into a new directory"
+                .into(),
+        )),
+        HEAD_GROUP => {
             let mut r = FrameReader::new(body, 0);
             let codec = |e: event_store::Error| Error::Codec(e.to_string());
-            let id = r.u32().map_err(codec)?;
+            let mut series = Vec::new();
+            for _ in 0..r.u32().map_err(codec)? {
+                let (id, points) = (r.u32().map_err(codec)?, r.u32().map_err(codec)? as usize);
+                let mut qualities = BTreeMap::new();
+                for _ in 0..r.u32().map_err(codec)? {
+                    qualities.insert(r.i64().map_err(codec)?, quality_of(r.u8().map_err(codec)?)?);
+                }
+                series.push((id, points, qualities));
+            }
             let (_, block) = r.bytes().map_err(codec)?;
             let (ts, vs) = crate::codec::Block::decode(block).map_err(|e| Error::Codec(e.to_string()))?;
-            let mut qualities = BTreeMap::new();
-            for _ in 0..r.u32().map_err(codec)? {
-                qualities.insert(r.i64().map_err(codec)?, quality_of(r.u8().map_err(codec)?)?);
+            if series.iter().map(|(_, n, _)| n).sum::<usize>() != ts.len() {
+                return Err(Error::Codec("a head group's block does not hold its series' points".into()));
             }
-            // Levels that tile partitions are rebuilt from the points; the
-            // others come as ROLLUP records.
-            let levels: Vec<Interval> = state
-                .index
-                .key(id)
-                .and_then(|k| state.schemas.get(&k.metric))
-                .map(|s| s.levels.iter().map(|l| if tiles_partitions(*l) { *l } else { Interval::MAX }).collect())
-                .unwrap_or_default();
-            let data = state.series_mut(id);
-            if data.rollups.len() < levels.len() {
-                data.rollups.resize_with(levels.len(), BTreeMap::new);
+            let mut at = 0;
+            for (id, n, qualities) in series {
+                restore_head(state, id, &ts[at..at + n], &vs[at..at + n], &qualities);
+                at += n;
             }
-            let mut added = 0;
-            for (t, v) in ts.into_iter().zip(vs) {
-                if !data.insert_point(t, v, qualities.get(&t).copied().unwrap_or_default()) {
-                    continue;
-                }
-                added += 1;
-                for (level, buckets) in levels.iter().zip(&mut data.rollups) {
-                    if *level != Interval::MAX {
-                        let _ = buckets.entry(level.bucket_start(t, 0)).or_default().add(t, v);
-                    }
-                }
-            }
-            state.points += added;
             Ok(())
         }
         ROLLUP => {

@@ -133,89 +133,62 @@ impl SeriesIndex {
         v
     }
 
-    /// Serializes keys and postings (roaring's portable format) around one
-    /// table of distinct strings, since metrics, tag keys and most tag values
-    /// repeat across series.
+    /// The index as bytes: a string table, then each series key as
+    /// string numbers, all as LEB128 varints. Posting lists are not
+    /// stored: they are derived from the keys, and rebuilding them on load
+    /// costs less than the bytes (they were about half of the index).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut table = StringTable::default();
-        let mut keys = Vec::with_capacity(self.keys.len() * 24);
+        let mut keys = Vec::with_capacity(self.keys.len() * 12);
         for k in &self.keys {
-            put(&mut keys, table.intern(&k.metric));
-            put(&mut keys, k.tags.len() as u32);
+            varint(&mut keys, table.intern(&k.metric));
+            varint(&mut keys, k.tags.len() as u32);
             for (tk, tv) in &k.tags {
-                put(&mut keys, table.intern(tk));
-                put(&mut keys, table.intern(tv));
+                varint(&mut keys, table.intern(tk));
+                varint(&mut keys, table.intern(tv));
             }
         }
-        let mut postings = Vec::new();
-        let mut metrics: Vec<_> = self.metrics.iter().collect();
-        metrics.sort_by(|a, b| a.0.cmp(b.0));
-        put(&mut postings, metrics.len() as u32);
-        for (metric, p) in metrics {
-            put(&mut postings, table.intern(metric));
-            write_bitmap(&mut postings, &p.all)?;
-            put(&mut postings, p.by_tag.len() as u32);
-            for (k, values) in &p.by_tag {
-                put(&mut postings, table.intern(k));
-                put(&mut postings, values.len() as u32);
-                for (v, ids) in values {
-                    put(&mut postings, table.intern(v));
-                    write_bitmap(&mut postings, ids)?;
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(keys.len() + postings.len() + table.strings.len() * 16);
-        put(&mut out, table.strings.len() as u32);
+        let mut out = Vec::with_capacity(keys.len() + table.strings.len() * 12);
+        varint(&mut out, table.strings.len() as u32);
         for s in &table.strings {
-            put(&mut out, s.len() as u32);
+            varint(&mut out, s.len() as u32);
             out.extend_from_slice(s.as_bytes());
         }
-        put(&mut out, self.keys.len() as u32);
+        varint(&mut out, self.keys.len() as u32);
         out.extend_from_slice(&keys);
-        out.extend_from_slice(&postings);
         Ok(out)
     }
 
-    /// Reads what [`SeriesIndex::to_bytes`] wrote.
+    /// Reads what [`SeriesIndex::to_bytes`] wrote, rebuilding the postings;
+    /// series keep their ids.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut r = Cursor { bytes, at: 0 };
-        let n = r.u32()? as usize;
+        let n = r.varint()? as usize;
         let mut table = Vec::with_capacity(n.min(1 << 20));
         for _ in 0..n {
-            let len = r.u32()? as usize;
+            let len = r.varint()? as usize;
             table.push(String::from_utf8(r.take(len)?.to_vec()).map_err(|e| Error::Codec(e.to_string()))?);
         }
         let s = |i: u32| {
             table.get(i as usize).cloned().ok_or_else(|| Error::Codec(format!("string {i} is not in the index table")))
         };
-        let count = r.u32()? as usize;
-        let mut keys = Vec::with_capacity(count.min(1 << 24));
-        for _ in 0..count {
-            let metric = s(r.u32()?)?;
-            let ntags = r.u32()? as usize;
+        let count = r.varint()? as usize;
+        let mut index = Self::default();
+        for id in 0..count {
+            let metric = s(r.varint()?)?;
+            let ntags = r.varint()? as usize;
             let mut tags = Vec::with_capacity(ntags.min(256));
             for _ in 0..ntags {
-                tags.push((s(r.u32()?)?, s(r.u32()?)?));
+                tags.push((s(r.varint()?)?, s(r.varint()?)?));
             }
-            keys.push(SeriesKey { metric, tags });
-        }
-        let mut metrics = HashMap::new();
-        for _ in 0..r.u32()? {
-            let metric = s(r.u32()?)?;
-            let mut p = MetricPostings { all: r.bitmap()?, by_tag: HashMap::new() };
-            for _ in 0..r.u32()? {
-                let k = s(r.u32()?)?;
-                let mut values = HashMap::new();
-                for _ in 0..r.u32()? {
-                    let v = s(r.u32()?)?;
-                    values.insert(v, r.bitmap()?);
-                }
-                p.by_tag.insert(k, values);
+            if index.insert(SeriesKey { metric, tags }) as usize != id {
+                return Err(Error::Codec(format!("series {id} repeats an earlier series key")));
             }
-            metrics.insert(metric, p);
         }
-        let ids = keys.iter().enumerate().map(|(i, k)| (k.clone(), i as u32)).collect();
-        Ok(Self { ids, keys, metrics })
+        if r.at != bytes.len() {
+            return Err(Error::Codec(format!("{} bytes after the last series key", bytes.len() - r.at)));
+        }
+        Ok(index)
     }
 }
 
@@ -237,18 +210,17 @@ impl<'a> StringTable<'a> {
     }
 }
 
-fn put(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_le_bytes());
+fn varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 fn anchored(re: &str) -> Result<Regex> {
     Regex::new(&format!("^(?:{re})$"))
         .map_err(|e| Error::InvalidRegex { pattern: re.to_owned(), reason: e.to_string() })
-}
-
-fn write_bitmap(out: &mut Vec<u8>, b: &RoaringBitmap) -> Result<()> {
-    put(out, b.serialized_size() as u32);
-    b.serialize_into(&mut *out).map_err(|e| Error::Codec(e.to_string()))
 }
 
 struct Cursor<'a> {
@@ -267,14 +239,20 @@ impl<'a> Cursor<'a> {
         self.at = end;
         Ok(s)
     }
-    fn u32(&mut self) -> Result<u32> {
-        let mut a = [0; 4];
-        a.copy_from_slice(self.take(4)?);
-        Ok(u32::from_le_bytes(a))
-    }
-    fn bitmap(&mut self) -> Result<RoaringBitmap> {
-        let n = self.u32()? as usize;
-        RoaringBitmap::deserialize_from(self.take(n)?).map_err(|e| Error::Codec(e.to_string()))
+    fn varint(&mut self) -> Result<u32> {
+        let mut v = 0u32;
+        for shift in (0..35).step_by(7) {
+            let b = self.take(1)?[0];
+            let part = u32::from(b & 0x7f);
+            if shift == 28 && part > 0x0f {
+                return Err(Error::Codec("varint overflows 32 bits".into()));
+            }
+            v |= part << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Error::Codec("varint longer than 5 bytes".into()))
     }
 }
 
