@@ -329,7 +329,8 @@ fn qualities_and_points_of_every_series_survive_a_checkpoint() {
             points.push(p);
         }
     }
-    let head = |engine: &Engine| -> Vec<(Vec<(i64, f64)>, BTreeMap<i64, Quality>)> {
+    type Head = Vec<(Vec<(i64, f64)>, BTreeMap<i64, Quality>)>;
+    let head = |engine: &Engine| -> Head {
         let state = engine.read();
         (0..3u32)
             .map(|id| (state.series[id as usize].points.clone(), state.series[id as usize].qualities.clone()))
