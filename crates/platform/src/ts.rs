@@ -226,10 +226,14 @@ fn query(engine: &Engine, a: QueryArgs, format: Format) -> Result<()> {
     let result = engine.query(&q)?;
     let (headers, rows): (Vec<String>, Vec<Vec<String>>) = match &result {
         QueryResult::Raw(series) => (
-            vec!["series".into(), "time".into(), "value".into()],
+            vec!["series".into(), "time".into(), "value".into(), "quality".into()],
             series
                 .iter()
-                .flat_map(|s| s.points.iter().map(|(t, v)| vec![tag_text(&s.tags), rfc3339(*t), v.to_string()]))
+                .flat_map(|s| {
+                    s.points
+                        .iter()
+                        .map(|(t, v)| vec![tag_text(&s.tags), rfc3339(*t), v.to_string(), s.quality_at(*t).to_string()])
+                })
                 .collect(),
         ),
         QueryResult::Buckets { groups, .. } => {

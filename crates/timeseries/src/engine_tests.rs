@@ -348,6 +348,19 @@ fn qualities_and_points_of_every_series_survive_a_checkpoint() {
     let engine = Engine::open(&dir).expect("reopen");
     assert_eq!(head(&engine), before, "points and qualities of each series, in place");
     assert_eq!(engine.stats().points, 90);
+    // Raw queries carry the qualities, from the head and, once sealed, from partitions.
+    let written = |device: &str| -> Vec<(i64, Quality)> {
+        points.iter().filter(|p| p.tags["device"] == device).map(|p| (p.timestamp, p.quality)).collect()
+    };
+    let raw = |engine: &Engine| -> Vec<(i64, Quality)> {
+        let q = Query::raw("temp", T0, T0 + HOUR, vec![Matcher::eq("device", "b")]);
+        let QueryResult::Raw(series) = engine.query(&q).expect("raw") else { panic!("raw") };
+        series[0].points.iter().map(|(t, _)| (*t, series[0].quality_at(*t))).collect()
+    };
+    assert_eq!(raw(&engine), written("b"));
+    engine.write(&[Point::new("temp", &[("device", "b")], T0 + 48 * HOUR, 1.0)]).expect("write");
+    assert!(engine.stats().partition_bytes > 0, "the first hours are sealed");
+    assert_eq!(raw(&engine), written("b"), "qualities read back from a sealed partition");
     drop(engine);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -134,6 +134,16 @@ pub enum Quality {
     Bad,
 }
 
+impl std::fmt::Display for Quality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Quality::Good => "good",
+            Quality::Suspect => "suspect",
+            Quality::Bad => "bad",
+        })
+    }
+}
+
 /// One value of one series at one instant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::aggregate::{Agg, BucketAgg, Interval};
 use crate::engine::{Engine, SchemaState, State, stored_in_partitions};
 use crate::index::SeriesKey;
-use crate::model::Matcher;
+use crate::model::{Matcher, Quality};
 use crate::{Error, Result};
 
 /// Most buckets one query may produce.
@@ -50,6 +50,17 @@ impl Query {
 pub struct SeriesPoints {
     pub tags: Vec<(String, String)>,
     pub points: Vec<(i64, f64)>,
+    /// The points whose quality is not good, by timestamp (most are good,
+    /// so only the exceptions are listed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub qualities: Vec<(i64, Quality)>,
+}
+
+impl SeriesPoints {
+    /// The quality of the point at `t` (good unless listed).
+    pub fn quality_at(&self, t: i64) -> Quality {
+        self.qualities.binary_search_by_key(&t, |(at, _)| *at).map_or(Quality::Good, |i| self.qualities[i].1)
+    }
 }
 
 /// One bucket: its start and one value per requested aggregation.
@@ -96,9 +107,9 @@ impl Engine {
             let mut out = Vec::new();
             for id in &ids {
                 let Some(key) = state.index.key(id) else { continue };
-                let points = series_points(&state, schema, id, from, q.to)?;
+                let (points, qualities) = series_points(&state, schema, id, from, q.to)?;
                 if !points.is_empty() {
-                    out.push(SeriesPoints { tags: key.tags.clone(), points });
+                    out.push(SeriesPoints { tags: key.tags.clone(), points, qualities });
                 }
             }
             return Ok(QueryResult::Raw(out));
@@ -140,7 +151,7 @@ impl Engine {
                     }
                 }
                 None => {
-                    for (t, v) in series_points(&state, schema, id, from, q.to)? {
+                    for (t, v) in series_points(&state, schema, id, from, q.to)?.0 {
                         target.entry(every.bucket_start(t, 0)).or_default().add(t, v)?;
                     }
                 }
@@ -196,11 +207,15 @@ impl Engine {
 }
 
 /// Points of one series in `[from, to)`: sealed partitions, then the head.
-fn series_points(state: &State, schema: &SchemaState, id: u32, from: i64, to: i64) -> Result<Vec<(i64, f64)>> {
-    let mut out = Vec::new();
+/// A series' points in `[from, to)` and the qualities that are not good.
+type RawPoints = (Vec<(i64, f64)>, Vec<(i64, Quality)>);
+
+fn series_points(state: &State, schema: &SchemaState, id: u32, from: i64, to: i64) -> Result<RawPoints> {
+    let (mut out, mut qualities) = (Vec::new(), Vec::new());
     for p in schema.partitions.values().filter(|p| p.end > from && p.start < to && p.contains(id)) {
         if let Some(d) = p.read(id)? {
             out.extend(d.points.into_iter().filter(|(t, _)| (from..to).contains(t)));
+            qualities.extend(d.qualities.into_iter().filter(|(t, _)| (from..to).contains(t)));
         }
     }
     if let Some(data) = state.series.get(id as usize) {
@@ -209,8 +224,11 @@ fn series_points(state: &State, schema: &SchemaState, id: u32, from: i64, to: i6
         if lo < hi {
             out.extend_from_slice(&data.points[lo..hi]);
         }
+        if from < to {
+            qualities.extend(data.qualities.range(from..to).map(|(t, q)| (*t, *q)));
+        }
     }
-    Ok(out)
+    Ok((out, qualities))
 }
 
 /// The oldest timestamp still inside the schema's retention, measured from
