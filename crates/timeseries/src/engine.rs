@@ -824,7 +824,7 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             }
             let (_, block) = r.bytes().map_err(codec)?;
             let (ts, vs) = crate::codec::Block::decode(block).map_err(|e| Error::Codec(e.to_string()))?;
-            if series.iter().map(|(_, n, _)| n).sum::<usize>() != ts.len() {
+            if series.iter().map(|(_, n, _)| n).sum::<usize>() != ts.len() || vs.len() != ts.len() {
                 return Err(Error::Codec("a head group's block does not hold its series' points".into()));
             }
             let mut at = 0;
