@@ -317,4 +317,24 @@ mod tests {
         assert_eq!(copy.select("sensor_temperature", &m).expect("s"), idx.select("sensor_temperature", &m).expect("s"));
         assert!(SeriesIndex::from_bytes(&[1, 2, 3]).is_err());
     }
+
+    #[test]
+    fn damaged_index_bytes_are_refused() {
+        // Strings "m", "k", "v"; then the same key twice.
+        let mut bytes = vec![3, 1, b'm', 1, b'k', 1, b'v'];
+        bytes.extend([2, 0, 1, 1, 2, 0, 1, 1, 2]);
+        let err = SeriesIndex::from_bytes(&bytes).expect_err("repeated key");
+        assert!(err.to_string().contains("repeats"), "{err}");
+        let mut one = bytes[..7].to_vec();
+        one.extend([1, 0, 1, 1, 2]);
+        assert_eq!(SeriesIndex::from_bytes(&one).expect("one key").len(), 1);
+        let mut trailing = one.clone();
+        trailing.push(0);
+        assert!(SeriesIndex::from_bytes(&trailing).is_err(), "bytes after the last key");
+        let mut unknown_string = one.clone();
+        unknown_string[10] = 7;
+        let err = SeriesIndex::from_bytes(&unknown_string).expect_err("string number out of the table");
+        assert!(err.to_string().contains("string 7"), "{err}");
+        assert!(SeriesIndex::from_bytes(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err(), "varint past 32 bits");
+    }
 }
