@@ -77,15 +77,6 @@ fn temp_dir(what: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// Pads the raw batch to the size the store writes for it: the records plus
-/// frame header, kind, stream name, versions, time, count and per-event
-/// id, digest and length.
-fn frame_sized(mut bytes: Vec<u8>, stream: &StreamId, events: usize) -> Vec<u8> {
-    let overhead = 8 + 1 + 2 + stream.as_str().len() + 8 + 8 + 8 + 4 + events * event_store::rules::RECORD_PREFIX;
-    bytes.resize(bytes.len() + overhead, 0);
-    bytes
-}
-
 fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -145,12 +136,7 @@ async fn batched_append(n: u64, batch: u64, figures: &mut Vec<Value>) -> Result<
             .collect();
         let bytes: Vec<Vec<u8>> = events
             .iter()
-            .map(|b| {
-                b.iter()
-                    .map(|ev| event_store::record::encode(ev).map_err(e))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(|v| frame_sized(v.concat(), &s, b.len()))
-            })
+            .map(|b| EmbeddedEventStore::log_bytes_of(&s, b, usize::MAX).map_err(e))
             .collect::<Result<_, _>>()?;
         drop(events);
         let make = |b: u64| (0..batch).map(|i| event(s.as_str(), round * n + b * batch + i)).collect();

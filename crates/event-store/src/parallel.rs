@@ -5,23 +5,15 @@
 //! start with a cold allocator heap and fault in fresh pages for every page
 //! of events it decodes.
 
-use std::sync::OnceLock;
-
 use crate::Result;
 
 /// Items a job must have before it is split.
 pub const SPLIT_MIN: usize = 1024;
 
-fn cores() -> usize {
-    // Asking for the core count reads cgroup files: once per process.
-    static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
-}
-
 /// `f` over `items`, in two halves on two threads when the job is big
 /// enough and there are two cores; the results keep the items' order.
 pub fn in_halves<T: Send, R: Send>(mut items: Vec<T>, f: impl Fn(Vec<T>) -> Result<Vec<R>> + Sync) -> Result<Vec<R>> {
-    if items.len() < SPLIT_MIN || cores() < 2 {
+    if items.len() < SPLIT_MIN || rayon::current_num_threads() < 2 {
         return f(items);
     }
     let second = items.split_off(items.len() / 2);

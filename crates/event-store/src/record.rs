@@ -9,13 +9,6 @@ use uuid::Uuid;
 
 use crate::{Error, Result};
 
-/// Encodes an envelope (all but `aggregate_version`).
-pub fn encode(e: &Envelope) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(96 + e.source.len() + e.subject.len() + 256);
-    encode_into(&mut out, e, &mut TypeNames::default())?;
-    Ok(out)
-}
-
 /// Remembers the wire name of the last event type encoded: a batch mostly
 /// repeats one type, and formatting it costs more than comparing it.
 #[derive(Debug, Default)]
@@ -30,7 +23,7 @@ impl TypeNames {
     }
 }
 
-/// Appends the encoding of `e` to `out`.
+/// Appends the encoding of `e` (all but `aggregate_version`) to `out`.
 pub fn encode_into(out: &mut Vec<u8>, e: &Envelope, types: &mut TypeNames) -> Result<()> {
     out.extend_from_slice(e.id.as_bytes());
     out.extend_from_slice(e.correlation_id.as_bytes());
@@ -128,7 +121,8 @@ mod tests {
         let cause = crate::testkit::event("acct-1", 1);
         let mut e = crate::testkit::event("acct-1", 2).caused_by(&cause);
         e.aggregate_version = 9;
-        let bytes = encode(&e).expect("encode");
+        let mut bytes = Vec::new();
+        encode_into(&mut bytes, &e, &mut TypeNames::default()).expect("encode");
         assert_eq!(decode(&bytes, 9).expect("decode"), e);
         for cut in [0, 10, 40, 60] {
             assert!(decode(&bytes[..cut], 1).is_err());

@@ -5,7 +5,9 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::support::wait_until;
 
 /// A broker process on loopback ports of its own, with its data directory.
 #[derive(Debug)]
@@ -77,27 +79,20 @@ impl PrivateBroker {
             .spawn()
             .expect("start broker");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "private broker did not start; see {}",
-                self.dir.join("broker.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let port = self.port;
+        assert!(
+            wait_until(Duration::from_secs(120), || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "private broker did not start; see {}",
+            self.dir.join("broker.log").display()
+        );
     }
 
     /// Stops the broker gracefully (SIGTERM) and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                }
-                std::thread::sleep(Duration::from_millis(100));
+            if !wait_until(Duration::from_secs(60), || child.try_wait().ok().flatten().is_some()) {
+                let _ = child.kill();
             }
             let _ = child.wait();
         }

@@ -12,7 +12,7 @@ use event_store::{EmbeddedEventStore, EventStore, ExpectedVersion, OutboxRelay, 
 use kafka_bus::{KafkaBus, KafkaConfig};
 
 use crate::broker::PrivateBroker;
-use crate::support::{counted, unique};
+use crate::support::{counted, unique, wait_until_async};
 
 /// How long the broker stays down (override with OUTBOX_OUTAGE_SECS).
 fn outage() -> Duration {
@@ -57,20 +57,23 @@ async fn relay_delivers_everything_in_order_across_a_broker_outage() {
 
     let mut ids = append_round(store.as_ref(), &streams, 10).await;
     broker.stop();
+    // Appends go on at a steady pace for the whole outage (a rate, not a
+    // wait): each one must succeed without Kafka.
     let down_since = Instant::now();
+    let mut pace = tokio::time::interval(Duration::from_millis(500));
     while down_since.elapsed() < outage() {
+        pace.tick().await;
         ids.extend(append_round(store.as_ref(), &streams, 2).await);
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     broker.resume();
     ids.extend(append_round(store.as_ref(), &streams, 10).await);
 
     let head = store.head_position().await.expect("head");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while store.load_checkpoint("accounts-relay").await.expect("checkpoint") != Some(head + 1) {
-        assert!(Instant::now() < deadline, "relay did not catch up");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let caught_up = wait_until_async(Duration::from_secs(180), || async {
+        store.load_checkpoint("accounts-relay").await.expect("checkpoint") == Some(head + 1)
+    })
+    .await;
+    assert!(caught_up, "relay did not catch up");
     let _ = stop_tx.send(());
     let stats = relay.await.expect("relay task");
 

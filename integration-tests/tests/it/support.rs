@@ -1,4 +1,8 @@
-//! Shared helpers: the broker address, unique names, sample events.
+//! Shared helpers: the broker address, unique names, sample events, and
+//! waiting for a condition with a deadline.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use domain_core::{Envelope, EventType};
 use kafka_bus::KafkaBus;
@@ -11,6 +15,33 @@ pub fn bootstrap() -> String {
 
 pub fn bus() -> KafkaBus {
     KafkaBus::from_env().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// How often the waits below look at their condition.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Waits until `done` holds; false if `limit` passed first.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+    true
+}
+
+/// [`wait_until`] for a condition that has to be awaited.
+pub async fn wait_until_async<F: Future<Output = bool>>(limit: Duration, mut done: impl FnMut() -> F) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done().await {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    true
 }
 
 pub fn unique(prefix: &str) -> String {

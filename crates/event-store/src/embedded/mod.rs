@@ -219,6 +219,23 @@ impl EmbeddedEventStore {
         Ok(store)
     }
 
+    /// The exact bytes this store writes to its log for `events` appended to
+    /// `stream` as one batch (first version 1, position 1): for comparing
+    /// the store with raw writes of the same bytes.
+    pub fn log_bytes_of(stream: &StreamId, events: &[Envelope], max_event_bytes: usize) -> Result<Vec<u8>> {
+        let batch = crate::rules::encode_batch(stream, events, max_event_bytes)?;
+        let placed = crate::index::Placement {
+            stream: stream.clone(),
+            first_version: 1,
+            first_position: 1,
+            recorded_at: Utc::now(),
+            count: events.len() as u64,
+        };
+        let mut frames = frame::FrameWriter::default();
+        writer::append_frame(&mut frames, &placed, &batch)?;
+        Ok(frames.buf)
+    }
+
     pub fn path(&self) -> &Path {
         &self.shared.path
     }

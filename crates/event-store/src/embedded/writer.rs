@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::{APPEND, CHECKPOINT, EmbeddedConfig, SNAPSHOT, Shared, TOMBSTONE, apply_frame};
 use crate::framing::{self as frame, FrameReader, FrameWriter};
-use crate::index::{Plan, WriteSide};
+use crate::index::{Placement, Plan, WriteSide};
 use crate::rules::EncodedBatch;
 use crate::{AppendResult, Error, ExpectedVersion, Result, Snapshot, StreamId};
 
@@ -153,15 +153,8 @@ impl Writer {
                 }
                 Ok(Plan::Existing(r)) => Some(Pending::Append(reply, r)),
                 Ok(Plan::New(placed)) => {
-                    let start = frames.begin(APPEND);
-                    frames.str(placed.stream.as_str());
-                    frames.u64(placed.first_version);
-                    frames.u64(placed.first_position);
-                    frames.i64(placed.recorded_at.timestamp_micros());
-                    frames.u32(batch.keys.len() as u32);
-                    // The caller laid the events out as this frame wants them.
-                    frames.buf.extend_from_slice(&batch.body);
-                    if let Err(e) = frames.finish(start) {
+                    let start = frames.buf.len();
+                    if let Err(e) = append_frame(frames, &placed, &batch) {
                         frames.buf.truncate(start);
                         let _ = reply.send(Err(e));
                         return None;
@@ -251,6 +244,19 @@ impl Writer {
         }
         read.events.head()
     }
+}
+
+/// Writes the APPEND frame of a placed batch: header, then the events as the
+/// caller laid them out (see [`EncodedBatch`]).
+pub(crate) fn append_frame(frames: &mut FrameWriter, placed: &Placement, batch: &EncodedBatch) -> Result<()> {
+    let start = frames.begin(APPEND);
+    frames.str(placed.stream.as_str());
+    frames.u64(placed.first_version);
+    frames.u64(placed.first_position);
+    frames.i64(placed.recorded_at.timestamp_micros());
+    frames.u32(batch.keys.len() as u32);
+    frames.buf.extend_from_slice(&batch.body);
+    frames.finish(start)
 }
 
 fn finish_unit(frames: &mut FrameWriter, start: usize, reply: oneshot::Sender<Result<()>>) -> Option<Pending> {

@@ -100,6 +100,12 @@ pub struct PostgresEventStore {
 }
 
 /// Why one append attempt did not commit.
+/// Starts a read-committed transaction: the stream row lock, not the
+/// isolation level, is what orders writers of one stream.
+async fn begin<'c>(client: &'c mut tokio_postgres::Client, what: &str) -> Result<tokio_postgres::Transaction<'c>> {
+    client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await.map_err(|e| db(what, &e))
+}
+
 enum Failed {
     /// A concurrent transaction stored one of the event ids first.
     IdTaken,
@@ -179,13 +185,7 @@ impl PostgresEventStore {
     ) -> Result<AppendResult, Failed> {
         let conn = &mut **conn;
         let st = &conn.st;
-        let tx = conn
-            .client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(|e| db("starting an append", &e))?;
+        let tx = begin(&mut conn.client, "starting an append").await?;
         // Pipelined; the lookup's snapshot is taken after the stream row lock.
         let name = stream.as_str();
         let (lock_params, lookup_params): ([&Param<'_>; 1], [&Param<'_>; 1]) = ([&name], [&ids]);
@@ -339,13 +339,7 @@ impl EventStore for PostgresEventStore {
     async fn delete_stream(&self, stream: &StreamId, expected: ExpectedVersion) -> Result<()> {
         let mut conn = self.pool.get().await?;
         let conn = &mut *conn;
-        let tx = conn
-            .client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(|e| db("starting a delete", &e))?;
+        let tx = begin(&mut conn.client, "starting a delete").await?;
         let row =
             tx.query_one(&conn.st.lock_stream, &[&stream.as_str()]).await.map_err(|e| db("locking the stream", &e))?;
         rules::check_expected(stream, stream_state(&row)?, expected)?;
