@@ -27,6 +27,8 @@ pub enum Error {
     InvalidCurrency(String),
     #[error("currency mismatch: {left} vs {right}")]
     CurrencyMismatch { left: String, right: String },
+    #[error("invalid amount `{amount}`: {reason}")]
+    InvalidAmount { amount: String, reason: String },
     #[error("amount overflow")]
     AmountOverflow,
     #[error("topic `{0}` does not exist; create it first")]

@@ -21,6 +21,16 @@ impl Currency {
         // Only ASCII upper-case letters are ever stored.
         std::str::from_utf8(&self.0).unwrap_or("???")
     }
+
+    /// Digits after the decimal point of the currency's minor unit (ISO
+    /// 4217): 0 for JPY or KRW, 3 for BHD, KWD, OMR, JOD or TND, else 2.
+    pub fn minor_units(&self) -> u32 {
+        match &self.0 {
+            b"JPY" | b"KRW" | b"VND" | b"CLP" | b"ISK" | b"UGX" | b"PYG" | b"XAF" | b"XOF" => 0,
+            b"BHD" | b"KWD" | b"OMR" | b"JOD" | b"TND" | b"IQD" | b"LYD" => 3,
+            _ => 2,
+        }
+    }
 }
 
 impl FromStr for Currency {
@@ -86,6 +96,47 @@ impl Money {
             .ok_or(Error::AmountOverflow)
     }
 
+    /// Parses `"399.97"` as an amount of `currency`, written with at least
+    /// the currency's minor-unit digits ("1000" becomes "1000.00"; extra
+    /// digits are kept, for [`Money::ensure_payable`] to refuse).
+    pub fn parse(amount: &str, currency: Currency) -> Result<Money> {
+        let mut amount = amount.trim().parse::<Decimal>().map_err(|_| Error::InvalidAmount {
+            amount: amount.to_owned(),
+            reason: "not a decimal number".into(),
+        })?;
+        if amount.scale() < currency.minor_units() {
+            amount.rescale(currency.minor_units());
+        }
+        Ok(Money::new(amount, currency))
+    }
+
+    /// Checks that the amount is above zero and has no more digits after the
+    /// point than the currency's minor unit (no 0.001 of a yuan).
+    pub fn ensure_payable(&self) -> Result<()> {
+        if self.amount <= Decimal::ZERO {
+            return Err(Error::InvalidAmount { amount: self.amount.to_string(), reason: "must be above zero".into() });
+        }
+        self.ensure_minor_units()
+    }
+
+    /// Checks only the precision (zero and negative amounts pass).
+    pub fn ensure_minor_units(&self) -> Result<()> {
+        let units = self.currency.minor_units();
+        if self.amount.normalize().scale() > units {
+            return Err(Error::InvalidAmount {
+                amount: self.amount.to_string(),
+                reason: format!("{} has {units} digits after the point", self.currency),
+            });
+        }
+        Ok(())
+    }
+
+    /// The amount written with exactly the currency's minor-unit digits
+    /// ("1000.00", "300.00").
+    pub fn to_minor_string(&self) -> String {
+        format!("{:.*}", self.currency.minor_units() as usize, self.amount)
+    }
+
     fn same_currency(&self, other: &Money) -> Result<()> {
         if self.currency != other.currency {
             return Err(Error::CurrencyMismatch { left: self.currency.to_string(), right: other.currency.to_string() });
@@ -115,6 +166,20 @@ mod tests {
             serde_json::to_value(total).expect("json"),
             serde_json::json!({"amount": "399.97", "currency": "CNY"})
         );
+    }
+
+    #[test]
+    fn payable_amounts_respect_the_minor_unit() {
+        let m = |a: &str, c: &str| Money::parse(a, c.parse().expect("code")).expect("decimal");
+        assert!(m("0.01", "CNY").ensure_payable().is_ok());
+        assert!(m("10.000", "CNY").ensure_payable().is_ok(), "trailing zeros are not precision");
+        for (a, c) in [("0", "CNY"), ("-1", "CNY"), ("0.001", "CNY"), ("1.5", "JPY"), ("0.0001", "KWD")] {
+            assert!(matches!(m(a, c).ensure_payable(), Err(Error::InvalidAmount { .. })), "{a} {c}");
+        }
+        assert!(matches!(Money::parse("12,5", Currency::CNY), Err(Error::InvalidAmount { .. })));
+        assert_eq!(m("1000", "CNY").to_minor_string(), "1000.00");
+        assert_eq!(m("1000", "CNY").amount.to_string(), "1000.00", "parsed at the minor unit");
+        assert_eq!(m("300", "JPY").to_minor_string(), "300");
     }
 
     #[test]

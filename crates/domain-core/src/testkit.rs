@@ -1,7 +1,11 @@
 //! Test kits: given/when/then for aggregates, and the contract suite every
 //! [`crate::bus::EventBus`] adapter must pass (see [`crate::bus::contract`]).
+//!
+//! Every event a `then_*` step sees is also sent through the wire codecs
+//! (binary content mode as on a bus, structured JSON as in a store) and must
+//! come back equal, so an event that cannot travel fails its aggregate test.
 
-use crate::{Aggregate, AggregateRoot};
+use crate::{Aggregate, AggregateRoot, Envelope, codec};
 
 /// `given` past events, `when` a command, `then` expect events or an error.
 ///
@@ -34,9 +38,50 @@ impl<A: Aggregate> AggregateTest<A> {
         Self::given(Vec::new())
     }
 
+    /// More history after `given` (reads better than one long vector when
+    /// the story has steps).
+    pub fn and(mut self, more: Vec<A::Event>) -> Self {
+        self.root.replay(&more);
+        self
+    }
+
+    /// History produced by running commands, each of which must succeed;
+    /// their events become the history the next step sees.
+    #[track_caller]
+    pub fn and_commands(mut self, commands: impl IntoIterator<Item = A::Command>) -> Self {
+        for command in commands {
+            if let Err(e) = self.root.execute(command) {
+                panic!("setup command failed: {e}");
+            }
+        }
+        self.root.mark_committed();
+        self
+    }
+
     pub fn when(mut self, command: A::Command) -> AggregateOutcome<A> {
         let result = self.root.execute(command).map(<[A::Event]>::to_vec);
         AggregateOutcome { result, root: self.root }
+    }
+}
+
+/// Sends `event` through both wire codecs and asserts it comes back equal.
+#[track_caller]
+pub fn assert_survives_the_wire<E>(event: &E)
+where
+    E: crate::DomainEvent + PartialEq,
+{
+    let envelope = match Envelope::new("wire-check", 1, event) {
+        Ok(e) => e,
+        Err(e) => panic!("event {event:?} cannot be wrapped in an envelope: {e}"),
+    };
+    let via_bus = codec::encode(&envelope).and_then(|r| codec::decode(&r));
+    let via_store = codec::to_json(&envelope).and_then(|b| codec::from_json(&b));
+    for (how, back) in [("binary content mode", via_bus), ("structured JSON", via_store)] {
+        let back = match back.and_then(|env| env.into_event::<E>()) {
+            Ok(b) => b,
+            Err(e) => panic!("event {event:?} does not survive {how}: {e}"),
+        };
+        assert_eq!(&back, event, "event changed on its way through {how}");
     }
 }
 
@@ -48,8 +93,39 @@ impl<A: Aggregate> AggregateOutcome<A> {
         A::Event: PartialEq,
     {
         match self.result {
-            Ok(events) => assert_eq!(events, expected, "unexpected events"),
+            Ok(events) => {
+                assert_eq!(events, expected, "unexpected events");
+                events.iter().for_each(assert_survives_the_wire);
+            }
             Err(e) => panic!("expected events {expected:?}, got error: {e}"),
+        }
+        self.root
+    }
+
+    /// Asserts the command succeeded; `check` inspects the events (for
+    /// events with generated parts such as ids).
+    #[track_caller]
+    pub fn then_events(self, check: impl FnOnce(&[A::Event])) -> AggregateRoot<A>
+    where
+        A::Event: PartialEq,
+    {
+        match &self.result {
+            Ok(events) => {
+                check(events);
+                events.iter().for_each(assert_survives_the_wire);
+            }
+            Err(e) => panic!("expected events, got error: {e}"),
+        }
+        self.root
+    }
+
+    /// Asserts the command was accepted and changed nothing (an idempotent
+    /// repeat).
+    #[track_caller]
+    pub fn then_nothing(self) -> AggregateRoot<A> {
+        match &self.result {
+            Ok(events) => assert!(events.is_empty(), "expected no events, got {events:?}"),
+            Err(e) => panic!("expected no events, got error: {e}"),
         }
         self.root
     }
@@ -61,6 +137,9 @@ impl<A: Aggregate> AggregateOutcome<A> {
             Ok(events) => panic!("expected an error, got events {events:?}"),
             Err(e) => assert!(matches(e), "unexpected error: {e}"),
         }
+        let before = self.root.version();
+        assert_eq!(self.root.uncommitted().len(), 0, "a refused command left events behind");
+        assert_eq!(before, self.root.committed_version());
         self.root
     }
 }
@@ -122,6 +201,23 @@ mod tests {
         AggregateTest::<Counter>::given_no_history()
             .when(CounterCommand::Reset)
             .then_expect_error(|e| matches!(e, CounterError::AlreadyZero));
+    }
+
+    #[test]
+    fn and_adds_history_and_nothing_checks_idempotent_repeats() {
+        let root = AggregateTest::<Counter>::given(vec![CounterEvent::Incremented { by: 2 }])
+            .and(vec![CounterEvent::Reset {}])
+            .and_commands([CounterCommand::Add(4)])
+            .when(CounterCommand::Add(1))
+            .then_events(|events| assert_eq!(events, [CounterEvent::Incremented { by: 1 }]));
+        assert_eq!((root.state().value, root.version()), (5, 4));
+        assert_survives_the_wire(&CounterEvent::Reset {});
+    }
+
+    #[test]
+    #[should_panic(expected = "expected no events")]
+    fn then_nothing_fails_when_events_come_out() {
+        AggregateTest::<Counter>::given_no_history().when(CounterCommand::Add(1)).then_nothing();
     }
 
     #[test]

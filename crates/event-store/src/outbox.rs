@@ -26,6 +26,11 @@ pub struct RelayConfig {
     /// Wait between attempts while the bus fails, doubling up to `max_backoff`.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// Keep progress in memory until [`OutboxRelay::save_checkpoint`].
+    /// For a bus whose records do not outlive the process (the in-process
+    /// bus): the checkpoint may only move once the consumers have handled
+    /// what was relayed, or a crash in between would lose those events.
+    pub defer_checkpoint: bool,
 }
 
 impl RelayConfig {
@@ -35,7 +40,14 @@ impl RelayConfig {
             batch: 500,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            defer_checkpoint: false,
         }
+    }
+
+    /// See [`RelayConfig::defer_checkpoint`].
+    pub fn deferred(mut self) -> Self {
+        self.defer_checkpoint = true;
+        self
     }
 }
 
@@ -53,11 +65,13 @@ pub struct OutboxRelay {
     bus: Arc<dyn EventBus>,
     config: RelayConfig,
     stats: RelayStats,
+    /// With a deferred checkpoint: the next position to publish.
+    pending: Option<u64>,
 }
 
 impl OutboxRelay {
     pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn EventBus>, config: RelayConfig) -> Self {
-        Self { store, bus, config, stats: RelayStats::default() }
+        Self { store, bus, config, stats: RelayStats::default(), pending: None }
     }
 
     pub fn stats(&self) -> RelayStats {
@@ -68,7 +82,16 @@ impl OutboxRelay {
     /// checkpoint. Returns how many events went out. An error leaves the
     /// checkpoint where it was.
     pub async fn publish_pending(&mut self) -> Result<usize> {
-        let mut sub = LogSubscription::from_checkpoint(Arc::clone(&self.store), &self.config.name).await?;
+        self.publish_pending_with(|_| {}).await
+    }
+
+    /// [`OutboxRelay::publish_pending`], calling `published` for each event
+    /// once the bus acknowledged it (to wait for its consumers, say).
+    pub async fn publish_pending_with(&mut self, mut published: impl FnMut(&RecordedEvent) + Send) -> Result<usize> {
+        let mut sub = match self.pending {
+            Some(next) => LogSubscription::from_position(Arc::clone(&self.store), next),
+            None => LogSubscription::from_checkpoint(Arc::clone(&self.store), &self.config.name).await?,
+        };
         let mut total = 0;
         loop {
             let batch = sub.next_batch(self.config.batch).await?;
@@ -76,9 +99,23 @@ impl OutboxRelay {
                 return Ok(total);
             }
             self.publish_in_order(&batch).await?;
-            sub.save_checkpoint().await?;
+            batch.iter().for_each(&mut published);
+            if self.config.defer_checkpoint {
+                self.pending = Some(sub.position());
+            } else {
+                sub.save_checkpoint().await?;
+            }
             total += batch.len();
             self.stats.published += batch.len() as u64;
+        }
+    }
+
+    /// Stores a deferred checkpoint: everything published so far counts as
+    /// delivered. Does nothing when checkpoints are not deferred.
+    pub async fn save_checkpoint(&mut self) -> Result<()> {
+        match self.pending {
+            Some(next) if self.config.defer_checkpoint => self.store.save_checkpoint(&self.config.name, next).await,
+            _ => Ok(()),
         }
     }
 
@@ -168,5 +205,25 @@ mod tests {
             got.iter().map(|d| d.envelope(usize::MAX).expect("decode").aggregate_version).collect();
         assert_eq!(versions, (1..=6).collect::<Vec<_>>());
         assert!(got.iter().all(|d| d.record.key.as_deref() == Some(s.as_str().as_bytes())));
+    }
+
+    #[tokio::test]
+    async fn a_deferred_checkpoint_moves_only_when_saved() {
+        let store: Arc<dyn EventStore> = Arc::new(InMemoryEventStore::new());
+        let bus = InProcessBus::new();
+        bus.create_topics(&[TopicSpec::new(topics::ACCOUNTS, 3)]).await.expect("create");
+        let s = stream("acct");
+        let batch: Vec<_> = (1..=3).map(|i| event(s.as_str(), i)).collect();
+        store.append(&s, ExpectedVersion::Any, &batch).await.expect("append");
+        let config = RelayConfig::new("deferred").deferred();
+        let mut relay = OutboxRelay::new(Arc::clone(&store), Arc::new(bus.clone()), config.clone());
+        assert_eq!(relay.publish_pending().await.expect("publish"), 3);
+        assert_eq!(relay.publish_pending().await.expect("publish"), 0, "progress is kept in memory");
+        assert_eq!(store.load_checkpoint("deferred").await.expect("load"), None, "not saved yet");
+        // A crash now: a new relay starts over, so nothing relayed is lost.
+        let mut again = OutboxRelay::new(Arc::clone(&store), Arc::new(bus.clone()), config);
+        assert_eq!(again.publish_pending().await.expect("publish"), 3);
+        again.save_checkpoint().await.expect("save");
+        assert_eq!(store.load_checkpoint("deferred").await.expect("load"), Some(4));
     }
 }

@@ -15,6 +15,12 @@ pub enum Error {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Timeseries(#[from] timeseries::Error),
+    #[error(transparent)]
+    Accounts(#[from] accounts::Error),
+    #[error(transparent)]
+    Store(#[from] event_store::Error),
+    #[error("the sagas did not settle within {seconds} s ({waiting} events not yet seen by their consumers)")]
+    NotSettled { waiting: usize, seconds: u64 },
     #[error("{0}")]
     Usage(String),
 }
@@ -27,6 +33,13 @@ impl Error {
                 Some("is Kafka running? `cargo xtask kafka up` starts one on 127.0.0.1:9092")
             }
             Error::Io { .. } => Some("check that the directory exists and is writable"),
+            Error::Store(event_store::Error::Locked { .. }) => {
+                Some("another platform process uses this --data directory; wait for it or pick another")
+            }
+            Error::Accounts(accounts::Error::NotFound(_)) => Some("open it first: platform accounts open ID --holder NAME"),
+            Error::NotSettled { .. } => {
+                Some("the events are stored; they are handled the next time the consumers run (any platform command on this --data)")
+            }
             _ => None,
         }
     }

@@ -6,17 +6,13 @@
 //!
 //! It must never: hold domain logic of its own; it wires crates together.
 
-mod demo;
-mod error;
-mod output;
-mod ts;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::output::Format;
+use platform::output::Format;
+use platform::{accounts_cli, demo, ts};
 
 /// Event-driven data platform: orders, accounts, data mesh, lake, time series.
 #[derive(Debug, Parser)]
@@ -40,6 +36,13 @@ enum Command {
     /// The time-series engine: create-series, write, query, last, stats.
     #[command(subcommand)]
     Ts(ts::TsCommand),
+    /// Accounts: open, deposit, withdraw, transfer, freeze, unfreeze, close, show, history.
+    Accounts {
+        #[command(flatten)]
+        bus: accounts_cli::BusArgs,
+        #[command(subcommand)]
+        command: accounts_cli::AccountsCommand,
+    },
 }
 
 /// mimalloc instead of glibc malloc: the stores allocate and free many small
@@ -58,6 +61,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args, &cli.data, cli.format).await,
         Command::Ts(cmd) => ts::run(cmd, &cli.data, cli.format),
+        Command::Accounts { bus, command } => accounts_cli::run(command, &bus, &cli.data, cli.format).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

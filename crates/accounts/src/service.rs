@@ -1,0 +1,142 @@
+//! [`Accounts`]: the seed's `EventSourcedAccountRepository` on a real event
+//! store: snapshot every 100 versions, load = snapshot + the events after
+//! it, commands appended at the loaded version (a stale writer is retried
+//! on the fresh state, never let through).
+
+use std::sync::Arc;
+
+use domain_core::{AggregateRoot, Envelope, Money};
+use event_store::{EventStore, RecordedEvent, Repository, SnapshotPolicy};
+
+use crate::account::validate_account_id;
+use crate::{Account, AccountCommand, AccountError, AccountEvent, AccountStatus, Error, Result};
+
+/// Versions between snapshots, as in the seed's repository.
+pub const SNAPSHOT_EVERY: u64 = 100;
+/// Shape version of the snapshot state; bump when [`Account`] changes shape.
+pub const SNAPSHOT_SCHEMA: u32 = 1;
+/// Times a command is retried on fresh state after a version conflict.
+const CONFLICT_RETRIES: u32 = 50;
+/// Events read per page of a history.
+const PAGE: usize = 1024;
+
+/// Every account of one store.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    store: Arc<dyn EventStore>,
+    repo: Arc<Repository<Account>>,
+}
+
+impl Accounts {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        let repo = Repository::new(Arc::clone(&store)).with_snapshots(SnapshotPolicy::Every(SNAPSHOT_EVERY), SNAPSHOT_SCHEMA);
+        Self { store, repo: Arc::new(repo) }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Runs a command on account `id`; returns the account after it and the
+    /// events it produced (none when the command was an idempotent repeat).
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: AccountCommand,
+        cause: Option<&Envelope>,
+    ) -> Result<(AggregateRoot<Account>, Vec<AccountEvent>)> {
+        validate_account_id(id)?;
+        let outcome = self.repo.execute(id, || command.clone(), cause, CONFLICT_RETRIES).await?;
+        let (root, appended) = outcome.map_err(Error::Account)?;
+        let events = match appended {
+            None => Vec::new(),
+            Some(r) => {
+                let stream = Repository::<Account>::stream_of(id)?;
+                let recorded = self.store.read_stream(&stream, r.first_version, PAGE).await?;
+                let mut out = Vec::with_capacity(recorded.len());
+                for e in recorded.into_iter().take((r.last_version - r.first_version + 1) as usize) {
+                    out.push(e.envelope.into_event::<AccountEvent>()?);
+                }
+                out
+            }
+        };
+        Ok((root, events))
+    }
+
+    /// The account as its events say (snapshot + tail); an account that
+    /// was never opened is [`Error::NotFound`].
+    pub async fn get_by_id(&self, id: &str) -> Result<AggregateRoot<Account>> {
+        let root = self.load(id).await?;
+        if root.state().status == AccountStatus::NotOpened {
+            return Err(Error::NotFound(id.to_owned()));
+        }
+        Ok(root)
+    }
+
+    /// Like [`Accounts::get_by_id`], but an unopened account is returned as is.
+    pub async fn load(&self, id: &str) -> Result<AggregateRoot<Account>> {
+        validate_account_id(id)?;
+        Ok(self.repo.load(id).await?)
+    }
+
+    /// Every stored event of the account, oldest first (the seed's
+    /// `get_events`).
+    pub async fn history(&self, id: &str) -> Result<Vec<RecordedEvent>> {
+        validate_account_id(id)?;
+        let stream = Repository::<Account>::stream_of(id)?;
+        let mut out = Vec::new();
+        loop {
+            let page = self.store.read_stream(&stream, out.len() as u64 + 1, PAGE).await?;
+            let done = page.len() < PAGE;
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub async fn open(&self, id: &str, account_holder: &str, initial_balance: Money) -> Result<AggregateRoot<Account>> {
+        let command = AccountCommand::Open { account_holder: account_holder.to_owned(), initial_balance };
+        Ok(self.execute(id, command, None).await?.0)
+    }
+
+    /// Starts a transfer: debits `from` now; the saga credits `to` (or pays
+    /// `from` back) when it sees the debit.
+    pub async fn transfer(
+        &self,
+        from: &str,
+        to: &str,
+        amount: Money,
+        description: &str,
+    ) -> Result<(AggregateRoot<Account>, String)> {
+        if from == to {
+            return Err(Error::Account(AccountError::SelfTransfer));
+        }
+        let transfer_id = uuid::Uuid::now_v7().to_string();
+        let command = AccountCommand::Transfer {
+            transfer_id: transfer_id.clone(),
+            target_account_id: to.to_owned(),
+            amount,
+            description: description.to_owned(),
+        };
+        Ok((self.execute(from, command, None).await?.0, transfer_id))
+    }
+
+    /// The ids of every account that has a stream in this store.
+    pub async fn ids(&self) -> Result<Vec<String>> {
+        let mut ids = std::collections::BTreeSet::new();
+        let mut from = 1;
+        let prefix = format!("{}-", <Account as domain_core::Aggregate>::TYPE);
+        loop {
+            let page = self.store.read_all(from, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            from = last.position + 1;
+            for e in &page {
+                if let Some(id) = e.stream.as_str().strip_prefix(&prefix) {
+                    ids.insert(id.to_owned());
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+}

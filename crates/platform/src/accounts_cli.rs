@@ -1,0 +1,222 @@
+//! `platform accounts ...`: the accounts context from the command line, on
+//! `DIR/accounts`. A command that starts a saga (a transfer) returns once
+//! the saga has settled, so `accounts show` right after shows its end.
+
+use std::path::Path;
+use std::time::Duration;
+
+use accounts::{AccountCommand, AccountSagas, Accounts, SagaConfig};
+use domain_core::bus::topics;
+use domain_core::{AggregateRoot, Currency, Money};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::node::{BusChoice, Node, open_store};
+use crate::output::{Format, table};
+
+/// How long a command waits for the sagas it started.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The bus a context command runs its sagas over.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BusArgs {
+    /// Run the sagas over Apache Kafka: ADDR, or $KAFKA_BOOTSTRAP, or
+    /// 127.0.0.1:9092. Without it, the in-process bus.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "ADDR", global = true)]
+    pub kafka: Option<String>,
+    /// The account order payments are credited to.
+    #[arg(long, default_value = "merchant", value_name = "ID", global = true)]
+    pub merchant: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AccountsCommand {
+    /// Open an account: `open account_001 --holder 张三 --initial 1000 --currency USD`.
+    Open {
+        id: String,
+        #[arg(long)]
+        holder: String,
+        /// ISO 4217 code of the account's currency.
+        #[arg(long, default_value = "CNY")]
+        currency: String,
+        /// Opening balance.
+        #[arg(long, default_value = "0")]
+        initial: String,
+    },
+    /// Put money in: `deposit account_001 500 --description 工资`.
+    Deposit {
+        id: String,
+        /// In the account's currency ("500", "500.00").
+        amount: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Take money out (never below zero).
+    Withdraw {
+        id: String,
+        amount: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Transfer to another account; returns once the target is credited or
+    /// the source paid back.
+    Transfer {
+        from: String,
+        to: String,
+        amount: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Stop all debits and incoming transfers.
+    Freeze {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a freeze.
+    Unfreeze { id: String },
+    /// Close an empty account.
+    Close { id: String },
+    /// Holder, currency, balance and status.
+    Show { id: String },
+    /// Every event of the account (the seed's event history).
+    History { id: String },
+}
+
+/// Runs one accounts command.
+pub async fn run(command: AccountsCommand, bus: &BusArgs, data: &Path, format: Format) -> Result<()> {
+    let store = open_store(data, "accounts")?;
+    let accounts = Accounts::new(store.clone());
+    let id = match command {
+        // Read-only commands need no bus.
+        AccountsCommand::Show { id } => return print_account(&accounts.get_by_id(&id).await?, format),
+        AccountsCommand::History { id } => return print_history(&accounts, &id, format).await,
+        AccountsCommand::Open { id, holder, currency, initial } => {
+            let currency: Currency = currency.parse()?;
+            accounts.open(&id, &holder, Money::parse(&initial, currency)?).await?;
+            id
+        }
+        AccountsCommand::Deposit { id, amount, description } => {
+            let amount = amount_for(&accounts, &id, &amount).await?;
+            accounts.execute(&id, AccountCommand::Deposit { amount, description }, None).await?;
+            id
+        }
+        AccountsCommand::Withdraw { id, amount, description } => {
+            let amount = amount_for(&accounts, &id, &amount).await?;
+            accounts.execute(&id, AccountCommand::Withdraw { amount, description }, None).await?;
+            id
+        }
+        AccountsCommand::Transfer { from, to, amount, description } => {
+            let amount = amount_for(&accounts, &from, &amount).await?;
+            accounts.transfer(&from, &to, amount, &description).await?;
+            from
+        }
+        AccountsCommand::Freeze { id, reason } => {
+            accounts.execute(&id, AccountCommand::Freeze { reason }, None).await?;
+            id
+        }
+        AccountsCommand::Unfreeze { id } => {
+            accounts.execute(&id, AccountCommand::Unfreeze, None).await?;
+            id
+        }
+        AccountsCommand::Close { id } => {
+            accounts.execute(&id, AccountCommand::Close, None).await?;
+            id
+        }
+    };
+    // The command is stored; now run the sagas it started to their end.
+    let mut node = Node::connect(BusChoice::from_flag(bus.kafka.as_deref())).await?;
+    node.relay("accounts", store);
+    let sagas = AccountSagas::new(accounts.clone(), SagaConfig { merchant_account_id: bus.merchant.clone() });
+    node.consume("accounts.sagas", &[topics::ACCOUNTS], sagas).await?;
+    node.settle(SETTLE_TIMEOUT).await?;
+    node.close().await?;
+    print_account(&accounts.get_by_id(&id).await?, format)
+}
+
+/// Parses an amount in the account's currency; "300" or "300.00 USD".
+async fn amount_for(accounts: &Accounts, id: &str, text: &str) -> Result<Money> {
+    let account = accounts.get_by_id(id).await?;
+    let own = account.state().currency.ok_or_else(|| Error::Usage(format!("account `{id}` has no currency")))?;
+    let mut parts = text.split_whitespace();
+    let (amount, currency) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(a), None, None) => (a, own),
+        (Some(a), Some(c), None) => (a, c.parse()?),
+        _ => return Err(Error::Usage(format!("`{text}` is not an amount (e.g. 300 or \"300.00 CNY\")"))),
+    };
+    Ok(Money::parse(amount, currency)?)
+}
+
+/// One account as JSON (the figures the seed prints).
+pub fn account_json(root: &AggregateRoot<accounts::Account>) -> Value {
+    let s = root.state();
+    let balance = s.balance_money().map(|m| m.to_minor_string());
+    json!({
+        "account_id": root.id(),
+        "account_holder": s.account_holder,
+        "balance": balance,
+        "currency": s.currency.map(|c| c.to_string()),
+        "status": s.status.as_str(),
+        "version": root.version(),
+    })
+}
+
+fn print_account(root: &AggregateRoot<accounts::Account>, format: Format) -> Result<()> {
+    let j = account_json(root);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&j)?),
+        Format::Table | Format::Csv => {
+            let cell = |k: &str| j[k].as_str().map_or_else(|| j[k].to_string(), str::to_owned);
+            let rows = vec![
+                ["account_id", "account_holder", "balance", "currency", "status", "version"]
+                    .iter()
+                    .map(|k| cell(k))
+                    .collect(),
+            ];
+            println!("{}", table(&["account", "holder", "balance", "currency", "status", "version"], &rows));
+        }
+    }
+    Ok(())
+}
+
+/// The history as JSON rows: time, type, data.
+pub async fn history_json(accounts: &Accounts, id: &str) -> Result<Vec<Value>> {
+    Ok(accounts
+        .history(id)
+        .await?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "version": e.version,
+                "timestamp": e.envelope.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "event_type": e.envelope.event_type.name(),
+                "data": e.envelope.data,
+            })
+        })
+        .collect())
+}
+
+async fn print_history(accounts: &Accounts, id: &str, format: Format) -> Result<()> {
+    let rows = history_json(accounts, id).await?;
+    if rows.is_empty() {
+        return Err(accounts::Error::NotFound(id.to_owned()).into());
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Table | Format::Csv => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r["version"].to_string(),
+                        r["timestamp"].as_str().unwrap_or("").to_owned(),
+                        r["event_type"].as_str().unwrap_or("").to_owned(),
+                        r["data"].to_string(),
+                    ]
+                })
+                .collect();
+            println!("{}", table(&["version", "timestamp", "event", "data"], &cells));
+        }
+    }
+    Ok(())
+}

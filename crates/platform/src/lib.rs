@@ -1,0 +1,17 @@
+//! The composition crate of the platform: the `platform` binary's commands,
+//! and [`node::Node`], which wires contexts to a bus (used by the binary and
+//! by the integration tests, so both run the same wiring).
+//!
+//! It owns: composition (which bus, which storage root), the command line,
+//! and output for people (tables) and machines (`--format json`).
+//!
+//! It must never: hold domain logic of its own; it wires crates together.
+
+pub mod accounts_cli;
+pub mod demo;
+pub mod error;
+pub mod node;
+pub mod output;
+pub mod ts;
+
+pub use error::{Error, Result};
