@@ -1,0 +1,65 @@
+//! The crate's one error type.
+
+/// Everything that can go wrong in the orders context outside the
+/// aggregate's own decisions (which are [`OrderError`]s, wrapped here).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The aggregate refused the command.
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    /// The event store failed or refused (a stale writer gets
+    /// `event_store::Error::Conflict`, see [`Error::is_conflict`]).
+    #[error("event store: {0}")]
+    Store(#[from] event_store::Error),
+    #[error("cannot encode or decode an event: {0}")]
+    Codec(#[from] domain_core::Error),
+    #[error("cannot decode the event at log position {position}: {source}")]
+    Decode {
+        position: u64,
+        #[source]
+        source: domain_core::Error,
+    },
+    /// The projection met an event its read model cannot follow; it stops
+    /// rather than drift.
+    #[error("event at log position {position} of order `{order_id}` does not follow the read model: {reason}")]
+    Inconsistent { position: u64, order_id: String, reason: &'static str },
+    /// A batch does not continue the read model's log exactly.
+    #[error("log gap: the read model expects position {expected}, the batch has {got}")]
+    Gap { expected: u64, got: u64 },
+    #[error("read-model database: {0}")]
+    ReadModelDb(#[from] redb::Error),
+    #[error("read-model row: {0}")]
+    Row(#[from] serde_json::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a blocking read-model task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl Error {
+    /// Whether a writer lost a race (expected version no longer current).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Store(e) if e.is_conflict())
+    }
+}
+
+/// redb reports through several error types; each becomes [`Error::ReadModelDb`].
+macro_rules! from_redb {
+    ($($t:ident),*) => {$(
+        impl From<redb::$t> for Error {
+            fn from(e: redb::$t) -> Self {
+                Error::ReadModelDb(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(DatabaseError, TransactionError, TableError, StorageError, CommitError);
+
+use crate::OrderError;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,88 @@
+//! What every read-model adapter shares: which part of a batch is new, and
+//! how one event changes one row. Adapters only supply the storage and the
+//! transaction around these.
+
+use domain_core::{Aggregate, Money};
+use event_store::RecordedEvent;
+use rust_decimal::Decimal;
+
+use super::OrderSummary;
+use crate::order::{OrderEvent, at_minor_units};
+use crate::{Error, Order, OrderStatus, Result};
+
+/// The events of `batch` the checkpoint does not cover yet, after checking
+/// that the batch is contiguous, reaches back to `checkpoint` and ends
+/// right before `next_position`. Empty when everything was applied before.
+pub(crate) fn unapplied(checkpoint: u64, batch: &[RecordedEvent], next_position: u64) -> Result<&[RecordedEvent]> {
+    for pair in batch.windows(2) {
+        if pair[1].position != pair[0].position + 1 {
+            return Err(Error::Gap { expected: pair[0].position + 1, got: pair[1].position });
+        }
+    }
+    let Some(first) = batch.first() else {
+        return if next_position <= checkpoint {
+            Ok(&[])
+        } else {
+            Err(Error::Gap { expected: checkpoint, got: next_position })
+        };
+    };
+    if first.position > checkpoint {
+        return Err(Error::Gap { expected: checkpoint, got: first.position });
+    }
+    let last = first.position + batch.len() as u64 - 1;
+    if next_position != last + 1 {
+        return Err(Error::Gap { expected: last + 1, got: next_position });
+    }
+    let covered = usize::try_from(checkpoint - first.position).unwrap_or(usize::MAX).min(batch.len());
+    Ok(&batch[covered..])
+}
+
+/// The order a recorded event belongs to, or `None` for an event of another
+/// aggregate type or context (it moves the checkpoint, no row).
+pub(crate) fn order_id(event: &RecordedEvent) -> Option<&str> {
+    if event.envelope.source != <OrderEvent as domain_core::DomainEvent>::CONTEXT {
+        return None;
+    }
+    event.stream.as_str().strip_prefix(Order::TYPE)?.strip_prefix('-')
+}
+
+/// The row of `order_id` after `event`.
+pub(crate) fn evolve(current: Option<OrderSummary>, order_id: &str, event: &RecordedEvent) -> Result<OrderSummary> {
+    let position = event.position;
+    let decoded: OrderEvent = event.envelope.decode().map_err(|source| Error::Decode { position, source })?;
+    let inconsistent = |reason| Error::Inconsistent { position, order_id: order_id.to_owned(), reason };
+    let at = event.envelope.time;
+    if let OrderEvent::OrderCreated { customer, currency } = decoded {
+        if current.is_some() {
+            return Err(inconsistent("the order was created twice"));
+        }
+        return Ok(OrderSummary {
+            order_id: order_id.to_owned(),
+            customer_id: customer.customer_id().to_owned(),
+            status: OrderStatus::Pending,
+            total: Money::new(Decimal::new(0, currency.minor_units()), currency),
+            item_count: 0,
+            updated_at: at,
+        });
+    }
+    let mut row = current.ok_or_else(|| inconsistent("an event before OrderCreated"))?;
+    match decoded {
+        OrderEvent::OrderCreated { .. } => {}
+        OrderEvent::OrderItemAdded { quantity, unit_price, .. } => {
+            let line = unit_price.checked_mul(quantity).map_err(|_| inconsistent("the line total overflows"))?;
+            row.total =
+                at_minor_units(row.total.checked_add(line).map_err(|_| inconsistent("the total does not add up"))?);
+            row.item_count = row.item_count.saturating_add(1);
+        }
+        OrderEvent::OrderConfirmed { .. } => row.status = OrderStatus::Confirmed,
+        OrderEvent::OrderPaid { .. } => row.status = OrderStatus::Paid,
+        OrderEvent::OrderPaymentRejected { .. } | OrderEvent::OrderCancelled { .. } => {
+            row.status = OrderStatus::Cancelled;
+        }
+        OrderEvent::OrderShipped { .. } => row.status = OrderStatus::Shipped,
+        OrderEvent::OrderDelivered {} => row.status = OrderStatus::Delivered,
+        OrderEvent::OrderRefunded { .. } => {}
+    }
+    row.updated_at = at;
+    Ok(row)
+}
