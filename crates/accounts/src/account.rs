@@ -476,9 +476,7 @@ impl Aggregate for Account {
                 ];
                 match purpose {
                     TransferPurpose::Transfer => {}
-                    TransferPurpose::Payment { order_id } => {
-                        out.push(E::PaymentRejected { order_id, amount, reason })
-                    }
+                    TransferPurpose::Payment { order_id } => out.push(E::PaymentRejected { order_id, amount, reason }),
                     TransferPurpose::Refund { order_id } => {
                         out.push(E::RefundFailed { order_id, amount, reason, cause: None })
                     }

@@ -15,7 +15,7 @@ use event_store::RecordedEvent;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::{AccountEvent, AccountStatus, Accounts, Result};
+use crate::{AccountEvent, AccountStatus, Accounts, Result, TransferPurpose};
 
 /// Totals of one currency.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -34,12 +34,16 @@ impl CurrencyTotals {
     }
 }
 
-/// Counts of saga outcomes seen in the log.
+/// Counts of saga outcomes seen in the log. Transfers are the ones holders
+/// asked for; payments and refunds move money by the same two steps and are
+/// counted apart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SagaCounts {
     pub transfers_started: u64,
     pub transfers_completed: u64,
     pub transfers_compensated: u64,
+    /// Compensated transfers by reason are in [`Ledger::compensations`].
+    pub payment_transfers_compensated: u64,
     pub payments_captured: u64,
     pub payments_rejected: u64,
     pub refunds_issued: u64,
@@ -53,11 +57,16 @@ pub struct Ledger {
     totals: BTreeMap<Currency, CurrencyTotals>,
     counts: SagaCounts,
     checked: u64,
+    /// Holder transfers (not payments or refunds), by transfer id.
+    holder_transfers: std::collections::HashSet<String>,
+    compensations: BTreeMap<crate::RejectionReason, u64>,
 }
 
 /// Where conservation broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("money not conserved at position {position} ({event}): {currency} balances {balances} + in flight {in_flight} != brought in {brought_in}")]
+#[error(
+    "money not conserved at position {position} ({event}): {currency} balances {balances} + in flight {in_flight} != brought in {brought_in}"
+)]
 pub struct Imbalance {
     pub position: u64,
     pub event: String,
@@ -94,22 +103,37 @@ impl Ledger {
                 self.total(amount.currency).brought_in -= amount.amount;
                 amount.currency
             }
-            E::MoneyTransferredOut { amount, new_balance, .. } => {
+            E::MoneyTransferredOut { amount, new_balance, purpose, transfer_id, .. } => {
                 self.set_balance(&account, Money::new(*new_balance, amount.currency));
                 self.total(amount.currency).in_flight += amount.amount;
-                self.counts.transfers_started += 1;
+                if *purpose == TransferPurpose::Transfer {
+                    self.counts.transfers_started += 1;
+                    self.holder_transfers.insert(transfer_id.clone());
+                }
                 amount.currency
             }
-            E::MoneyTransferredIn { amount, new_balance, .. } => {
+            E::MoneyTransferredIn { amount, new_balance, purpose, .. } => {
                 self.set_balance(&account, Money::new(*new_balance, amount.currency));
                 self.total(amount.currency).in_flight -= amount.amount;
-                self.counts.transfers_completed += 1;
+                if *purpose == TransferPurpose::Transfer {
+                    self.counts.transfers_completed += 1;
+                }
                 amount.currency
             }
-            E::TransferRefunded { amount, new_balance, .. } => {
+            E::TransferFailed { transfer_id, reason, .. } => {
+                if self.holder_transfers.contains(transfer_id) {
+                    *self.compensations.entry(*reason).or_default() += 1;
+                }
+                return Ok(());
+            }
+            E::TransferRefunded { amount, new_balance, transfer_id, .. } => {
                 self.set_balance(&account, Money::new(*new_balance, amount.currency));
                 self.total(amount.currency).in_flight -= amount.amount;
-                self.counts.transfers_compensated += 1;
+                if self.holder_transfers.contains(transfer_id) {
+                    self.counts.transfers_compensated += 1;
+                } else {
+                    self.counts.payment_transfers_compensated += 1;
+                }
                 amount.currency
             }
             E::PaymentCaptured { .. } => {
@@ -163,6 +187,11 @@ impl Ledger {
         self.counts
     }
 
+    /// Compensated holder transfers per reason.
+    pub fn compensations(&self) -> &BTreeMap<crate::RejectionReason, u64> {
+        &self.compensations
+    }
+
     /// Money events checked so far.
     pub fn checked(&self) -> u64 {
         self.checked
@@ -181,6 +210,8 @@ pub struct Audit {
     /// Per currency, balances summed from the accounts as loaded.
     pub currencies: BTreeMap<String, CurrencyTotals>,
     pub counts: SagaCounts,
+    /// Compensated holder transfers per reason.
+    pub compensations: BTreeMap<String, u64>,
     /// Every currency balances at every position and at the end.
     pub money_conserved: bool,
     /// The first position where it did not, if any.
@@ -235,6 +266,7 @@ pub async fn audit(accounts: &Accounts) -> Result<Audit> {
         accounts: n,
         currencies,
         counts: ledger.counts(),
+        compensations: ledger.compensations().iter().map(|(r, n)| (r.as_str().to_owned(), *n)).collect(),
         money_conserved: conserved,
         first_imbalance,
         frozen,

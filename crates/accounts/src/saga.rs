@@ -105,9 +105,14 @@ impl AccountSagas {
         let ty = &env.event_type;
         match (ty.context(), ty.name()) {
             ("accounts", "MoneyTransferredOut") => match env.decode::<AccountEvent>()? {
-                AccountEvent::MoneyTransferredOut { transfer_id, target_account_id, amount, description, purpose, .. } => {
-                    self.credit(env, transfer_id, target_account_id, amount, description, purpose).await
-                }
+                AccountEvent::MoneyTransferredOut {
+                    transfer_id,
+                    target_account_id,
+                    amount,
+                    description,
+                    purpose,
+                    ..
+                } => self.credit(env, transfer_id, target_account_id, amount, description, purpose).await,
                 _ => Ok(Step::Ignored),
             },
             ("accounts", "RefundRequested") => match env.decode::<AccountEvent>()? {
@@ -179,8 +184,13 @@ impl AccountSagas {
                 Err(e) => return Err(to_bus(e)),
             }
         };
-        let command =
-            AccountCommand::CompensateTransfer { transfer_id, target_account_id: target, amount, reason: refusal, purpose };
+        let command = AccountCommand::CompensateTransfer {
+            transfer_id,
+            target_account_id: target,
+            amount,
+            reason: refusal,
+            purpose,
+        };
         let (_, events) = self.accounts.execute(&source, command, Some(env)).await.map_err(to_bus)?;
         Ok(if events.is_empty() { Step::Repeat } else { Step::Compensated })
     }
@@ -195,7 +205,8 @@ impl AccountSagas {
         let payer = env.subject.clone();
         // A payment the merchant's account refused was paid back already.
         let payer_state = self.accounts.load(&payer).await.map_err(to_bus)?;
-        let still_due = payer_state.state().payments.get(&order_id).is_some_and(|p| p.stage == PaymentStage::RefundRequested);
+        let still_due =
+            payer_state.state().payments.get(&order_id).is_some_and(|p| p.stage == PaymentStage::RefundRequested);
         if !still_due {
             return Ok(Step::Repeat);
         }

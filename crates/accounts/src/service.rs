@@ -29,7 +29,8 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        let repo = Repository::new(Arc::clone(&store)).with_snapshots(SnapshotPolicy::Every(SNAPSHOT_EVERY), SNAPSHOT_SCHEMA);
+        let repo =
+            Repository::new(Arc::clone(&store)).with_snapshots(SnapshotPolicy::Every(SNAPSHOT_EVERY), SNAPSHOT_SCHEMA);
         Self { store, repo: Arc::new(repo) }
     }
 

@@ -21,6 +21,7 @@ pub mod event;
 pub mod event_type;
 pub mod json;
 pub mod money;
+pub mod seeded;
 pub mod testkit;
 pub mod upcast;
 

@@ -100,10 +100,10 @@ impl Money {
     /// the currency's minor-unit digits ("1000" becomes "1000.00"; extra
     /// digits are kept, for [`Money::ensure_payable`] to refuse).
     pub fn parse(amount: &str, currency: Currency) -> Result<Money> {
-        let mut amount = amount.trim().parse::<Decimal>().map_err(|_| Error::InvalidAmount {
-            amount: amount.to_owned(),
-            reason: "not a decimal number".into(),
-        })?;
+        let mut amount = amount
+            .trim()
+            .parse::<Decimal>()
+            .map_err(|_| Error::InvalidAmount { amount: amount.to_owned(), reason: "not a decimal number".into() })?;
         if amount.scale() < currency.minor_units() {
             amount.rescale(currency.minor_units());
         }

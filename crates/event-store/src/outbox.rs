@@ -31,6 +31,9 @@ pub struct RelayConfig {
     /// bus): the checkpoint may only move once the consumers have handled
     /// what was relayed, or a crash in between would lose those events.
     pub defer_checkpoint: bool,
+    /// Put in front of every topic name (`<prefix><source>.events`), so
+    /// several platforms, or test runs, share one cluster apart.
+    pub topic_prefix: String,
 }
 
 impl RelayConfig {
@@ -41,7 +44,14 @@ impl RelayConfig {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             defer_checkpoint: false,
+            topic_prefix: String::new(),
         }
+    }
+
+    /// See [`RelayConfig::topic_prefix`].
+    pub fn with_topic_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.topic_prefix = prefix.into();
+        self
     }
 
     /// See [`RelayConfig::defer_checkpoint`].
@@ -124,11 +134,10 @@ impl OutboxRelay {
     async fn publish_in_order(&self, batch: &[RecordedEvent]) -> Result<()> {
         let mut start = 0;
         while start < batch.len() {
-            let topic = topics::of_context(&batch[start].envelope.source);
-            let end = batch[start..]
-                .iter()
-                .position(|e| topics::of_context(&e.envelope.source) != topic)
-                .map_or(batch.len(), |k| start + k);
+            let source = &batch[start].envelope.source;
+            let topic = format!("{}{}", self.config.topic_prefix, topics::of_context(source));
+            let end =
+                batch[start..].iter().position(|e| &e.envelope.source != source).map_or(batch.len(), |k| start + k);
             let run: Vec<_> = batch[start..end].iter().map(|e| e.envelope.clone()).collect();
             self.bus.publish(&topic, &run).await?;
             start = end;

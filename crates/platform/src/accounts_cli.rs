@@ -5,13 +5,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use accounts::{AccountCommand, AccountSagas, Accounts, SagaConfig};
-use domain_core::bus::topics;
+use accounts::{AccountCommand, Accounts, SagaConfig};
 use domain_core::{AggregateRoot, Currency, Money};
 use serde_json::{Value, json};
 
+use crate::commerce::Commerce;
 use crate::error::{Error, Result};
-use crate::node::{BusChoice, Node, open_store};
+use crate::node::{BusChoice, open_store};
 use crate::output::{Format, table};
 
 /// How long a command waits for the sagas it started.
@@ -85,12 +85,22 @@ pub enum AccountsCommand {
 
 /// Runs one accounts command.
 pub async fn run(command: AccountsCommand, bus: &BusArgs, data: &Path, format: Format) -> Result<()> {
-    let store = open_store(data, "accounts")?;
-    let accounts = Accounts::new(store.clone());
+    // Read-only commands need no bus and only this context's store.
+    match &command {
+        AccountsCommand::Show { id } => {
+            let accounts = Accounts::new(open_store(data, "accounts")?);
+            return print_account(&accounts.get_by_id(id).await?, format);
+        }
+        AccountsCommand::History { id } => {
+            return print_history(&Accounts::new(open_store(data, "accounts")?), id, format).await;
+        }
+        _ => {}
+    }
+    let config = SagaConfig { merchant_account_id: bus.merchant.clone() };
+    let mut commerce = Commerce::open(data, BusChoice::from_flag(bus.kafka.as_deref()), config).await?;
+    let accounts = commerce.accounts.clone();
     let id = match command {
-        // Read-only commands need no bus.
-        AccountsCommand::Show { id } => return print_account(&accounts.get_by_id(&id).await?, format),
-        AccountsCommand::History { id } => return print_history(&accounts, &id, format).await,
+        AccountsCommand::Show { id } | AccountsCommand::History { id } => id,
         AccountsCommand::Open { id, holder, currency, initial } => {
             let currency: Currency = currency.parse()?;
             accounts.open(&id, &holder, Money::parse(&initial, currency)?).await?;
@@ -125,12 +135,8 @@ pub async fn run(command: AccountsCommand, bus: &BusArgs, data: &Path, format: F
         }
     };
     // The command is stored; now run the sagas it started to their end.
-    let mut node = Node::connect(BusChoice::from_flag(bus.kafka.as_deref())).await?;
-    node.relay("accounts", store);
-    let sagas = AccountSagas::new(accounts.clone(), SagaConfig { merchant_account_id: bus.merchant.clone() });
-    node.consume("accounts.sagas", &[topics::ACCOUNTS], sagas).await?;
-    node.settle(SETTLE_TIMEOUT).await?;
-    node.close().await?;
+    commerce.settle(SETTLE_TIMEOUT).await?;
+    commerce.close().await?;
     print_account(&accounts.get_by_id(&id).await?, format)
 }
 

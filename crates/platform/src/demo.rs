@@ -13,8 +13,13 @@ use domain_core::{Envelope, EventType};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use accounts::SagaConfig;
+
+use crate::commerce::Commerce;
 use crate::error::{Result, io};
+use crate::node::{BusChoice, Node};
 use crate::output::{Format, table};
+use crate::scenarios::{self, WorkloadSize};
 
 /// How long the demo waits for its events to come back.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,71 +39,10 @@ fn ty(s: &str) -> Result<EventType> {
     Ok(s.parse()?)
 }
 
-/// The seed's sample data, one short story per topic.
+/// Sample events of the contexts not built yet (orders and accounts run
+/// for real, see [`run_commerce`]).
 fn samples() -> Result<Vec<(&'static str, Envelope)>> {
-    let created = Envelope::raw(
-        "orders",
-        ty("orders.OrderCreated.v1")?,
-        "order_001",
-        1,
-        json!({
-        "customer": { "customer_id": "cust_123", "name": "张三", "email": "zhangsan@example.com", "phone": "13800138000" },
-        "currency": "CNY" }),
-    );
-    let follow = |e: Envelope| e.caused_by(&created);
-    let mut out = vec![(topics::ORDERS, created.clone())];
-    out.push((
-        topics::ORDERS,
-        follow(Envelope::raw(
-            "orders",
-            ty("orders.OrderItemAdded.v1")?,
-            "order_001",
-            2,
-            json!({ "product_id": "product_001", "quantity": 2, "unit_price": "99.99" }),
-        )),
-    ));
-    out.push((
-        topics::ORDERS,
-        follow(Envelope::raw(
-            "orders",
-            ty("orders.OrderItemAdded.v1")?,
-            "order_001",
-            3,
-            json!({ "product_id": "product_002", "quantity": 1, "unit_price": "199.99" }),
-        )),
-    ));
-    out.push((
-        topics::ORDERS,
-        follow(Envelope::raw(
-            "orders",
-            ty("orders.OrderConfirmed.v1")?,
-            "order_001",
-            4,
-            json!({ "total_amount": "399.97", "currency": "CNY" }),
-        )),
-    ));
-    out.push((
-        topics::ORDERS,
-        follow(Envelope::raw(
-            "orders",
-            ty("orders.OrderShipped.v1")?,
-            "order_001",
-            5,
-            json!({ "shipping_address": "北京市朝阳区xxx街道xxx号" }),
-        )),
-    ));
-    out.push((
-        topics::ACCOUNTS,
-        follow(Envelope::raw(
-            "accounts",
-            ty("accounts.AccountCreated.v1")?,
-            "acc_001",
-            1,
-            json!({ "account_holder": "张三", "initial_balance": "1000.00", "currency": "CNY" }),
-        )),
-    ));
-    out.push((topics::ACCOUNTS, follow(Envelope::raw("accounts", ty("accounts.MoneyWithdrawn.v1")?, "acc_001", 2,
-        json!({ "amount": "399.97", "description": "order_001", "old_balance": "1000.00", "new_balance": "600.03" })))));
+    let mut out = Vec::new();
     out.push((
         topics::MESH,
         Envelope::raw(
@@ -186,11 +130,14 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
             eprintln!("{msg}");
         }
     };
-    say(&format!("[1/5] bus: {bus_name}; creating topics"));
+    say(&format!("[1/6] bus: {bus_name}; creating topics"));
     let specs: Vec<_> = topics::ALL.iter().map(|t| TopicSpec::new(*t, 3)).collect();
     bus.create_topics(&specs).await?;
 
-    say("[2/5] demo_time_series_modeling on the time-series engine");
+    say("[2/6] demo_domain_driven_modeling and demo_event_sourcing on the orders and accounts contexts");
+    let commerce = run_commerce(&bus, args.kafka.is_some(), &data_dir, &say).await?;
+
+    say("[3/6] demo_time_series_modeling on the time-series engine");
     let ts_dir = crate::ts::dir(&data_dir);
     let (time_series, ts_stats) = {
         let engine = timeseries::Engine::open(&ts_dir)?;
@@ -202,12 +149,12 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
     // The engine announces its series as a data product on mesh.events.
     sent.push((topics::MESH, timeseries::bus::announcement(&timeseries::scenario::schema())?));
 
-    say(&format!("[3/5] publishing {} events", sent.len()));
+    say(&format!("[4/6] publishing {} sample events of the other contexts", sent.len()));
     for (topic, env) in &sent {
         bus.publish(topic, std::slice::from_ref(env)).await?;
     }
 
-    say("[4/5] consuming them back (consumer group, commit after handling)");
+    say("[5/6] consuming them back (consumer group, commit after handling)");
     let group = format!("demo-{}", Uuid::now_v7().simple());
     let sub = bus.subscribe(&group, &topics::ALL).await?;
     let mut consumer = Consumer::new(sub, RetryPolicy::default());
@@ -232,8 +179,12 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
         ))
     });
 
-    say("[5/5] writing the report");
+    say("[6/6] writing the report");
     let mut summary = summary(&bus_name, &collector.received);
+    summary["scenarios"]["demo_domain_driven_modeling"] = commerce.domain_driven_modeling;
+    summary["scenarios"]["demo_event_sourcing"] = commerce.event_sourcing;
+    summary["platform"]["sagas"] = commerce.workload;
+    summary["platform"]["commerce_events_per_topic"] = serde_json::to_value(&commerce.per_topic)?;
     summary["scenarios"]["demo_time_series_modeling"] = serde_json::to_value(&time_series)?;
     summary["platform"]["timeseries"] = serde_json::json!({
         "series": ts_stats.series,
@@ -277,6 +228,42 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What the commerce scenarios left for the summary.
+struct CommerceReport {
+    domain_driven_modeling: Value,
+    event_sourcing: Value,
+    workload: Value,
+    per_topic: BTreeMap<String, u64>,
+}
+
+/// Runs the seed's order and account stories, then the generated workload,
+/// on embedded stores under `data` and the demo's bus.
+async fn run_commerce(
+    bus: &Arc<dyn EventBus>,
+    kafka: bool,
+    data: &Path,
+    say: &impl Fn(&str),
+) -> Result<CommerceReport> {
+    // On a broker kept between runs, a run's own topic and group names keep
+    // an earlier run's records away from this run's fresh stores.
+    let (choice, prefix) = if kafka {
+        (BusChoice::Kafka(String::new()), format!("demo-{}.", Uuid::now_v7().simple()))
+    } else {
+        (BusChoice::InProcess, String::new())
+    };
+    let node = Node::on_bus(Arc::clone(bus), choice, &prefix).await?;
+    let orders = crate::commerce::open_orders(data)?;
+    let accounts = crate::node::open_store(data, "accounts")?;
+    let mut commerce = Commerce::on_node(orders, accounts, node, SagaConfig::default()).await?;
+    let domain_driven_modeling = scenarios::domain_driven_modeling(&mut commerce).await?;
+    let event_sourcing = scenarios::event_sourcing(&mut commerce).await?;
+    say("      generated workload through both sagas (fixed seed)");
+    let workload = scenarios::workload(&mut commerce, WorkloadSize::default(), |m| say(&format!("      {m}"))).await?;
+    let per_topic = commerce.node().relayed_per_topic().clone();
+    commerce.close().await?;
+    Ok(CommerceReport { domain_driven_modeling, event_sourcing, workload, per_topic })
 }
 
 fn summary(bus: &str, received: &[(Delivery, Envelope)]) -> Value {

@@ -19,6 +19,12 @@ pub enum Error {
     Accounts(#[from] accounts::Error),
     #[error(transparent)]
     Store(#[from] event_store::Error),
+    #[error(transparent)]
+    Orders(#[from] orders::Error),
+    #[error(transparent)]
+    Order(#[from] orders::OrderError),
+    #[error("order `{0}` does not exist")]
+    OrderNotFound(String),
     #[error("the sagas did not settle within {seconds} s ({waiting} events not yet seen by their consumers)")]
     NotSettled { waiting: usize, seconds: u64 },
     #[error("{0}")]
@@ -36,10 +42,13 @@ impl Error {
             Error::Store(event_store::Error::Locked { .. }) => {
                 Some("another platform process uses this --data directory; wait for it or pick another")
             }
-            Error::Accounts(accounts::Error::NotFound(_)) => Some("open it first: platform accounts open ID --holder NAME"),
-            Error::NotSettled { .. } => {
-                Some("the events are stored; they are handled the next time the consumers run (any platform command on this --data)")
+            Error::Accounts(accounts::Error::NotFound(_)) => {
+                Some("open it first: platform accounts open ID --holder NAME")
             }
+            Error::OrderNotFound(_) => Some("create it first: platform orders create ID --customer-id ..."),
+            Error::NotSettled { .. } => Some(
+                "the events are stored; they are handled the next time the consumers run (any platform command on this --data)",
+            ),
             _ => None,
         }
     }

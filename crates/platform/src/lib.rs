@@ -8,10 +8,13 @@
 //! It must never: hold domain logic of its own; it wires crates together.
 
 pub mod accounts_cli;
+pub mod commerce;
 pub mod demo;
 pub mod error;
 pub mod node;
+pub mod orders_cli;
 pub mod output;
+pub mod scenarios;
 pub mod ts;
 
 pub use error::{Error, Result};

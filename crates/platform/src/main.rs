@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use platform::output::Format;
-use platform::{accounts_cli, demo, ts};
+use platform::{accounts_cli, demo, orders_cli, ts};
 
 /// Event-driven data platform: orders, accounts, data mesh, lake, time series.
 #[derive(Debug, Parser)]
@@ -36,6 +36,13 @@ enum Command {
     /// The time-series engine: create-series, write, query, last, stats.
     #[command(subcommand)]
     Ts(ts::TsCommand),
+    /// Orders: create, add-item, confirm, ship, deliver, cancel, show, by-customer.
+    Orders {
+        #[command(flatten)]
+        bus: accounts_cli::BusArgs,
+        #[command(subcommand)]
+        command: orders_cli::OrdersCommand,
+    },
     /// Accounts: open, deposit, withdraw, transfer, freeze, unfreeze, close, show, history.
     Accounts {
         #[command(flatten)]
@@ -61,6 +68,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args, &cli.data, cli.format).await,
         Command::Ts(cmd) => ts::run(cmd, &cli.data, cli.format),
+        Command::Orders { bus, command } => orders_cli::run(command, &bus, &cli.data, cli.format).await,
         Command::Accounts { bus, command } => accounts_cli::run(command, &bus, &cli.data, cli.format).await,
     };
     match result {

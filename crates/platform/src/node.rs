@@ -17,8 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain_core::bus::{Consumer, Delivery, EventBus, Handler, InProcessBus, RetryPolicy, TopicSpec, topics};
 use domain_core::Envelope;
+use domain_core::bus::{
+    Consumer, ConsumerStats, Delivery, EventBus, Handler, InProcessBus, RetryPolicy, TopicSpec, topics,
+};
 use event_store::outbox::RelayConfig;
 use event_store::{EmbeddedEventStore, EventStore, OutboxRelay};
 use uuid::Uuid;
@@ -51,7 +53,9 @@ impl BusChoice {
     pub fn connect(&self) -> Result<Arc<dyn EventBus>> {
         Ok(match self {
             BusChoice::InProcess => Arc::new(InProcessBus::new()),
-            BusChoice::Kafka(addr) => Arc::new(kafka_bus::KafkaBus::connect(kafka_bus::KafkaConfig::new(addr.as_str()))?),
+            BusChoice::Kafka(addr) => {
+                Arc::new(kafka_bus::KafkaBus::connect(kafka_bus::KafkaConfig::new(addr.as_str()))?)
+            }
         })
     }
 
@@ -95,7 +99,8 @@ impl<H: Handler> Handler for Seen<H> {
 /// One consumer group of the node.
 struct Worker {
     group: String,
-    topics: Vec<&'static str>,
+    /// Full topic names (with the prefix).
+    topics: Vec<String>,
     consumer: Consumer,
     handler: Box<dyn Handler>,
     pending: Pending,
@@ -123,15 +128,44 @@ pub struct Node {
     relays: Vec<OutboxRelay>,
     workers: Vec<Worker>,
     per_topic: BTreeMap<String, u64>,
+    /// In front of every topic name (empty for the platform's own).
+    prefix: String,
+    /// In front of every consumer group name.
+    group_prefix: String,
 }
 
 impl Node {
     /// Connects to the bus and creates the platform's topics.
     pub async fn connect(choice: BusChoice) -> Result<Self> {
         let bus = choice.connect()?;
-        let specs: Vec<_> = topics::ALL.iter().map(|t| TopicSpec::new(*t, PARTITIONS)).collect();
+        Self::on_bus(bus, choice, "").await
+    }
+
+    /// On a bus connected already, with `prefix` in front of every topic
+    /// and group name (so tests and demo runs on one broker stay apart).
+    pub async fn on_bus(bus: Arc<dyn EventBus>, choice: BusChoice, prefix: &str) -> Result<Self> {
+        Self::on_bus_with_groups(bus, choice, prefix, prefix).await
+    }
+
+    /// [`Node::on_bus`] with a group prefix of its own: fresh groups on the
+    /// same topics read them again from the start (a replay).
+    pub async fn on_bus_with_groups(
+        bus: Arc<dyn EventBus>,
+        choice: BusChoice,
+        prefix: &str,
+        group_prefix: &str,
+    ) -> Result<Self> {
+        let specs: Vec<_> = topics::ALL.iter().map(|t| TopicSpec::new(format!("{prefix}{t}"), PARTITIONS)).collect();
         bus.create_topics(&specs).await?;
-        Ok(Self { bus, choice, relays: Vec::new(), workers: Vec::new(), per_topic: BTreeMap::new() })
+        Ok(Self {
+            bus,
+            choice,
+            relays: Vec::new(),
+            workers: Vec::new(),
+            per_topic: BTreeMap::new(),
+            prefix: prefix.to_owned(),
+            group_prefix: group_prefix.to_owned(),
+        })
     }
 
     pub fn bus(&self) -> &Arc<dyn EventBus> {
@@ -151,7 +185,8 @@ impl Node {
         let config = match self.choice {
             BusChoice::InProcess => RelayConfig::new(name).deferred(),
             BusChoice::Kafka(_) => RelayConfig::new(name),
-        };
+        }
+        .with_topic_prefix(self.prefix.clone());
         self.relays.push(OutboxRelay::new(store, Arc::clone(&self.bus), config));
     }
 
@@ -162,7 +197,9 @@ impl Node {
         topics: &[&'static str],
         handler: impl Handler + 'static,
     ) -> Result<()> {
-        let sub = self.bus.subscribe(group, topics).await?;
+        let names: Vec<String> = topics.iter().map(|t| format!("{}{t}", self.prefix)).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let sub = self.bus.subscribe(&format!("{}{group}", self.group_prefix), &refs).await?;
         let policy = RetryPolicy {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(20),
@@ -171,7 +208,7 @@ impl Node {
         let pending: Pending = Arc::default();
         let consumer = Consumer::new(sub, policy).with_max_record_bytes(self.bus.max_record_bytes());
         let handler = Box::new(Seen { inner: handler, pending: Arc::clone(&pending) });
-        self.workers.push(Worker { group: group.to_owned(), topics: topics.to_vec(), consumer, handler, pending });
+        self.workers.push(Worker { group: group.to_owned(), topics: names, consumer, handler, pending });
         Ok(())
     }
 
@@ -188,14 +225,15 @@ impl Node {
         loop {
             let mut relayed = 0;
             for relay in &mut self.relays {
-                let groups: Vec<(Vec<&'static str>, Pending)> =
+                let groups: Vec<(Vec<String>, Pending)> =
                     self.workers.iter().map(|w| (w.topics.clone(), Arc::clone(&w.pending))).collect();
                 let per_topic = &mut self.per_topic;
+                let prefix = &self.prefix;
                 relayed += relay
                     .publish_pending_with(|e| {
-                        let topic = topics::of_context(&e.envelope.source);
+                        let topic = format!("{prefix}{}", topics::of_context(&e.envelope.source));
                         *per_topic.entry(topic.clone()).or_default() += 1;
-                        for (_, pending) in groups.iter().filter(|(ts, _)| ts.iter().any(|t| *t == topic)) {
+                        for (_, pending) in groups.iter().filter(|(ts, _)| ts.contains(&topic)) {
                             pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(e.envelope.id);
                         }
                     })
@@ -215,8 +253,11 @@ impl Node {
                 }
             }
             stats.handled += handled;
-            let waiting: usize =
-                self.workers.iter().map(|w| w.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()).sum();
+            let waiting: usize = self
+                .workers
+                .iter()
+                .map(|w| w.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len())
+                .sum();
             if relayed == 0 && handled == 0 && waiting == 0 {
                 break;
             }
@@ -226,6 +267,82 @@ impl Node {
         }
         for relay in &mut self.relays {
             relay.save_checkpoint().await?;
+        }
+        Ok(stats)
+    }
+
+    /// Consumes until `done` says each group has seen enough (its name and
+    /// its counters), or fails after `timeout`. Relays run too.
+    pub async fn drain_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&str, &ConsumerStats) -> bool,
+    ) -> Result<SettleStats> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut stats = SettleStats::default();
+        loop {
+            for relay in &mut self.relays {
+                stats.relayed += relay.publish_pending().await? as u64;
+            }
+            for w in &mut self.workers {
+                while w.consumer.poll_once(w.handler.as_mut(), Duration::from_millis(50)).await?.is_some() {
+                    stats.handled += 1;
+                }
+            }
+            if self.workers.iter().all(|w| done(&w.group, &w.consumer.stats())) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::NotSettled { waiting: 0, seconds: timeout.as_secs() });
+            }
+        }
+        for relay in &mut self.relays {
+            relay.save_checkpoint().await?;
+        }
+        Ok(stats)
+    }
+
+    /// Counters of each consumer group, by group name.
+    pub fn consumer_stats(&self) -> BTreeMap<String, ConsumerStats> {
+        self.workers.iter().map(|w| (w.group.clone(), w.consumer.stats())).collect()
+    }
+
+    /// Serves until `stop` resolves: relays and consumes continuously (a
+    /// worker process). Returns the totals.
+    pub async fn run(&mut self, stop: impl std::future::Future<Output = ()>) -> Result<SettleStats> {
+        tokio::pin!(stop);
+        let mut stats = SettleStats::default();
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop => break,
+                round = self.round() => {
+                    let r = round?;
+                    stats.relayed += r.relayed;
+                    stats.handled += r.handled;
+                    stats.dead_lettered += r.dead_lettered;
+                }
+            }
+        }
+        for relay in &mut self.relays {
+            relay.save_checkpoint().await?;
+        }
+        Ok(stats)
+    }
+
+    /// One round of [`Node::run`]: relay what is new, then take what the
+    /// consumers have (waiting a little when there is nothing).
+    async fn round(&mut self) -> Result<SettleStats> {
+        let mut stats = SettleStats::default();
+        for relay in &mut self.relays {
+            stats.relayed += relay.publish_pending().await? as u64;
+        }
+        for w in &mut self.workers {
+            let before = w.consumer.stats().dead_lettered;
+            while w.consumer.poll_once(w.handler.as_mut(), Duration::from_millis(20)).await?.is_some() {
+                stats.handled += 1;
+            }
+            stats.dead_lettered += w.consumer.stats().dead_lettered - before;
         }
         Ok(stats)
     }

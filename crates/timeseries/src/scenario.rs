@@ -16,28 +16,8 @@ const MINUTE: i64 = 60 * NANOS_PER_SEC;
 /// The fixed seed of the demo's random values.
 pub const SEED: u64 = 42;
 
-/// splitmix64: a tiny, well-known generator, so runs are reproducible.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[lo, hi)`.
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[(self.next_u64() % xs.len() as u64) as usize]
-    }
-}
+/// The demo's generator (kept here under its old path for the bench).
+pub use domain_core::seeded::SplitMix64;
 
 /// The seed's `temperature_schema`.
 pub fn schema() -> SeriesSchema {
@@ -55,8 +35,8 @@ pub fn points() -> Vec<Point> {
     let mut rng = SplitMix64(SEED);
     (0..1000)
         .map(|i| {
-            let device = rng.pick(&["device_001", "device_002", "device_003"]);
-            let location = rng.pick(&["beijing", "shanghai", "guangzhou"]);
+            let device = *rng.pick(&["device_001", "device_002", "device_003"]);
+            let location = *rng.pick(&["beijing", "shanghai", "guangzhou"]);
             let value = 20.0 + rng.uniform(-5.0, 5.0);
             let mut p = Point::new(
                 "sensor_temperature",
