@@ -30,6 +30,18 @@ pub enum Error {
     ReadModelDb(#[from] redb::Error),
     #[error("read-model row: {0}")]
     Row(#[from] serde_json::Error),
+    /// The PostgreSQL read model's server or connection failed (the
+    /// server's message and SQLSTATE are in the driver's error).
+    #[error("read-model PostgreSQL: {}", describe_postgres(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A schema name the PostgreSQL read model refuses (see
+    /// [`crate::PostgresReadModel::connect`]).
+    #[error("invalid schema name `{0}`: use [a-z_][a-z0-9_]*, at most 63 bytes, not pg_*")]
+    InvalidSchema(String),
+    /// A value the PostgreSQL read model cannot store (a position beyond
+    /// `bigint`) or read back (a row written by hand or by a newer version).
+    #[error("read-model {column} of `{key}`: `{value}` is not a valid value")]
+    InvalidValue { column: &'static str, key: String, value: String },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -44,6 +56,19 @@ impl Error {
     /// Whether a writer lost a race (expected version no longer current).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Store(e) if e.is_conflict())
+    }
+}
+
+/// The server's message and SQLSTATE when there is one, else the driver's
+/// description and its cause (`tokio_postgres::Error`'s own `Display` says
+/// only "db error").
+fn describe_postgres(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 

@@ -12,11 +12,12 @@
 //!   implemented by [`EventSourcedOrders`] (snapshots every 100 versions);
 //! - the read side (CQRS): [`OrderSummary`] rows by customer in a
 //!   [`ReadModel`] ([`MemoryReadModel`], [`RedbReadModel`] in
-//!   `orders.redb`), kept by the [`Projector`] from the store's global log
-//!   with its checkpoint in the same transaction as the rows;
-//!   `find_by_customer` answers from there, with summaries, not aggregates.
-//!   A PostgreSQL read model (rows and checkpoint in one transaction in the
-//!   orders schema) is planned;
+//!   `orders.redb`, [`PostgresReadModel`] in a schema of its own or beside
+//!   the event store in the orders schema), kept by the [`Projector`] from
+//!   the store's global log with its checkpoint in the same transaction as
+//!   the rows (on PostgreSQL under a lock on the checkpoint row, so
+//!   projectors racing on one schema apply each event once);
+//!   `find_by_customer` answers from there, with summaries, not aggregates;
 //! - the orders side of the payment saga: [`PaymentOutcomeHandler`] reads
 //!   `PaymentCaptured`, `PaymentRejected` and `RefundIssued` from
 //!   `accounts.events` with this crate's own tolerant types.
@@ -65,5 +66,5 @@ pub use error::{Error, Result};
 pub use order::{CustomerInfo, Order, OrderCommand, OrderError, OrderEvent, OrderItem, OrderStatus};
 pub use payments::PaymentOutcomeHandler;
 pub use projector::Projector;
-pub use read_model::{MemoryReadModel, OrderSummary, ReadModel, RedbReadModel};
+pub use read_model::{MemoryReadModel, OrderSummary, PostgresReadModel, ReadModel, RedbReadModel};
 pub use repository::{EventSourcedOrders, OrderRepository};

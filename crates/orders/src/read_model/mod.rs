@@ -10,6 +10,7 @@
 
 mod embedded;
 mod memory;
+mod postgres;
 mod projection;
 
 #[cfg(test)]
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::{OrderStatus, Result};
 pub use embedded::RedbReadModel;
 pub use memory::MemoryReadModel;
+pub use postgres::PostgresReadModel;
 
 /// One row of the read model: what `find_by_customer` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
