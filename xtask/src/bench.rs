@@ -49,6 +49,14 @@ pub const BENCHES: &[Bench] = &[
         needs_postgres: true,
     },
     Bench {
+        name: "sagas",
+        package: "platform",
+        example: "bench_sagas",
+        about: "orders placed -> paid end to end: in-process and Kafka throughput, confirm -> paid latency at 200/s",
+        needs_kafka: true,
+        needs_postgres: false,
+    },
+    Bench {
         name: "timeseries",
         package: "timeseries",
         example: "bench_timeseries",

@@ -104,7 +104,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Store(e) => !matches!(
-                e,
+                e.root(),
                 event_store::Error::InvalidStream { .. }
                     | event_store::Error::EventTooLarge { .. }
                     | event_store::Error::StreamDeleted(_)

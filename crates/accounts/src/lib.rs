@@ -25,7 +25,7 @@
 //! account.execute(AccountCommand::Open { account_holder: "张三".into(), initial_balance: cny("1000") }).unwrap();
 //! account.execute(AccountCommand::Deposit { amount: cny("500"), description: "工资".into() }).unwrap();
 //! assert!(account.execute(AccountCommand::Withdraw { amount: cny("2000"), description: "".into() }).is_err());
-//! assert_eq!(account.state().balance.to_string(), "1500");
+//! assert_eq!(account.state().balance.to_string(), "1500.00");
 //! ```
 
 pub mod account;

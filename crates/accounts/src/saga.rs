@@ -18,7 +18,7 @@
 //! whether it was already paid back before the target is asked again).
 
 use async_trait::async_trait;
-use domain_core::bus::{Delivery, Handler};
+use domain_core::bus::{Delivery, Handler, SharedHandler};
 use domain_core::{Envelope, Money};
 use serde::Deserialize;
 
@@ -129,7 +129,7 @@ impl AccountSagas {
                     amount: confirmed.total_amount,
                     merchant_account_id: self.config.merchant_account_id.clone(),
                 };
-                let (_, events) = self.accounts.execute(&payer, command, Some(env)).await.map_err(to_bus)?;
+                let events = self.accounts.execute(&payer, command, Some(env)).await.map_err(to_bus)?;
                 Ok(match events.first() {
                     None => Step::Repeat,
                     Some(AccountEvent::PaymentRejected { .. }) => Step::PaymentRejected,
@@ -141,7 +141,7 @@ impl AccountSagas {
                 // Never confirmed: nothing was paid.
                 let Some(payer) = cancelled.payment_account_id else { return Ok(Step::Ignored) };
                 let command = AccountCommand::RequestRefund { order_id: env.subject.clone() };
-                let (_, events) = self.accounts.execute(&payer, command, Some(env)).await.map_err(to_bus)?;
+                let events = self.accounts.execute(&payer, command, Some(env)).await.map_err(to_bus)?;
                 Ok(if events.is_empty() { Step::Repeat } else { Step::RefundRequested })
             }
             _ => Ok(Step::Ignored),
@@ -176,7 +176,7 @@ impl AccountSagas {
                 purpose: purpose.clone(),
             };
             match self.accounts.execute(&target, command, Some(env)).await {
-                Ok((_, events)) => return Ok(if events.is_empty() { Step::Repeat } else { Step::Credited }),
+                Ok(events) => return Ok(if events.is_empty() { Step::Repeat } else { Step::Credited }),
                 Err(Error::Account(e)) => match e.rejection_reason() {
                     Some(reason) => reason,
                     None => return Err(domain_core::Error::Rejected(e.to_string())),
@@ -191,7 +191,7 @@ impl AccountSagas {
             reason: refusal,
             purpose,
         };
-        let (_, events) = self.accounts.execute(&source, command, Some(env)).await.map_err(to_bus)?;
+        let events = self.accounts.execute(&source, command, Some(env)).await.map_err(to_bus)?;
         Ok(if events.is_empty() { Step::Repeat } else { Step::Compensated })
     }
 
@@ -216,7 +216,7 @@ impl AccountSagas {
             amount,
             cause: Cause { account_id: payer, version: env.aggregate_version },
         };
-        let (_, events) = self.accounts.execute(&merchant, command, Some(env)).await.map_err(to_bus)?;
+        let events = self.accounts.execute(&merchant, command, Some(env)).await.map_err(to_bus)?;
         Ok(match events.first() {
             None => Step::Repeat,
             Some(AccountEvent::RefundFailed { .. }) => Step::RefundFailed,
@@ -231,5 +231,12 @@ impl Handler for AccountSagas {
         let step = self.step(event).await?;
         tracing::debug!(event = %event.event_type, subject = %event.subject, ?step, "accounts saga step");
         Ok(())
+    }
+}
+
+#[async_trait]
+impl SharedHandler for AccountSagas {
+    async fn handle(&self, event: &Envelope, _delivery: &Delivery) -> domain_core::Result<()> {
+        self.step(event).await.map(|_| ())
     }
 }

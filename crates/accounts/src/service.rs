@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use domain_core::{AggregateRoot, Envelope, Money};
-use event_store::{EventStore, RecordedEvent, Repository, SnapshotPolicy};
+use event_store::{Coalescer, EventStore, RecordedEvent, Repository, SnapshotPolicy};
 
 use crate::account::validate_account_id;
 use crate::{Account, AccountCommand, AccountError, AccountEvent, AccountStatus, Error, Result};
@@ -17,51 +17,50 @@ pub const SNAPSHOT_EVERY: u64 = 100;
 pub const SNAPSHOT_SCHEMA: u32 = 1;
 /// Times a command is retried on fresh state after a version conflict.
 const CONFLICT_RETRIES: u32 = 50;
+/// Accounts kept in memory between commands (each still reads the events
+/// after its cached version, so other writers are never missed).
+const CACHED_ACCOUNTS: usize = 100_000;
 /// Events read per page of a history.
 const PAGE: usize = 1024;
 
 /// Every account of one store.
+///
+/// Commands for one account that arrive at once (the merchant's account,
+/// credited by every payment) run as one batch with one append
+/// ([`Coalescer`]), each decided on the state the ones before it left.
 #[derive(Debug, Clone)]
 pub struct Accounts {
     store: Arc<dyn EventStore>,
     repo: Arc<Repository<Account>>,
+    coalescer: Arc<Coalescer<Account>>,
 }
 
 impl Accounts {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        let repo =
-            Repository::new(Arc::clone(&store)).with_snapshots(SnapshotPolicy::Every(SNAPSHOT_EVERY), SNAPSHOT_SCHEMA);
-        Self { store, repo: Arc::new(repo) }
+        let repo = Arc::new(
+            Repository::new(Arc::clone(&store))
+                .with_snapshots(SnapshotPolicy::Every(SNAPSHOT_EVERY), SNAPSHOT_SCHEMA)
+                .with_cache(CACHED_ACCOUNTS),
+        );
+        let coalescer = Arc::new(Coalescer::new(Arc::clone(&repo), CONFLICT_RETRIES));
+        Self { store, repo, coalescer }
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
     }
 
-    /// Runs a command on account `id`; returns the account after it and the
-    /// events it produced (none when the command was an idempotent repeat).
+    /// Runs a command on account `id`; returns the events it produced (none
+    /// when the command was an idempotent repeat).
     pub async fn execute(
         &self,
         id: &str,
         command: AccountCommand,
         cause: Option<&Envelope>,
-    ) -> Result<(AggregateRoot<Account>, Vec<AccountEvent>)> {
+    ) -> Result<Vec<AccountEvent>> {
         validate_account_id(id)?;
-        let outcome = self.repo.execute(id, || command.clone(), cause, CONFLICT_RETRIES).await?;
-        let (root, appended) = outcome.map_err(Error::Account)?;
-        let events = match appended {
-            None => Vec::new(),
-            Some(r) => {
-                let stream = Repository::<Account>::stream_of(id)?;
-                let recorded = self.store.read_stream(&stream, r.first_version, PAGE).await?;
-                let mut out = Vec::with_capacity(recorded.len());
-                for e in recorded.into_iter().take((r.last_version - r.first_version + 1) as usize) {
-                    out.push(e.envelope.into_event::<AccountEvent>()?);
-                }
-                out
-            }
-        };
-        Ok((root, events))
+        let decision = self.coalescer.execute(id, command, cause.cloned()).await?;
+        decision.map_err(Error::Account)
     }
 
     /// The account as its events say (snapshot + tail); an account that
@@ -98,7 +97,8 @@ impl Accounts {
 
     pub async fn open(&self, id: &str, account_holder: &str, initial_balance: Money) -> Result<AggregateRoot<Account>> {
         let command = AccountCommand::Open { account_holder: account_holder.to_owned(), initial_balance };
-        Ok(self.execute(id, command, None).await?.0)
+        self.execute(id, command, None).await?;
+        self.load(id).await
     }
 
     /// Starts a transfer: debits `from` now; the saga credits `to` (or pays
@@ -120,7 +120,8 @@ impl Accounts {
             amount,
             description: description.to_owned(),
         };
-        Ok((self.execute(from, command, None).await?.0, transfer_id))
+        self.execute(from, command, None).await?;
+        Ok((self.load(from).await?, transfer_id))
     }
 
     /// The ids of every account that has a stream in this store.

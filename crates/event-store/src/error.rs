@@ -39,11 +39,26 @@ pub enum Error {
     TooManyConflicts { stream: String, attempts: u32 },
     #[error("the store is closed")]
     Closed,
+    /// The failure of a batch this caller's command was part of.
+    #[error("{0}")]
+    Shared(#[source] std::sync::Arc<Error>),
 }
 
 impl Error {
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Conflict { .. })
+        match self {
+            Error::Conflict { .. } => true,
+            Error::Shared(e) => e.is_conflict(),
+            _ => false,
+        }
+    }
+
+    /// The error itself, seen through [`Error::Shared`].
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Shared(e) => e.root(),
+            e => e,
+        }
     }
 
     pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

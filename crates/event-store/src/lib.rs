@@ -11,6 +11,7 @@
 //! envelopes), make an append wait on Kafka, or acknowledge an append before
 //! it is durable (embedded and PostgreSQL adapters).
 
+pub mod coalesce;
 pub mod embedded;
 pub mod error;
 pub mod framing;
@@ -29,6 +30,7 @@ pub mod store;
 pub mod subscription;
 pub mod testkit;
 
+pub use coalesce::Coalescer;
 pub use embedded::{EmbeddedConfig, EmbeddedEventStore};
 pub use error::{Error, Result};
 pub use memory::InMemoryEventStore;

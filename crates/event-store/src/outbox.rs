@@ -120,6 +120,15 @@ impl OutboxRelay {
         }
     }
 
+    /// Waits up to `timeout` for an event after what was published so far.
+    pub async fn wait_for_new(&self, timeout: Duration) {
+        let next = match self.pending {
+            Some(next) => next,
+            None => self.store.load_checkpoint(&self.config.name).await.ok().flatten().unwrap_or(1),
+        };
+        let _ = self.store.wait_for(next, timeout).await;
+    }
+
     /// Stores a deferred checkpoint: everything published so far counts as
     /// delivered. Does nothing when checkpoints are not deferred.
     pub async fn save_checkpoint(&mut self) -> Result<()> {

@@ -1,8 +1,9 @@
 //! Loading and saving aggregates: snapshot plus the events after it, a pure
 //! command, an append at the loaded version, retries on conflict.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::Utc;
 use domain_core::{Aggregate, AggregateRoot, Envelope, UpcasterRegistry};
@@ -24,13 +25,42 @@ pub enum SnapshotPolicy {
 
 /// The repository of one aggregate type.
 #[derive(Debug)]
-pub struct Repository<A> {
+pub struct Repository<A: Aggregate> {
     store: Arc<dyn EventStore>,
     upcasters: Arc<UpcasterRegistry>,
     policy: SnapshotPolicy,
     /// Version of the snapshot state's shape; older snapshots are ignored.
     schema_version: u32,
+    /// Recently used aggregates at their stored version (see
+    /// [`Repository::with_cache`]).
+    cache: Option<Cache<A>>,
     _aggregate: PhantomData<fn() -> A>,
+}
+
+/// Aggregates kept between commands, by id. A cached state is only a
+/// starting point: every load still reads the events after its version, so
+/// a writer elsewhere (another process) is never missed.
+#[derive(Debug)]
+struct Cache<A: Aggregate> {
+    entries: Mutex<HashMap<String, AggregateRoot<A>>>,
+    capacity: usize,
+}
+
+impl<A: Aggregate> Cache<A> {
+    fn take(&self, id: &str) -> Option<AggregateRoot<A>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(id)
+    }
+
+    fn put(&self, root: AggregateRoot<A>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= self.capacity && !entries.contains_key(root.id()) {
+            // Any entry will do: a miss costs one load from the store.
+            if let Some(victim) = entries.keys().next().cloned() {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(root.id().to_owned(), root);
+    }
 }
 
 impl<A> Repository<A>
@@ -43,8 +73,17 @@ where
             upcasters: Arc::new(UpcasterRegistry::new()),
             policy: SnapshotPolicy::Never,
             schema_version: 1,
+            cache: None,
             _aggregate: PhantomData,
         }
+    }
+
+    /// Keeps up to `capacity` aggregates in memory between commands, so a
+    /// command on a recently used aggregate reads only the events it has
+    /// not seen (usually none) instead of a snapshot and a tail.
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0).then(|| Cache { entries: Mutex::new(HashMap::new()), capacity });
+        self
     }
 
     pub fn with_snapshots(mut self, policy: SnapshotPolicy, schema_version: u32) -> Self {
@@ -66,8 +105,32 @@ where
     /// Rebuilds the aggregate from its newest usable snapshot and the events
     /// after it (a new, empty aggregate if the stream has none).
     pub async fn load(&self, id: &str) -> Result<AggregateRoot<A>> {
+        let root = self.checkout(id).await?;
+        if let Some(cache) = &self.cache {
+            cache.put(root.clone());
+        }
+        Ok(root)
+    }
+
+    /// The aggregate at its stored version, taken out of the cache if it is
+    /// there (brought up to date) or loaded; give it back with
+    /// [`Cache::put`] once its new events are stored.
+    async fn checkout(&self, id: &str) -> Result<AggregateRoot<A>> {
+        match self.cache.as_ref().and_then(|c| c.take(id)) {
+            Some(root) => self.catch_up(root).await,
+            None => self.load_from_store(id).await,
+        }
+    }
+
+    fn give_back(&self, root: AggregateRoot<A>) {
+        if let Some(cache) = &self.cache {
+            cache.put(root);
+        }
+    }
+
+    async fn load_from_store(&self, id: &str) -> Result<AggregateRoot<A>> {
         let stream = Self::stream_of(id)?;
-        let mut root = match self.store.load_snapshot(&stream).await? {
+        let root = match self.store.load_snapshot(&stream).await? {
             Some(s) if s.schema_version == self.schema_version && s.aggregate_type == A::TYPE => {
                 match serde_json::from_value::<A>(s.state) {
                     Ok(state) => AggregateRoot::from_snapshot(id, state, s.version),
@@ -79,6 +142,12 @@ where
             }
             _ => AggregateRoot::new(id),
         };
+        self.catch_up(root).await
+    }
+
+    /// Replays the stored events after the root's version.
+    async fn catch_up(&self, mut root: AggregateRoot<A>) -> Result<AggregateRoot<A>> {
+        let stream = Self::stream_of(root.id())?;
         loop {
             let page = self.store.read_stream(&stream, root.version() + 1, PAGE).await?;
             let done = page.len() < PAGE;
@@ -109,11 +178,13 @@ where
         let stream = Self::stream_of(id)?;
         let mut attempt = 0;
         loop {
-            let mut root = self.load(id).await?;
+            let mut root = self.checkout(id).await?;
             if let Err(e) = root.execute(command()) {
+                self.give_back(root);
                 return Ok(Err(e));
             }
             if root.uncommitted().is_empty() {
+                self.give_back(root.clone());
                 return Ok(Ok((root, None)));
             }
             let envelopes = root.uncommitted_envelopes(cause)?;
@@ -123,6 +194,7 @@ where
                     let before = root.committed_version();
                     root.mark_committed();
                     self.maybe_snapshot(&stream, &root, before).await?;
+                    self.give_back(root.clone());
                     return Ok(Ok((root, Some(result))));
                 }
                 Err(e) if e.is_conflict() && attempt < retries => attempt += 1,
@@ -132,6 +204,69 @@ where
                     } else {
                         Error::TooManyConflicts { stream: stream.to_string(), attempts: attempt + 1 }
                     });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Loads once, runs each command on the state the ones before it left
+    /// (a refused command changes nothing), and appends every event in one
+    /// append, each command's events in its own cause's correlation chain.
+    /// On a version conflict the whole batch runs again on fresh state, up to
+    /// `retries` more times. Returns each command's decision, in order.
+    pub async fn execute_many(
+        &self,
+        id: &str,
+        commands: &[(A::Command, Option<Envelope>)],
+        retries: u32,
+    ) -> Result<Vec<std::result::Result<Vec<A::Event>, A::Error>>>
+    where
+        A::Command: Clone,
+    {
+        let stream = Self::stream_of(id)?;
+        let mut attempt = 0;
+        loop {
+            let mut root = self.checkout(id).await?;
+            let before = root.committed_version();
+            let mut decisions = Vec::with_capacity(commands.len());
+            let mut envelopes = Vec::new();
+            for (command, cause) in commands {
+                let first_version = root.version() + 1;
+                match root.execute(command.clone()) {
+                    Ok(events) => {
+                        let mut chain: Option<Envelope> = cause.clone();
+                        for (k, e) in events.iter().enumerate() {
+                            let env = Envelope::new(id, first_version + k as u64, e)?;
+                            let env = match &chain {
+                                Some(c) if cause.is_some() => env.caused_by(c),
+                                Some(first) => Envelope { correlation_id: first.correlation_id, ..env },
+                                None => env,
+                            };
+                            if chain.is_none() {
+                                chain = Some(env.clone());
+                            }
+                            envelopes.push(env);
+                        }
+                        decisions.push(Ok(events.to_vec()));
+                    }
+                    Err(e) => decisions.push(Err(e)),
+                }
+            }
+            if envelopes.is_empty() {
+                self.give_back(root);
+                return Ok(decisions);
+            }
+            match self.store.append(&stream, ExpectedVersion::Exact(before), &envelopes).await {
+                Ok(_) => {
+                    root.mark_committed();
+                    self.maybe_snapshot(&stream, &root, before).await?;
+                    self.give_back(root);
+                    return Ok(decisions);
+                }
+                Err(e) if e.is_conflict() && attempt < retries => attempt += 1,
+                Err(e) if e.is_conflict() => {
+                    return Err(Error::TooManyConflicts { stream: stream.to_string(), attempts: attempt + 1 });
                 }
                 Err(e) => return Err(e),
             }

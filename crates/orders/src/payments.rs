@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain_core::bus::{Delivery, Handler};
+use domain_core::bus::{Delivery, Handler, SharedHandler};
 use domain_core::{Envelope, Money};
 use event_store::{EventStore, Repository};
 use serde::Deserialize;
@@ -122,9 +122,9 @@ fn refused(order_id: &str, error: &OrderError) -> domain_core::Error {
     }
 }
 
-#[async_trait]
-impl Handler for PaymentOutcomeHandler {
-    async fn handle(&mut self, event: &Envelope, _delivery: &Delivery) -> domain_core::Result<()> {
+impl PaymentOutcomeHandler {
+    /// Applies one payment outcome to its order.
+    pub async fn apply(&self, event: &Envelope) -> domain_core::Result<()> {
         let Some((order_id, command)) = command_for(event)? else { return Ok(()) };
         let outcome = self.repository.execute(&order_id, || command.clone(), Some(event), self.conflict_retries).await;
         match outcome {
@@ -135,6 +135,29 @@ impl Handler for PaymentOutcomeHandler {
             }
             Ok(Err(error)) => Err(refused(&order_id, &error)),
             Err(error) => Err(store_failure(&order_id, error)),
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for PaymentOutcomeHandler {
+    async fn handle(&mut self, event: &Envelope, _delivery: &Delivery) -> domain_core::Result<()> {
+        self.apply(event).await
+    }
+}
+
+/// Outcomes of different orders are independent, whatever account's record
+/// (the key on the bus) carried them: ordered per order, not per account.
+#[async_trait]
+impl SharedHandler for PaymentOutcomeHandler {
+    async fn handle(&self, event: &Envelope, _delivery: &Delivery) -> domain_core::Result<()> {
+        self.apply(event).await
+    }
+
+    fn ordering_key(&self, event: &Envelope, delivery: &Delivery) -> Option<Vec<u8>> {
+        match event.data.get("order_id").and_then(serde_json::Value::as_str) {
+            Some(order) => Some(order.as_bytes().to_vec()),
+            None => delivery.record.key.clone(),
         }
     }
 }

@@ -21,8 +21,14 @@ const SNAPSHOT_SCHEMA: u32 = 1;
 
 /// The event-store repository of orders with the crate's snapshot policy.
 pub(crate) fn event_repository(store: Arc<dyn EventStore>) -> Repository<Order> {
-    Repository::new(store).with_snapshots(SnapshotPolicy::Every(SNAPSHOT_EVERY), SNAPSHOT_SCHEMA)
+    Repository::new(store)
+        .with_snapshots(SnapshotPolicy::Every(SNAPSHOT_EVERY), SNAPSHOT_SCHEMA)
+        .with_cache(CACHED_ORDERS)
 }
+
+/// Orders kept in memory between commands (a load still reads the events
+/// after the cached version, so another writer is never missed).
+const CACHED_ORDERS: usize = 50_000;
 
 /// Where orders live (seed: `OrderRepository`).
 #[async_trait]

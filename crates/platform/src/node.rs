@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain_core::Envelope;
 use domain_core::bus::{
-    Consumer, ConsumerStats, Delivery, EventBus, Handler, InProcessBus, RetryPolicy, TopicSpec, topics,
+    Consumer, ConsumerStats, Delivery, EventBus, InProcessBus, RetryPolicy, SharedHandler, TopicSpec, topics,
 };
 use event_store::outbox::RelayConfig;
 use event_store::{EmbeddedEventStore, EventStore, OutboxRelay};
@@ -29,6 +29,10 @@ use crate::error::{Error, Result};
 
 /// Partitions of the topics a node creates.
 pub const PARTITIONS: u32 = 3;
+/// Records a consumer takes at once: records of different keys are handled
+/// concurrently (so the stores' group commit has company), those of one key
+/// in order.
+pub const BATCH: usize = 512;
 
 /// Which bus a node talks on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,15 +81,19 @@ pub fn open_store(data: &Path, context: &str) -> Result<Arc<dyn EventStore>> {
 /// Ids a consumer group still has to see.
 type Pending = Arc<Mutex<HashSet<Uuid>>>;
 
-/// Marks each event as seen by its group before handling it.
+/// Marks each event as seen by its group once handled.
 struct Seen<H> {
     inner: H,
     pending: Pending,
 }
 
 #[async_trait]
-impl<H: Handler> Handler for Seen<H> {
-    async fn handle(&mut self, event: &Envelope, delivery: &Delivery) -> domain_core::Result<()> {
+impl<H: SharedHandler> SharedHandler for Seen<H> {
+    fn ordering_key(&self, event: &Envelope, delivery: &Delivery) -> Option<Vec<u8>> {
+        self.inner.ordering_key(event, delivery)
+    }
+
+    async fn handle(&self, event: &Envelope, delivery: &Delivery) -> domain_core::Result<()> {
         let result = self.inner.handle(event, delivery).await;
         // Seen once handled or refused for good; a retryable failure is
         // seen again on the next attempt.
@@ -102,7 +110,7 @@ struct Worker {
     /// Full topic names (with the prefix).
     topics: Vec<String>,
     consumer: Consumer,
-    handler: Box<dyn Handler>,
+    handler: Box<dyn SharedHandler>,
     pending: Pending,
 }
 
@@ -195,7 +203,7 @@ impl Node {
         &mut self,
         group: &str,
         topics: &[&'static str],
-        handler: impl Handler + 'static,
+        handler: impl SharedHandler + 'static,
     ) -> Result<()> {
         let names: Vec<String> = topics.iter().map(|t| format!("{}{t}", self.prefix)).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -244,9 +252,9 @@ impl Node {
             for w in &mut self.workers {
                 loop {
                     let before = w.consumer.stats();
-                    match w.consumer.poll_once(w.handler.as_mut(), poll).await? {
-                        Some(_) => handled += 1,
-                        None => break,
+                    match w.consumer.poll_batch(w.handler.as_ref(), BATCH, poll).await? {
+                        0 => break,
+                        n => handled += n as u64,
                     }
                     let after = w.consumer.stats();
                     stats.dead_lettered += after.dead_lettered - before.dead_lettered;
@@ -285,8 +293,11 @@ impl Node {
                 stats.relayed += relay.publish_pending().await? as u64;
             }
             for w in &mut self.workers {
-                while w.consumer.poll_once(w.handler.as_mut(), Duration::from_millis(50)).await?.is_some() {
-                    stats.handled += 1;
+                loop {
+                    match w.consumer.poll_batch(w.handler.as_ref(), BATCH, Duration::from_millis(50)).await? {
+                        0 => break,
+                        n => stats.handled += n as u64,
+                    }
                 }
             }
             if self.workers.iter().all(|w| done(&w.group, &w.consumer.stats())) {
@@ -307,44 +318,72 @@ impl Node {
         self.workers.iter().map(|w| (w.group.clone(), w.consumer.stats())).collect()
     }
 
-    /// Serves until `stop` resolves: relays and consumes continuously (a
-    /// worker process). Returns the totals.
+    /// Serves until `stop` resolves: every relay and every consumer group
+    /// runs in a task of its own, so the stages of a saga overlap (one
+    /// group's appends wait for their fsync while another's are decided).
+    /// Each task looks at the stop flag between batches, so none is cut off
+    /// halfway. Returns the totals. On the in-process bus the relays'
+    /// deferred checkpoints stay where they were: [`Node::settle`] moves them.
     pub async fn run(&mut self, stop: impl std::future::Future<Output = ()>) -> Result<SettleStats> {
-        tokio::pin!(stop);
-        let mut stats = SettleStats::default();
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut stop => break,
-                round = self.round() => {
-                    let r = round?;
-                    stats.relayed += r.relayed;
-                    stats.handled += r.handled;
-                    stats.dead_lettered += r.dead_lettered;
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let halted = |s: &std::sync::atomic::AtomicBool| s.load(std::sync::atomic::Ordering::Relaxed);
+        let mut relays = Vec::new();
+        for mut relay in std::mem::take(&mut self.relays) {
+            let stopping = Arc::clone(&stopping);
+            relays.push(tokio::spawn(async move {
+                let mut relayed = 0u64;
+                while !halted(&stopping) {
+                    match relay.publish_pending().await {
+                        Ok(0) => relay.wait_for_new(Duration::from_millis(50)).await,
+                        Ok(n) => relayed += n as u64,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "relay round failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
                 }
-            }
+                (relay, relayed)
+            }));
         }
-        for relay in &mut self.relays {
-            relay.save_checkpoint().await?;
+        let mut workers = Vec::new();
+        for mut w in std::mem::take(&mut self.workers) {
+            let stopping = Arc::clone(&stopping);
+            workers.push(tokio::spawn(async move {
+                let mut result = Ok(0u64);
+                while !halted(&stopping) {
+                    match w.consumer.poll_batch(w.handler.as_ref(), BATCH, Duration::from_millis(50)).await {
+                        Ok(n) => result = result.map(|t| t + n as u64),
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                (w, result)
+            }));
         }
-        Ok(stats)
-    }
-
-    /// One round of [`Node::run`]: relay what is new, then take what the
-    /// consumers have (waiting a little when there is nothing).
-    async fn round(&mut self) -> Result<SettleStats> {
+        stop.await;
+        stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut stats = SettleStats::default();
-        for relay in &mut self.relays {
-            stats.relayed += relay.publish_pending().await? as u64;
+        let mut failure = None;
+        for task in relays {
+            let (relay, relayed) = task.await.map_err(|e| Error::Usage(format!("a relay task failed: {e}")))?;
+            stats.relayed += relayed;
+            self.relays.push(relay);
         }
-        for w in &mut self.workers {
-            let before = w.consumer.stats().dead_lettered;
-            while w.consumer.poll_once(w.handler.as_mut(), Duration::from_millis(20)).await?.is_some() {
-                stats.handled += 1;
+        for task in workers {
+            let (w, result) = task.await.map_err(|e| Error::Usage(format!("a consumer task failed: {e}")))?;
+            stats.dead_lettered += w.consumer.stats().dead_lettered;
+            match result {
+                Ok(n) => stats.handled += n,
+                Err(e) => failure = Some(e),
             }
-            stats.dead_lettered += w.consumer.stats().dead_lettered - before;
+            self.workers.push(w);
         }
-        Ok(stats)
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(stats),
+        }
     }
 
     /// Leaves the consumer groups (commits made durable).

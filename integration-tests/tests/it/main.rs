@@ -6,6 +6,7 @@ mod event_store_crash;
 mod kcat_interop;
 mod outbox_relay;
 mod redelivery_after_kill;
+mod saga_crash;
 mod sagas;
 mod support;
 mod timeseries_crash;

@@ -43,6 +43,23 @@ pub trait Handler: Send {
     async fn handle(&mut self, event: &Envelope, delivery: &Delivery) -> Result<()>;
 }
 
+/// Application logic that can run for several records at once: records of
+/// different keys concurrently, records of one key in order (see
+/// [`Consumer::poll_batch`]). It takes `&self`, so it keeps its state where
+/// concurrent calls can share it (a store).
+#[async_trait]
+pub trait SharedHandler: Send + Sync {
+    async fn handle(&self, event: &Envelope, delivery: &Delivery) -> Result<()>;
+
+    /// What must be handled in order: by default the record key (the
+    /// producing aggregate). A handler whose effects are keyed otherwise
+    /// (an order id inside the payload) says so, and records of one key on
+    /// the bus then run concurrently when they concern different things.
+    fn ordering_key(&self, _event: &Envelope, delivery: &Delivery) -> Option<Vec<u8>> {
+        delivery.record.key.clone()
+    }
+}
+
 /// What happened to one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -107,6 +124,71 @@ impl Consumer {
         Ok(self.stats)
     }
 
+    /// Takes the records that are ready, up to `max` (waiting up to `timeout`
+    /// for the first), handles the records of each key in order and the
+    /// keys concurrently, then dead-letters what failed for good and commits
+    /// every partition up to its last record. Returns how many records it
+    /// took (0 when none arrived).
+    ///
+    /// A batch ends before the next one starts, so per-key order holds across
+    /// batches too; a crash before the commit redelivers the whole batch,
+    /// which idempotent handlers absorb.
+    pub async fn poll_batch(&mut self, handler: &dyn SharedHandler, max: usize, timeout: Duration) -> Result<usize> {
+        let Some(first) = self.subscription.next(timeout).await? else { return Ok(0) };
+        let mut batch = vec![first];
+        while batch.len() < max.max(1) {
+            match self.subscription.next(Duration::from_millis(1)).await? {
+                Some(d) => batch.push(d),
+                None => break,
+            }
+        }
+        // Groups by key, in arrival order within each.
+        let mut groups: Vec<Vec<(usize, Envelope)>> = Vec::new();
+        let mut by_key: std::collections::HashMap<(&str, Option<Vec<u8>>), usize> = Default::default();
+        let mut failed: Vec<(usize, Error)> = Vec::new();
+        for (i, d) in batch.iter().enumerate() {
+            match d.envelope(self.max_record_bytes) {
+                Ok(env) => {
+                    let key = handler.ordering_key(&env, d);
+                    let g = *by_key.entry((d.topic.as_str(), key)).or_insert_with(|| {
+                        groups.push(Vec::new());
+                        groups.len() - 1
+                    });
+                    groups[g].push((i, env));
+                }
+                Err(e) => failed.push((i, e)),
+            }
+        }
+        let policy = self.policy;
+        let batch_ref = &batch;
+        let runs = groups.iter().map(|group| async move {
+            let mut out = Vec::with_capacity(group.len());
+            for (i, env) in group {
+                out.push((*i, handle_with_retries(handler, env, &batch_ref[*i], policy).await));
+            }
+            out
+        });
+        for (i, (result, retries)) in futures::future::join_all(runs).await.into_iter().flatten() {
+            self.stats.retries += u64::from(retries);
+            match result {
+                Ok(()) => self.stats.handled += 1,
+                Err(e) => failed.push((i, e)),
+            }
+        }
+        failed.sort_by_key(|(i, _)| *i);
+        for (i, error) in failed {
+            self.dead_letter(&batch[i], error, 0).await?;
+        }
+        let mut last: std::collections::HashMap<(&str, i32), usize> = Default::default();
+        for (i, d) in batch.iter().enumerate() {
+            last.insert((d.topic.as_str(), d.partition), i);
+        }
+        for i in last.into_values() {
+            self.subscription.commit(&batch[i]).await?;
+        }
+        Ok(batch.len())
+    }
+
     async fn process(&mut self, handler: &mut dyn Handler, delivery: &Delivery) -> Result<Outcome> {
         let envelope = match delivery.envelope(self.max_record_bytes) {
             Ok(e) => e,
@@ -144,9 +226,102 @@ impl Consumer {
     }
 }
 
+/// Runs a shared handler on one event under the retry policy; returns the
+/// result and how many retries it took.
+async fn handle_with_retries(
+    handler: &dyn SharedHandler,
+    envelope: &Envelope,
+    delivery: &Delivery,
+    policy: RetryPolicy,
+) -> (Result<()>, u32) {
+    let mut attempt = 1;
+    loop {
+        match handler.handle(envelope, delivery).await {
+            Ok(()) => return (Ok(()), attempt - 1),
+            Err(error) if error.is_retryable() && attempt < policy.max_attempts.max(1) => {
+                tracing::warn!(topic = %delivery.topic, offset = delivery.offset, attempt, %error, "retrying");
+                tokio::time::sleep(policy.backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(error) => return (Err(error), attempt - 1),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::bus::{EventBus, InProcessBus, TopicSpec};
+    use crate::{EventType, codec};
+    use std::sync::Mutex;
+
+    /// Records what it handled, per key, and how many ran at once.
+    #[derive(Default)]
+    struct Recorder {
+        seen: Mutex<Vec<(String, u64)>>,
+        running: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl SharedHandler for Recorder {
+        async fn handle(&self, event: &Envelope, _d: &Delivery) -> Result<()> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.running.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            self.running.fetch_sub(1, SeqCst);
+            if event.data["poison"] == true {
+                return Err(Error::Rejected("poison".into()));
+            }
+            self.seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((event.subject.clone(), event.aggregate_version));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_keeps_per_key_order_runs_keys_at_once_dead_letters_and_commits() {
+        let bus = InProcessBus::new();
+        bus.create_topics(&[TopicSpec::new("batch.t", 3)]).await.expect("create");
+        let ty: EventType = "test.Counted.v1".parse().expect("type");
+        let mut events = Vec::new();
+        for v in 1..=20u64 {
+            for key in ["a", "b", "c", "d"] {
+                let poison = key == "c" && v == 7;
+                events.push(Envelope::raw("test", ty.clone(), key, v, serde_json::json!({ "poison": poison })));
+            }
+        }
+        bus.publish("batch.t", &events).await.expect("publish");
+        let mut bad = codec::encode(&events[0]).expect("encode");
+        bad.value = Some(b"{not json".to_vec());
+        bus.publish_records("batch.t", vec![bad]).await.expect("publish");
+
+        let recorder = Recorder::default();
+        let mut consumer =
+            Consumer::new(bus.subscribe("g", &["batch.t"]).await.expect("subscribe"), RetryPolicy::default());
+        let mut taken = 0;
+        while taken < 81 {
+            let n = consumer.poll_batch(&recorder, 64, Duration::from_secs(1)).await.expect("batch");
+            assert!(n > 0, "records are waiting");
+            taken += n;
+        }
+        let seen = recorder.seen.lock().expect("lock").clone();
+        for key in ["a", "b", "c", "d"] {
+            let versions: Vec<u64> = seen.iter().filter(|(k, _)| k == key).map(|(_, v)| *v).collect();
+            let expected: Vec<u64> = (1..=20).filter(|v| key != "c" || *v != 7).collect();
+            assert_eq!(versions, expected, "order of key {key}");
+        }
+        assert!(recorder.most.load(std::sync::atomic::Ordering::SeqCst) > 1, "keys ran at once");
+        assert_eq!((consumer.stats().handled, consumer.stats().dead_lettered), (79, 2));
+        assert_eq!(bus.len("batch.t.dlq"), 2, "the poison and the unreadable record");
+        consumer.close().await.expect("close");
+        let mut again = bus.subscribe("g", &["batch.t"]).await.expect("subscribe");
+        assert!(again.next(Duration::from_millis(50)).await.expect("next").is_none(), "everything was committed");
+    }
 
     #[test]
     fn backoff_grows_then_caps() {

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 pub use crate::codec::Record;
 use crate::{Envelope, Error, Result, codec};
-pub use consumer::{Consumer, ConsumerStats, Handler, Outcome, RetryPolicy};
+pub use consumer::{Consumer, ConsumerStats, Handler, Outcome, RetryPolicy, SharedHandler};
 pub use in_process::InProcessBus;
 
 /// Topic names of the platform (see DESIGN.md, Events on the wire).

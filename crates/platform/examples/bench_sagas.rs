@@ -1,0 +1,281 @@
+//! `cargo xtask bench sagas`: orders placed → paid end to end.
+//!
+//! Concurrent clients place orders (create, add an item, confirm) against
+//! embedded stores while the node relays and runs both saga consumers, and
+//! the run ends when every order is paid. Times come from the orders log
+//! itself (`recorded_at` of `OrderCreated`, `OrderConfirmed`, `OrderPaid`),
+//! so nothing is instrumented. Three parts:
+//! - throughput on the in-process bus (target >= 5,000 sagas/s);
+//! - throughput over local Kafka;
+//! - latency from confirm to paid at a fixed 200 orders/s over Kafka
+//!   (target p99 < 50 ms).
+//!
+//! Usage: bench_sagas --bootstrap HOST:PORT [--quick] [--only inproc|kafka|latency]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use accounts::SagaConfig;
+use domain_core::bus::{EventBus, InProcessBus};
+use domain_core::testkit::bench;
+use domain_core::{Currency, Money};
+use event_store::{EmbeddedEventStore, EventStore};
+use orders::{CustomerInfo, EventSourcedOrders, MemoryReadModel, OrderCommand};
+use platform::commerce::Commerce;
+use platform::node::{BusChoice, Node};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Concurrent clients placing orders.
+fn clients() -> usize {
+    std::env::var("BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+}
+/// Customers the orders are spread over.
+const CUSTOMERS: usize = 1000;
+
+struct Args {
+    bootstrap: String,
+    quick: bool,
+    only: Option<String>,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args { bootstrap: std::env::var("KAFKA_BOOTSTRAP").unwrap_or_default(), quick: false, only: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--bootstrap" => a.bootstrap = it.next().ok_or("--bootstrap needs HOST:PORT")?,
+            "--quick" => a.quick = true,
+            "--only" => a.only = Some(it.next().ok_or("--only needs inproc, kafka or latency")?),
+            "--bench" => {}
+            other => {
+                return Err(format!(
+                    "unknown argument {other}; usage: bench_sagas --bootstrap HOST:PORT [--quick] [--only inproc|kafka|latency]"
+                ));
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn cny(s: &str) -> Money {
+    Money::parse(s, Currency::CNY).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A shop on fresh embedded stores with a merchant and rich customers.
+async fn shop(bus: Arc<dyn EventBus>, choice: BusChoice, prefix: &str) -> Commerce {
+    let orders_store: Arc<dyn EventStore> = Arc::new(EmbeddedEventStore::temporary().unwrap_or_else(|e| panic!("{e}")));
+    let accounts_store: Arc<dyn EventStore> =
+        Arc::new(EmbeddedEventStore::temporary().unwrap_or_else(|e| panic!("{e}")));
+    let orders = EventSourcedOrders::new(orders_store, Arc::new(MemoryReadModel::new()));
+    let node = Node::on_bus(bus, choice, prefix).await.unwrap_or_else(|e| panic!("{e}"));
+    let commerce =
+        Commerce::on_node(orders, accounts_store, node, SagaConfig::default()).await.unwrap_or_else(|e| panic!("{e}"));
+    commerce.accounts.open("merchant", "商家", cny("0")).await.unwrap_or_else(|e| panic!("{e}"));
+    let opens: Vec<_> = (0..CUSTOMERS)
+        .map(|i| {
+            let accounts = commerce.accounts.clone();
+            tokio::spawn(async move { accounts.open(&format!("c{i:04}"), "客户", cny("100000000")).await })
+        })
+        .collect();
+    for o in opens {
+        o.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+    }
+    commerce
+}
+
+/// Places order `n`: create, one item, confirm.
+async fn place(orders: &EventSourcedOrders, n: usize) {
+    let customer = format!("c{:04}", n % CUSTOMERS);
+    let info = CustomerInfo::new(&customer, "客户", "c@example.com", "13800138000").unwrap_or_else(|e| panic!("{e}"));
+    let id = format!("o{n:07}");
+    let run = |c: OrderCommand| orders.execute(&id, c, None, 5);
+    run(OrderCommand::Create { customer: info, currency: Currency::CNY }).await.unwrap_or_else(|e| panic!("{e}"));
+    let price = cny(&format!("{}.{:02}", 1 + n % 300, n % 100));
+    run(OrderCommand::AddItem { product_id: "p1".into(), quantity: 1, unit_price: price })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    run(OrderCommand::Confirm { payment_account_id: None }).await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// What the orders log says about a run.
+struct Timeline {
+    orders: usize,
+    paid: usize,
+    /// First `OrderCreated` to last `OrderPaid`.
+    seconds: f64,
+    /// Confirm → paid, per order, milliseconds (sorted).
+    latencies: Vec<f64>,
+}
+
+async fn timeline(store: &Arc<dyn EventStore>) -> Timeline {
+    use std::collections::HashMap;
+    let mut confirmed = HashMap::new();
+    let (mut first, mut last) = (None, None);
+    let mut latencies = Vec::new();
+    let mut orders = 0;
+    let mut from = 1;
+    loop {
+        let page = store.read_all(from, 4096).await.unwrap_or_else(|e| panic!("{e}"));
+        let Some(end) = page.last() else { break };
+        from = end.position + 1;
+        for e in page {
+            let at = e.recorded_at;
+            match e.envelope.event_type.name() {
+                "OrderCreated" => {
+                    orders += 1;
+                    first = Some(first.map_or(at, |f: chrono::DateTime<chrono::Utc>| f.min(at)));
+                }
+                "OrderConfirmed" => {
+                    confirmed.insert(e.envelope.subject.clone(), at);
+                }
+                "OrderPaid" => {
+                    last = Some(last.map_or(at, |l: chrono::DateTime<chrono::Utc>| l.max(at)));
+                    if let Some(c) = confirmed.get(&e.envelope.subject) {
+                        latencies.push((at - *c).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let seconds = match (first, last) {
+        (Some(f), Some(l)) => (l - f).num_microseconds().unwrap_or(0) as f64 / 1e6,
+        _ => f64::NAN,
+    };
+    Timeline { orders, paid: latencies.len(), seconds, latencies }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Places `n` orders with [`clients`] clients as fast as they go, or at
+/// `rate` orders per second, while the node runs; then settles.
+async fn run(commerce: Commerce, n: usize, rate: Option<f64>) -> Timeline {
+    let orders = commerce.orders.clone();
+    let store = Arc::clone(orders.store());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(async move {
+        let mut commerce = commerce;
+        if std::env::var("BENCH_NO_NODE").is_ok() {
+            stop_rx.await.unwrap_or(());
+        } else {
+            commerce.node_mut().run(async { stop_rx.await.unwrap_or(()) }).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        commerce
+    });
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..clients())
+        .map(|_| {
+            let (orders, next) = (orders.clone(), Arc::clone(&next));
+            tokio::spawn(async move {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if k >= n {
+                        return;
+                    }
+                    if let Some(rate) = rate {
+                        let due = started + Duration::from_secs_f64(k as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    place(&orders, k).await;
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    eprintln!("  {n} orders placed in {:.2} s", started.elapsed().as_secs_f64());
+    let _ = stop_tx.send(());
+    let mut commerce = node.await.unwrap_or_else(|e| panic!("{e}"));
+    commerce.settle(Duration::from_secs(300)).await.unwrap_or_else(|e| panic!("{e}"));
+    commerce.close().await.unwrap_or_else(|e| panic!("{e}"));
+    let t = timeline(&store).await;
+    assert_eq!((t.orders, t.paid), (n, n), "every order was placed and paid");
+    t
+}
+
+async fn kafka_shop(bootstrap: &str, tag: &str) -> Commerce {
+    let bus: Arc<dyn EventBus> = Arc::new(
+        kafka_bus::KafkaBus::connect(kafka_bus::KafkaConfig::new(bootstrap)).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let prefix = format!("bench.{tag}.{}.", uuid::Uuid::now_v7().simple());
+    shop(bus, BusChoice::Kafka(bootstrap.to_owned()), &prefix).await
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() {
+    let args = args().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    });
+    let want = |part: &str| args.only.as_deref().is_none_or(|o| o == part);
+    let n = if args.quick { 4_000 } else { 20_000 };
+    let mut figures = Vec::new();
+    if want("inproc") {
+        let t = run(shop(Arc::new(InProcessBus::new()), BusChoice::InProcess, "").await, n, None).await;
+        let rate = t.orders as f64 / t.seconds;
+        eprintln!("in-process: {} orders paid in {:.2} s", t.orders, t.seconds);
+        figures.push(bench::figure(
+            "sagas",
+            "placed_to_paid_in_process_embedded",
+            rate,
+            "sagas/s",
+            None,
+            None,
+            ">=5000",
+        ));
+        figures.push(bench::figure(
+            "sagas",
+            "confirm_to_paid_p50_in_process_under_load",
+            percentile(&t.latencies, 0.5),
+            "ms",
+            None,
+            None,
+            "report",
+        ));
+    }
+    if args.bootstrap.is_empty() {
+        eprintln!("no broker: skipping the Kafka parts (pass --bootstrap or set KAFKA_BOOTSTRAP)");
+    } else {
+        if want("kafka") {
+            let t = run(kafka_shop(&args.bootstrap, "tput").await, n, None).await;
+            let rate = t.orders as f64 / t.seconds;
+            eprintln!("kafka: {} orders paid in {:.2} s", t.orders, t.seconds);
+            figures.push(bench::figure(
+                "sagas",
+                "placed_to_paid_kafka_embedded",
+                rate,
+                "sagas/s",
+                None,
+                None,
+                "report",
+            ));
+        }
+        if want("latency") {
+            let count = if args.quick { 1_000 } else { 6_000 };
+            let t = run(kafka_shop(&args.bootstrap, "lat").await, count, Some(200.0)).await;
+            let (p50, p99) = (percentile(&t.latencies, 0.5), percentile(&t.latencies, 0.99));
+            eprintln!("kafka at 200/s: p50 {p50:.1} ms, p99 {p99:.1} ms over {} orders", t.paid);
+            figures.push(bench::figure(
+                "sagas",
+                "confirm_to_paid_p50_kafka_200_per_s",
+                p50,
+                "ms",
+                None,
+                None,
+                "report",
+            ));
+            figures.push(bench::figure("sagas", "confirm_to_paid_p99_kafka_200_per_s", p99, "ms", None, None, "<50"));
+        }
+    }
+    print!("{}", bench::report(&figures));
+}
