@@ -10,14 +10,14 @@ use domain_core::{Envelope, codec};
 use futures::future::try_join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use crate::error::bus_error;
-use crate::subscription::KafkaSubscription;
+use crate::subscription::{CommitContext, GroupConsumer, KafkaSubscription};
 use crate::{Error, KafkaConfig, Result};
 
 /// How long metadata and admin calls may take.
@@ -219,8 +219,11 @@ impl EventBus for KafkaBus {
         for t in topic_names {
             self.ensure_exists(t).await?;
         }
-        let consumer: StreamConsumer =
-            self.config.consumer(group).create().map_err(|e| bus_error("create consumer", e))?;
+        let consumer: GroupConsumer = self
+            .config
+            .consumer(group)
+            .create_with_context(CommitContext)
+            .map_err(|e| bus_error("create consumer", e))?;
         consumer.subscribe(topic_names).map_err(|e| bus_error("subscribe", e))?;
         Ok(Box::new(KafkaSubscription::new(consumer, self.clone())))
     }

@@ -20,6 +20,20 @@ pub struct KafkaConfig {
     /// A member silent this long is dropped from its group (Kafka's minimum
     /// is 6 s); short so a crashed consumer's partitions move quickly.
     pub session_timeout: Duration,
+    /// Offsets are committed in batches: a subscription's `commit` stores
+    /// the offset in librdkafka, and every `commit_every` stores the stored
+    /// offsets are committed asynchronously (also on revoke and close).
+    /// After a crash up to that many records per partition are delivered
+    /// again, so handlers must deduplicate. `1` (or `0`) commits every
+    /// record synchronously before `commit` returns instead: the setting for
+    /// a handler that is not idempotent, at one round trip to the group
+    /// coordinator per record.
+    pub commit_every: usize,
+    /// With batched commits, stored offsets are also committed this often
+    /// (librdkafka's `auto.commit.interval.ms`), so a slow or quiet
+    /// partition does not wait for a full batch; zero turns the timer off.
+    /// Revoked partitions and `close` always commit what was stored.
+    pub commit_interval: Duration,
     /// Any further librdkafka properties, applied last.
     pub extra: Vec<(String, String)>,
 }
@@ -32,6 +46,8 @@ impl KafkaConfig {
             linger: Duration::from_millis(5),
             replication: 1,
             session_timeout: Duration::from_secs(10),
+            commit_every: 500,
+            commit_interval: Duration::from_millis(100),
             extra: Vec::new(),
         }
     }
@@ -76,11 +92,25 @@ impl KafkaConfig {
         self.finish(c)
     }
 
-    /// A consumer of `group`: manual commits, start at the earliest record.
+    /// Whether consumers commit stored offsets in batches rather than
+    /// every record synchronously (see [`Self::commit_every`]).
+    pub fn batched_commits(&self) -> bool {
+        self.commit_every > 1
+    }
+
+    /// A consumer of `group`: offsets are only ever stored by the
+    /// subscription, after handling (`enable.auto.offset.store=false`);
+    /// start at the earliest record.
+    ///
+    /// With batched commits librdkafka's auto-commit is on: it commits the
+    /// *stored* offsets every [`Self::commit_interval`], and those of
+    /// partitions being revoked (before the rebalance goes on) or closed.
+    /// Otherwise every commit is explicit and synchronous.
     pub fn consumer(&self, group: &str) -> ClientConfig {
         let mut c = self.base();
         c.set("group.id", group)
-            .set("enable.auto.commit", "false")
+            .set("enable.auto.commit", if self.batched_commits() { "true" } else { "false" })
+            .set("auto.commit.interval.ms", self.commit_interval.as_millis().min(86_400_000).to_string())
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
