@@ -154,6 +154,11 @@ impl SharedHandler for PaymentOutcomeHandler {
         self.apply(event).await
     }
 
+    fn wants(&self, event_type: &str) -> bool {
+        let name = event_type.rsplit_once(".v").map_or(event_type, |(name, _)| name);
+        matches!(name, "accounts.PaymentCaptured" | "accounts.PaymentRejected" | "accounts.RefundIssued")
+    }
+
     fn ordering_key(&self, event: &Envelope, delivery: &Delivery) -> Option<Vec<u8>> {
         match event.data.get("order_id").and_then(serde_json::Value::as_str) {
             Some(order) => Some(order.as_bytes().to_vec()),

@@ -93,6 +93,10 @@ impl<H: SharedHandler> SharedHandler for Seen<H> {
         self.inner.ordering_key(event, delivery)
     }
 
+    fn wants(&self, event_type: &str) -> bool {
+        self.inner.wants(event_type)
+    }
+
     async fn handle(&self, event: &Envelope, delivery: &Delivery) -> domain_core::Result<()> {
         let result = self.inner.handle(event, delivery).await;
         // Seen once handled or refused for good; a retryable failure is
@@ -233,15 +237,18 @@ impl Node {
         loop {
             let mut relayed = 0;
             for relay in &mut self.relays {
-                let groups: Vec<(Vec<String>, Pending)> =
-                    self.workers.iter().map(|w| (w.topics.clone(), Arc::clone(&w.pending))).collect();
+                // A group waits only for what it handles: records of types
+                // its handler does not want are committed unread.
+                let groups: Vec<(&[String], &Pending, &dyn SharedHandler)> =
+                    self.workers.iter().map(|w| (w.topics.as_slice(), &w.pending, w.handler.as_ref())).collect();
                 let per_topic = &mut self.per_topic;
                 let prefix = &self.prefix;
                 relayed += relay
                     .publish_pending_with(|e| {
                         let topic = format!("{prefix}{}", topics::of_context(&e.envelope.source));
                         *per_topic.entry(topic.clone()).or_default() += 1;
-                        for (_, pending) in groups.iter().filter(|(ts, _)| ts.contains(&topic)) {
+                        let ty = e.envelope.event_type.to_string();
+                        for (_, pending, _) in groups.iter().filter(|(ts, _, h)| ts.contains(&topic) && h.wants(&ty)) {
                             pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(e.envelope.id);
                         }
                     })

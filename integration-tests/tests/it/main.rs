@@ -7,6 +7,7 @@ mod kcat_interop;
 mod outbox_relay;
 mod redelivery_after_kill;
 mod saga_crash;
+mod saga_properties;
 mod sagas;
 mod support;
 mod timeseries_crash;

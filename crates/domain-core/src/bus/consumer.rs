@@ -58,6 +58,14 @@ pub trait SharedHandler: Send + Sync {
     fn ordering_key(&self, _event: &Envelope, delivery: &Delivery) -> Option<Vec<u8>> {
         delivery.record.key.clone()
     }
+
+    /// Whether events of this type (`<context>.<Name>.v<N>`, from the
+    /// record's `ce_type` header) concern the handler at all. Records it
+    /// does not want are committed without being decoded: most of what a
+    /// saga consumer reads is other steps' news.
+    fn wants(&self, _event_type: &str) -> bool {
+        true
+    }
 }
 
 /// What happened to one delivery.
@@ -147,6 +155,15 @@ impl Consumer {
         let mut by_key: std::collections::HashMap<(&str, Option<Vec<u8>>), usize> = Default::default();
         let mut failed: Vec<(usize, Error)> = Vec::new();
         for (i, d) in batch.iter().enumerate() {
+            let unwanted = d
+                .record
+                .header(crate::codec::headers::TYPE)
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .is_some_and(|t| !handler.wants(t));
+            if unwanted {
+                self.stats.handled += 1;
+                continue;
+            }
             match d.envelope(self.max_record_bytes) {
                 Ok(env) => {
                     let key = handler.ordering_key(&env, d);
@@ -321,6 +338,59 @@ mod tests {
         consumer.close().await.expect("close");
         let mut again = bus.subscribe("g", &["batch.t"]).await.expect("subscribe");
         assert!(again.next(Duration::from_millis(50)).await.expect("next").is_none(), "everything was committed");
+    }
+
+    /// Wants only `test.Wanted` events; counts what it was given.
+    #[derive(Default)]
+    struct Picky {
+        handled: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl SharedHandler for Picky {
+        async fn handle(&self, _event: &Envelope, _d: &Delivery) -> Result<()> {
+            self.handled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+
+        fn wants(&self, event_type: &str) -> bool {
+            event_type.starts_with("test.Wanted.")
+        }
+    }
+
+    #[tokio::test]
+    async fn unwanted_types_are_committed_unread() {
+        let bus = InProcessBus::new();
+        bus.create_topics(&[TopicSpec::new("picky.t", 1)]).await.expect("create");
+        let wanted: EventType = "test.Wanted.v1".parse().expect("type");
+        let other: EventType = "test.Other.v1".parse().expect("type");
+        let events: Vec<Envelope> = (1..=10u64)
+            .map(|v| {
+                Envelope::raw(
+                    "test",
+                    if v % 2 == 0 { wanted.clone() } else { other.clone() },
+                    "k",
+                    v,
+                    serde_json::json!({}),
+                )
+            })
+            .collect();
+        bus.publish("picky.t", &events).await.expect("publish");
+        // An unreadable record of an unwanted type is not this handler's
+        // business: committed, not dead-lettered.
+        let mut bad = codec::encode(&events[0]).expect("encode");
+        bad.value = Some(b"{not json".to_vec());
+        bus.publish_records("picky.t", vec![bad]).await.expect("publish");
+        let picky = Picky::default();
+        let mut consumer =
+            Consumer::new(bus.subscribe("g", &["picky.t"]).await.expect("subscribe"), RetryPolicy::default());
+        let mut taken = 0;
+        while taken < 11 {
+            taken += consumer.poll_batch(&picky, 64, Duration::from_secs(1)).await.expect("batch");
+        }
+        assert_eq!(picky.handled.load(std::sync::atomic::Ordering::SeqCst), 5);
+        assert_eq!((consumer.stats().handled, consumer.stats().dead_lettered), (11, 0));
+        assert!(bus.is_empty("picky.t.dlq"));
     }
 
     #[test]
