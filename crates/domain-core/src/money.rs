@@ -65,9 +65,17 @@ impl fmt::Display for Currency {
 /// An amount of one currency. Arithmetic across currencies is an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Money {
-    /// Serialized as a string ("399.97") so no float ever touches it.
+    /// Serialized as a string ("399.97") so no float ever touches it; a
+    /// JSON number is refused on the way in (it may already have been
+    /// rounded by whoever wrote it).
+    #[serde(deserialize_with = "amount_from_text")]
     pub amount: Decimal,
     pub currency: Currency,
+}
+
+fn amount_from_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Decimal, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse::<Decimal>().map_err(|_| serde::de::Error::custom(format!("`{text}` is not a decimal amount")))
 }
 
 impl Money {
@@ -191,5 +199,9 @@ mod tests {
         let b = Money::zero(Currency::USD);
         assert!(matches!(a.checked_add(b), Err(Error::CurrencyMismatch { .. })));
         assert!(serde_json::from_str::<Money>(r#"{"amount":"1","currency":"usd"}"#).is_err());
+        assert!(serde_json::from_str::<Money>(r#"{"amount":12.5,"currency":"USD"}"#).is_err(), "no floats");
+        assert!(serde_json::from_str::<Money>(r#"{"amount":"12,5","currency":"USD"}"#).is_err());
+        let m: Money = serde_json::from_str(r#"{"amount":"12.50","currency":"USD"}"#).expect("text");
+        assert_eq!(m.amount.to_string(), "12.50");
     }
 }

@@ -263,3 +263,55 @@ async fn sagas_on_the_in_process_bus_with_postgres_stores() {
 async fn sagas_on_kafka_with_postgres_stores() {
     stories(Storage::Postgres, Bus::Kafka).await;
 }
+
+/// Poison on `orders.events` (an unreadable payload, a missing field, a
+/// negative total, a value that is not JSON) goes to the DLQ with its error;
+/// the partition goes on and the next order is paid. An event type the
+/// sagas do not handle is committed unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_orders_events_are_dead_lettered_and_the_sagas_go_on() {
+    use domain_core::bus::{EventBus as _, topics};
+    use domain_core::{Envelope, EventType, codec};
+    let bus = InProcessBus::new();
+    let (orders_store, accounts_store) = stores(Storage::Embedded).await;
+    let orders = EventSourcedOrders::new(orders_store, Arc::new(MemoryReadModel::new()));
+    let node = Node::on_bus(Arc::new(bus.clone()), BusChoice::InProcess, "").await.expect("node");
+    let mut c = Commerce::on_node(orders, accounts_store, node, SagaConfig::default()).await.expect("commerce");
+    open(&c, "merchant", cny("0")).await;
+    open(&c, "rich", cny("1000")).await;
+
+    let confirmed: EventType = "orders.OrderConfirmed.v1".parse().expect("type");
+    let bad = |data: serde_json::Value| Envelope::raw("orders", confirmed.clone(), "o-poison", 4, data);
+    let poison = vec![
+        bad(serde_json::json!({ "customer_id": "rich" })),
+        bad(serde_json::json!({ "customer_id": "rich", "total_amount": { "amount": "-5.00", "currency": "CNY" } })),
+        bad(serde_json::json!({ "customer_id": "rich", "total_amount": { "amount": 12.5, "currency": "CNY" } })),
+    ];
+    bus.publish(topics::ORDERS, &poison).await.expect("publish");
+    let mut garbage = codec::encode(&poison[0]).expect("encode");
+    garbage.value = Some(b"\xff not json".to_vec());
+    let unknown =
+        Envelope::raw("orders", "orders.OrderExploded.v1".parse().expect("type"), "o-poison", 5, serde_json::json!({}));
+    bus.publish_records(topics::ORDERS, vec![garbage, codec::encode(&unknown).expect("encode")])
+        .await
+        .expect("publish");
+
+    place(&c, "o-after", "rich", "10.00").await;
+    settle(&mut c).await;
+    assert_eq!(
+        c.get_order("o-after").await.expect("order").state().status(),
+        OrderStatus::Paid,
+        "the partition went on"
+    );
+    let mut dlq =
+        bus.subscribe("dlq-reader", &[&domain_core::bus::topics::dlq(topics::ORDERS)]).await.expect("subscribe");
+    let dead = domain_core::bus::contract::collect(dlq.as_mut(), 4).await;
+    let errors: Vec<String> = dead
+        .iter()
+        .map(|d| String::from_utf8_lossy(d.record.header("dlq_error").unwrap_or_default()).into_owned())
+        .collect();
+    assert_eq!(errors.len(), 4, "the four poison records, not the unknown type: {errors:?}");
+    assert_eq!(balance(&c, "rich").await, "990.00", "no poison moved money");
+    assert_eq!(c.node().consumer_stats()[ACCOUNTS_GROUP].dead_lettered, 4);
+    c.close().await.expect("close");
+}
