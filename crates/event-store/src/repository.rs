@@ -193,7 +193,7 @@ where
                 Ok(result) => {
                     let before = root.committed_version();
                     root.mark_committed();
-                    self.maybe_snapshot(&stream, &root, before).await?;
+                    self.snapshot_after(&stream, &root, before).await;
                     self.give_back(root.clone());
                     return Ok(Ok((root, Some(result))));
                 }
@@ -260,7 +260,7 @@ where
             match self.store.append(&stream, ExpectedVersion::Exact(before), &envelopes).await {
                 Ok(_) => {
                     root.mark_committed();
-                    self.maybe_snapshot(&stream, &root, before).await?;
+                    self.snapshot_after(&stream, &root, before).await;
                     self.give_back(root);
                     return Ok(decisions);
                 }
@@ -270,6 +270,33 @@ where
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Appends the root's uncommitted events at exactly the version it was
+    /// loaded at (a stale copy gets a `Conflict` and overwrites nothing),
+    /// then snapshots by the policy. The seed's `save`, for callers that run
+    /// commands on an [`AggregateRoot`] themselves. `None` when there was
+    /// nothing to store.
+    pub async fn save(&self, root: &mut AggregateRoot<A>, cause: Option<&Envelope>) -> Result<Option<AppendResult>> {
+        if root.uncommitted().is_empty() {
+            return Ok(None);
+        }
+        let stream = Self::stream_of(root.id())?;
+        let before = root.committed_version();
+        let envelopes = root.uncommitted_envelopes(cause)?;
+        let result = self.store.append(&stream, ExpectedVersion::Exact(before), &envelopes).await?;
+        root.mark_committed();
+        self.snapshot_after(&stream, root, before).await;
+        self.give_back(root.clone());
+        Ok(Some(result))
+    }
+
+    /// The events are durable by now: a snapshot that cannot be saved only
+    /// makes later loads replay further, so it is logged, not returned.
+    async fn snapshot_after(&self, stream: &StreamId, root: &AggregateRoot<A>, before: u64) {
+        if let Err(error) = self.maybe_snapshot(stream, root, before).await {
+            tracing::warn!(%stream, %error, "could not save a snapshot; loads replay further");
         }
     }
 

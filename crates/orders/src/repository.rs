@@ -8,9 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
-use domain_core::{Aggregate, AggregateRoot, Envelope};
-use event_store::{EmbeddedEventStore, EventStore, ExpectedVersion, Repository, Snapshot, SnapshotPolicy};
+use domain_core::{AggregateRoot, Envelope};
+use event_store::{EmbeddedEventStore, EventStore, Repository, SnapshotPolicy};
 
 use crate::{Order, OrderCommand, OrderSummary, Projector, ReadModel, RedbReadModel, Result};
 
@@ -91,38 +90,12 @@ impl EventSourcedOrders {
         let (root, _) = self.repository.execute(order_id, || command.clone(), cause, retries).await??;
         Ok(root)
     }
-
-    async fn snapshot_if_due(&self, order: &AggregateRoot<Order>, before: u64) -> Result<()> {
-        if before / SNAPSHOT_EVERY == order.version() / SNAPSHOT_EVERY {
-            return Ok(());
-        }
-        let snapshot = Snapshot {
-            stream: Repository::<Order>::stream_of(order.id())?,
-            aggregate_type: Order::TYPE.to_owned(),
-            schema_version: SNAPSHOT_SCHEMA,
-            version: order.version(),
-            state: serde_json::to_value(order.state())?,
-            taken_at: Utc::now(),
-        };
-        Ok(self.store.save_snapshot(&snapshot).await?)
-    }
 }
 
 #[async_trait]
 impl OrderRepository for EventSourcedOrders {
     async fn save(&self, order: &mut AggregateRoot<Order>) -> Result<()> {
-        if order.uncommitted().is_empty() {
-            return Ok(());
-        }
-        let stream = Repository::<Order>::stream_of(order.id())?;
-        let before = order.committed_version();
-        let envelopes = order.uncommitted_envelopes(None)?;
-        self.store.append(&stream, ExpectedVersion::Exact(before), &envelopes).await?;
-        order.mark_committed();
-        // The events are durable; a snapshot is only a shortcut for loading.
-        if let Err(error) = self.snapshot_if_due(order, before).await {
-            tracing::warn!(%stream, %error, "could not save a snapshot; loads replay further");
-        }
+        self.repository.save(order, None).await?;
         Ok(())
     }
 

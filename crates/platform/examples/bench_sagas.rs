@@ -213,43 +213,16 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// kind of stores with no saga running (create, item, confirm: the part of a
 /// saga the shop's clients do). Orders per second.
 async fn place_only(commerce: Commerce, n: usize) -> f64 {
-    let orders = commerce.orders.clone();
     let started = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let clients: Vec<_> = (0..clients())
-        .map(|_| {
-            let (orders, next) = (orders.clone(), Arc::clone(&next));
-            tokio::spawn(async move {
-                loop {
-                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if k >= n {
-                        return;
-                    }
-                    place(&orders, k).await;
-                }
-            })
-        })
-        .collect();
-    for c in clients {
-        c.await.unwrap_or_else(|e| panic!("{e}"));
-    }
+    place_all(&commerce.orders, n, None).await;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     commerce.close().await.unwrap_or_else(|e| panic!("{e}"));
     rate
 }
 
-/// Places `n` orders with [`clients`] clients as fast as they go, or at
-/// `rate` orders per second, while the node runs; then settles.
-async fn run(commerce: Commerce, n: usize, rate: Option<f64>, warmup: usize) -> Timeline {
-    let orders = commerce.orders.clone();
-    let store = Arc::clone(orders.store());
-    let accounts_store = Arc::clone(commerce.accounts.store());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let node = tokio::spawn(async move {
-        let mut commerce = commerce;
-        commerce.node_mut().run(async { stop_rx.await.unwrap_or(()) }).await.unwrap_or_else(|e| panic!("{e}"));
-        commerce
-    });
+/// [`clients`] clients place orders `0..n`, as fast as they go or at `rate`
+/// orders per second; returns when all are placed.
+async fn place_all(orders: &EventSourcedOrders, n: usize, rate: Option<f64>) {
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..clients())
@@ -273,6 +246,22 @@ async fn run(commerce: Commerce, n: usize, rate: Option<f64>, warmup: usize) -> 
     for c in clients {
         c.await.unwrap_or_else(|e| panic!("{e}"));
     }
+}
+
+/// Places `n` orders with [`clients`] clients as fast as they go, or at
+/// `rate` orders per second, while the node runs; then settles.
+async fn run(commerce: Commerce, n: usize, rate: Option<f64>, warmup: usize) -> Timeline {
+    let orders = commerce.orders.clone();
+    let store = Arc::clone(orders.store());
+    let accounts_store = Arc::clone(commerce.accounts.store());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(async move {
+        let mut commerce = commerce;
+        commerce.node_mut().run(async { stop_rx.await.unwrap_or(()) }).await.unwrap_or_else(|e| panic!("{e}"));
+        commerce
+    });
+    let started = Instant::now();
+    place_all(&orders, n, rate).await;
     eprintln!("  {n} orders placed in {:.2} s", started.elapsed().as_secs_f64());
     let _ = stop_tx.send(());
     let mut commerce = node.await.unwrap_or_else(|e| panic!("{e}"));

@@ -867,31 +867,7 @@ mod tests {
     use super::*;
     use crate::sketch::RELATIVE_ACCURACY;
 
-    // ---- deterministic data: splitmix64 ----
-
-    struct SplitMix64(u64);
-
-    impl SplitMix64 {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        /// Uniform in [0, 1).
-        fn unit(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-        }
-
-        /// Standard normal (Box-Muller).
-        fn normal(&mut self) -> f64 {
-            let u1 = 1.0 - self.unit(); // (0, 1]
-            let u2 = self.unit();
-            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-        }
-    }
+    use domain_core::seeded::SplitMix64;
 
     /// Exact percentile with the sketch's rank definition: sorted[floor(q * (n - 1))].
     fn exact_rank(sorted: &[f64], q: f64) -> f64 {

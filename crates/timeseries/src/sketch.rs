@@ -944,29 +944,18 @@ mod tests {
 
     #[test]
     fn serialized_size_of_one_day_of_10s_points() {
-        fn splitmix64(state: &mut u64) -> u64 {
-            *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = *state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn unit(state: &mut u64) -> f64 {
-            (splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64
-        }
         let n = 24 * 360; // one day of 10 s points
-        let mut st = 42u64;
-        let uniform: Vec<f64> = (0..n).map(|_| 20.0 + (unit(&mut st) - 0.5) * 10.0).collect();
+        let mut rng = domain_core::seeded::SplitMix64::new(42);
+        let uniform: Vec<f64> = (0..n).map(|_| 20.0 + (rng.unit() - 0.5) * 10.0).collect();
         let mut x = 20.0;
         let walk: Vec<f64> = (0..n)
             .map(|_| {
-                x += (unit(&mut st) - 0.5) * 0.5;
+                x += (rng.unit() - 0.5) * 0.5;
                 (x * 100.0f64).round() / 100.0
             })
             .collect();
-        let cauchy: Vec<f64> =
-            (0..n).map(|_| 5.0 + 2.0 * (std::f64::consts::PI * (unit(&mut st) - 0.5)).tan()).collect();
-        let latency: Vec<f64> = (0..n).map(|_| 0.001 / (1.0 - unit(&mut st)).powf(1.0 / 1.2)).collect();
+        let cauchy: Vec<f64> = (0..n).map(|_| 5.0 + 2.0 * (std::f64::consts::PI * (rng.unit() - 0.5)).tan()).collect();
+        let latency: Vec<f64> = (0..n).map(|_| 0.001 / (1.0 - rng.unit()).powf(1.0 / 1.2)).collect();
         for (name, values, limit) in [
             ("seed gauge 20 +- 5 (uniform)", &uniform, 512),
             ("2-decimal random walk", &walk, 1024),

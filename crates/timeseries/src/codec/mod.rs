@@ -70,24 +70,7 @@ impl From<pco::errors::PcoError> for CodecError {
 pub(crate) mod test_support {
     use proptest::prelude::*;
 
-    /// splitmix64: enough randomness for fixed-seed benchmark data without a PRNG crate.
-    #[derive(Debug, Clone)]
-    pub(crate) struct SplitMix64(pub(crate) u64);
-
-    impl SplitMix64 {
-        pub(crate) fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        /// Uniform in [0, 1).
-        pub(crate) fn next_f64(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    pub(crate) use domain_core::seeded::SplitMix64;
 
     /// The benchmark series from the design anchors: a 2-decimal random-walk gauge sampled
     /// every 10 s (in ns), 8640 points (one day), fixed seed.
@@ -101,7 +84,7 @@ pub(crate) mod test_support {
         let mut values = Vec::with_capacity(N);
         for i in 0..N as i64 {
             timestamps.push(start + i * INTERVAL_NS);
-            value = ((value + (rng.next_f64() * 2.0 - 1.0)) * 100.0).round() / 100.0;
+            value = ((value + (rng.unit() * 2.0 - 1.0)) * 100.0).round() / 100.0;
             values.push(value);
         }
         (timestamps, values)
