@@ -85,19 +85,25 @@ pub enum AccountsCommand {
 
 /// Runs one accounts command.
 pub async fn run(command: AccountsCommand, bus: &BusArgs, data: &Path, format: Format) -> Result<()> {
-    // Read-only commands need no bus and only this context's store.
-    match &command {
-        AccountsCommand::Show { id } => {
-            let accounts = Accounts::new(open_store(data, "accounts")?);
-            return print_account(&accounts.get_by_id(id).await?, format);
-        }
-        AccountsCommand::History { id } => {
-            return print_history(&Accounts::new(open_store(data, "accounts")?), id, format).await;
-        }
-        _ => {}
-    }
+    let choice = BusChoice::from_flag(bus.kafka.as_deref());
     let config = SagaConfig { merchant_account_id: bus.merchant.clone() };
-    let mut commerce = Commerce::open(data, BusChoice::from_flag(bus.kafka.as_deref()), config).await?;
+    if let AccountsCommand::Show { id } | AccountsCommand::History { id } = &command {
+        let accounts = match choice {
+            // Over Kafka the consumers are elsewhere: read what is stored.
+            BusChoice::Kafka(_) => {
+                ensure_data(data)?;
+                Accounts::new(open_store(data, "accounts")?)
+            }
+            // A command killed halfway left sagas unfinished; they finish
+            // here before anything is read.
+            BusChoice::InProcess => settled(data, config).await?.accounts,
+        };
+        return match command {
+            AccountsCommand::History { .. } => print_history(&accounts, id, format).await,
+            _ => print_account(&accounts.get_by_id(id).await?, format),
+        };
+    }
+    let mut commerce = Commerce::open(data, choice, config).await?;
     let accounts = commerce.accounts.clone();
     let id = match command {
         AccountsCommand::Show { id } | AccountsCommand::History { id } => id,
@@ -138,6 +144,27 @@ pub async fn run(command: AccountsCommand, bus: &BusArgs, data: &Path, format: F
     commerce.settle(SETTLE_TIMEOUT).await?;
     commerce.close().await?;
     print_account(&accounts.get_by_id(&id).await?, format)
+}
+
+/// The commerce contexts on the in-process bus with every saga that was
+/// left unfinished run to its end.
+pub async fn settled(data: &Path, config: SagaConfig) -> Result<Commerce> {
+    ensure_data(data)?;
+    let mut commerce = Commerce::open(data, BusChoice::InProcess, config).await?;
+    commerce.settle(SETTLE_TIMEOUT).await?;
+    Ok(commerce)
+}
+
+/// A read-only command on a directory that holds nothing says so instead of
+/// creating empty stores there (a mistyped `--data`).
+pub fn ensure_data(data: &Path) -> Result<()> {
+    if ["orders", "accounts"].iter().any(|c| data.join(c).exists()) {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{} holds no orders or accounts yet; check --data, or open an account first (platform accounts open ...)",
+        data.display()
+    )))
 }
 
 /// Parses an amount in the account's currency; "300" or "300.00 USD".

@@ -9,7 +9,7 @@ use domain_core::{AggregateRoot, Currency, Money};
 use orders::{CustomerInfo, Order, OrderCommand, OrderRepository, OrderSummary};
 use serde_json::{Value, json};
 
-use crate::accounts_cli::{BusArgs, SETTLE_TIMEOUT};
+use crate::accounts_cli::{BusArgs, SETTLE_TIMEOUT, settled};
 use crate::commerce::{Commerce, open_orders};
 use crate::error::{Error, Result};
 use crate::node::BusChoice;
@@ -61,20 +61,27 @@ pub enum OrdersCommand {
 
 /// Runs one orders command.
 pub async fn run(command: OrdersCommand, bus: &BusArgs, data: &Path, format: Format) -> Result<()> {
-    match &command {
-        OrdersCommand::Show { id } => {
-            let orders = open_orders(data)?;
-            let order = orders.get_by_id(id).await?.ok_or_else(|| Error::OrderNotFound(id.clone()))?;
-            return print_order(&order, format);
-        }
-        OrdersCommand::ByCustomer { customer_id } => {
-            let summaries = open_orders(data)?.find_by_customer(customer_id).await?;
-            return print_summaries(customer_id, &summaries, format);
-        }
-        _ => {}
-    }
+    let choice = BusChoice::from_flag(bus.kafka.as_deref());
     let config = SagaConfig { merchant_account_id: bus.merchant.clone() };
-    let mut commerce = Commerce::open(data, BusChoice::from_flag(bus.kafka.as_deref()), config).await?;
+    if let OrdersCommand::Show { id: key } | OrdersCommand::ByCustomer { customer_id: key } = &command {
+        let orders = match choice {
+            // Over Kafka the consumers are elsewhere: read what is stored.
+            BusChoice::Kafka(_) => {
+                crate::accounts_cli::ensure_data(data)?;
+                open_orders(data)?
+            }
+            // Sagas a killed command left unfinished finish first.
+            BusChoice::InProcess => settled(data, config).await?.orders,
+        };
+        return match command {
+            OrdersCommand::ByCustomer { .. } => print_summaries(key, &orders.find_by_customer(key).await?, format),
+            _ => {
+                let order = orders.get_by_id(key).await?.ok_or_else(|| Error::OrderNotFound(key.clone()))?;
+                print_order(&order, format)
+            }
+        };
+    }
+    let mut commerce = Commerce::open(data, choice, config).await?;
     let (id, command) = match command {
         OrdersCommand::Create { id, customer_id, name, email, phone, currency } => {
             let customer = CustomerInfo::new(customer_id, name, email, phone)?;

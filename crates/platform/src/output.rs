@@ -10,10 +10,20 @@ pub enum Format {
     Csv,
 }
 
-/// Renders rows under headers with columns padded to their widest cell
-/// (counting characters, so 张三 lines up as well as ASCII does).
+/// Columns a character takes in a terminal: East Asian wide and
+/// full-width characters (张三, ，) take two.
+fn columns(c: char) -> usize {
+    let wide = matches!(u32::from(c),
+        0x1100..=0x115F | 0x2E80..=0x303E | 0x3041..=0x33FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF
+        | 0xA000..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60
+        | 0xFFE0..=0xFFE6 | 0x20000..=0x3FFFD);
+    if wide { 2 } else { 1 }
+}
+
+/// Renders rows under headers with columns padded to their widest cell,
+/// measured in terminal columns, so 张三 lines up as well as ASCII does.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let width = |s: &str| s.chars().count();
+    let width = |s: &str| s.chars().map(columns).sum::<usize>();
     let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -42,7 +52,7 @@ mod tests {
         let t = super::table(&["name", "n"], &[vec!["张三".into(), "1".into()], vec!["bob".into(), "22".into()]]);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "name  n");
-        assert_eq!(lines[2], "张三    1");
+        assert_eq!(lines[2], "张三  1", "two wide characters fill the four columns of `name`");
         assert_eq!(lines[3], "bob   22");
     }
 }
