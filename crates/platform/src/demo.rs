@@ -212,6 +212,7 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
                 .collect();
             println!("{}", table(&["topic", "partition", "offset", "type", "subject", "data"], &rows));
             println!("\nall {} events came back", rows.len());
+            print_commerce(&summary);
             let ts = &time_series;
             println!("\ndemo_time_series_modeling");
             println!("Created time series: {}", ts.created_time_series);
@@ -228,6 +229,42 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The seed's prints for the order and account stories, then the workload.
+fn print_commerce(summary: &Value) {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let ddm = &summary["scenarios"]["demo_domain_driven_modeling"];
+    println!("\ndemo_domain_driven_modeling");
+    println!("Generated Events:");
+    for e in ddm["generated_events"].as_array().into_iter().flatten() {
+        println!("  {}: {}", text(&e["event_type"]), e["data"]);
+    }
+    println!("Order Status: {}", text(&ddm["order_status"]));
+    println!("Total Amount: {}", text(&ddm["total_amount"]));
+    println!("Shipping Address: {}", text(&ddm["shipping_address"]));
+    let es = &summary["scenarios"]["demo_event_sourcing"];
+    println!("\ndemo_event_sourcing");
+    println!("Account Holder: {}", text(&es["account_holder"]));
+    println!("Balance: {}", text(&es["balance"]));
+    println!("Currency: {}", text(&es["currency"]));
+    println!("\nEvent History:");
+    for e in es["event_history"].as_array().into_iter().flatten() {
+        println!("  {}: {} - {}", text(&e["timestamp"]), text(&e["event_type"]), e["data"]);
+    }
+    println!("account_002 balance: {}", text(&es["account_002"]["balance"]));
+    let w = &summary["platform"]["sagas"];
+    println!("\nworkload (seed {}): {} orders, {} transfers", w["seed"], w["orders"], w["transfers_requested"]);
+    println!("  orders per terminal state: {}", w["orders_per_terminal_state"]);
+    println!("  cancelled: {}", w["cancelled_orders"]);
+    println!(
+        "  transfers completed {}, compensated {} {}, refused at once {}",
+        w["transfers_completed"],
+        w["transfers_compensated"],
+        w["transfers_compensated_by_reason"],
+        w["transfers_refused_at_once"]
+    );
+    println!("  money_conserved: {}", w["money_conserved"]);
 }
 
 /// What the commerce scenarios left for the summary.
@@ -303,10 +340,11 @@ fn escape(s: &str) -> String {
 }
 
 /// A self-contained page: events per topic as bars, then every event.
-fn report_html(summary: &Value) -> String {
-    let per_topic = summary["platform"]["events_per_topic"].as_object().cloned().unwrap_or_default();
-    let max = per_topic.values().filter_map(Value::as_u64).max().unwrap_or(1).max(1);
-    let bars: String = per_topic
+/// Horizontal bars, one per entry of a JSON object of counts.
+fn bars(counts: &Value) -> String {
+    let counts = counts.as_object().cloned().unwrap_or_default();
+    let max = counts.values().filter_map(Value::as_u64).max().unwrap_or(1).max(1);
+    counts
         .iter()
         .map(|(t, n)| {
             let n = n.as_u64().unwrap_or(0);
@@ -316,7 +354,42 @@ fn report_html(summary: &Value) -> String {
                 n * 100 / max
             )
         })
-        .collect();
+        .collect()
+}
+
+/// The seed's order and account stories and the workload's outcomes.
+fn commerce_html(summary: &Value) -> String {
+    let ddm = &summary["scenarios"]["demo_domain_driven_modeling"];
+    let es = &summary["scenarios"]["demo_event_sourcing"];
+    let w = &summary["platform"]["sagas"];
+    let text = |v: &Value| escape(v.as_str().map_or_else(|| v.to_string(), str::to_owned).as_str());
+    let facts = [
+        ("order_status", &ddm["order_status"]),
+        ("total_amount", &ddm["total_amount"]),
+        ("shipping_address", &ddm["shipping_address"]),
+        ("account_holder", &es["account_holder"]),
+        ("balance", &es["balance"]),
+        ("account_002 balance", &es["account_002"]["balance"]),
+        ("money_conserved (workload)", &w["money_conserved"]),
+    ];
+    let rows: String = facts.iter().map(|(k, v)| format!("<tr><td>{k}</td><td>{}</td></tr>", text(v))).collect();
+    let transfers = serde_json::json!({
+        "completed": w["transfers_completed"], "compensated": w["transfers_compensated"],
+        "refused at once": w["transfers_refused_at_once"],
+    });
+    format!(
+        "<h2>Orders and accounts</h2><table>{rows}</table><h3>Orders per terminal state</h3>{}<h3>Cancelled orders</h3>{}\
+<h3>Transfers</h3>{}<h3>Compensated transfers by reason</h3>{}",
+        bars(&w["orders_per_terminal_state"]),
+        bars(&w["cancelled_orders"]),
+        bars(&transfers),
+        bars(&w["transfers_compensated_by_reason"])
+    )
+}
+
+fn report_html(summary: &Value) -> String {
+    let bars_topics = bars(&summary["platform"]["events_per_topic"]);
+    let commerce = commerce_html(summary);
     let rows: String = summary["platform"]["round_trip"]
         .as_array()
         .into_iter()
@@ -335,7 +408,7 @@ fn report_html(summary: &Value) -> String {
     format!("<!doctype html><meta charset=utf-8><title>platform demo</title>
 <style>body{{font:14px sans-serif;margin:2em}}.row{{display:flex;gap:1em;margin:4px 0}}.row span{{width:12em}}
 .bar{{background:#4a7;color:#fff;padding:2px 6px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px}}</style>
-<h1>Platform demo</h1><p>bus: {}; generated {}</p><h2>Events per topic</h2>{bars}
+<h1>Platform demo</h1><p>bus: {}; generated {}</p>{commerce}<h2>Sample events per topic</h2>{bars_topics}
 <h2>Round trip</h2><table><tr><th>topic</th><th>offset</th><th>type</th><th>subject</th><th>data</th></tr>{rows}</table>",
         escape(summary["bus"].as_str().unwrap_or("")), escape(summary["generated_at"].as_str().unwrap_or("")))
 }
