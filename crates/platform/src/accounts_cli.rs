@@ -197,7 +197,7 @@ pub fn account_json(root: &AggregateRoot<accounts::Account>) -> Value {
 fn print_account(root: &AggregateRoot<accounts::Account>, format: Format) -> Result<()> {
     let j = account_json(root);
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&j)?),
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&j)?),
         Format::Table | Format::Csv => {
             let cell = |k: &str| j[k].as_str().map_or_else(|| j[k].to_string(), str::to_owned);
             let rows = vec![
@@ -206,7 +206,7 @@ fn print_account(root: &AggregateRoot<accounts::Account>, format: Format) -> Res
                     .map(|k| cell(k))
                     .collect(),
             ];
-            println!("{}", table(&["account", "holder", "balance", "currency", "status", "version"], &rows));
+            crate::outln!("{}", table(&["account", "holder", "balance", "currency", "status", "version"], &rows));
         }
     }
     Ok(())
@@ -235,7 +235,7 @@ async fn print_history(accounts: &Accounts, id: &str, format: Format) -> Result<
         return Err(accounts::Error::NotFound(id.to_owned()).into());
     }
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Table | Format::Csv => {
             let cells: Vec<Vec<String>> = rows
                 .iter()
@@ -248,7 +248,7 @@ async fn print_history(accounts: &Accounts, id: &str, format: Format) -> Result<
                     ]
                 })
                 .collect();
-            println!("{}", table(&["version", "timestamp", "event", "data"], &cells));
+            crate::outln!("{}", table(&["version", "timestamp", "event", "data"], &cells));
         }
     }
     Ok(())

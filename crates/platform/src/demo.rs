@@ -194,7 +194,7 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
     });
     write_outputs(&args.out, &summary)?;
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&summary)?),
         Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = collector
                 .received
@@ -210,22 +210,30 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
                     ]
                 })
                 .collect();
-            println!("{}", table(&["topic", "partition", "offset", "type", "subject", "data"], &rows));
-            println!("\nall {} events came back", rows.len());
+            crate::outln!("{}", table(&["topic", "partition", "offset", "type", "subject", "data"], &rows));
+            crate::outln!("\nall {} events came back", rows.len());
             print_commerce(&summary);
             let ts = &time_series;
-            println!("\ndemo_time_series_modeling");
-            println!("Created time series: {}", ts.created_time_series);
-            println!("Inserted {} data points", ts.inserted_data_points);
-            println!("Query results: {} data points", ts.query_results);
-            println!("Aggregated data: {} buckets (answered from the {} rollup)", ts.aggregated_data, ts.answered_from);
+            crate::outln!("\ndemo_time_series_modeling");
+            crate::outln!("Created time series: {}", ts.created_time_series);
+            crate::outln!("Inserted {} data points", ts.inserted_data_points);
+            crate::outln!("Query results: {} data points", ts.query_results);
+            crate::outln!(
+                "Aggregated data: {} buckets (answered from the {} rollup)",
+                ts.aggregated_data,
+                ts.answered_from
+            );
             for b in &ts.buckets {
-                println!(
+                crate::outln!(
                     "  {}: avg={:.2}°C, min={:.2}°C, max={:.2}°C, p95={:.2}°C",
-                    b.timestamp, b.avg, b.min, b.max, b.p95
+                    b.timestamp,
+                    b.avg,
+                    b.min,
+                    b.max,
+                    b.p95
                 );
             }
-            println!("\nreport in {}; data in {}", args.out.join("report.html").display(), data_dir.display());
+            crate::outln!("\nreport in {}; data in {}", args.out.join("report.html").display(), data_dir.display());
         }
     }
     Ok(())
@@ -235,36 +243,36 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
 fn print_commerce(summary: &Value) {
     let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
     let ddm = &summary["scenarios"]["demo_domain_driven_modeling"];
-    println!("\ndemo_domain_driven_modeling");
-    println!("Generated Events:");
+    crate::outln!("\ndemo_domain_driven_modeling");
+    crate::outln!("Generated Events:");
     for e in ddm["generated_events"].as_array().into_iter().flatten() {
-        println!("  {}: {}", text(&e["event_type"]), e["data"]);
+        crate::outln!("  {}: {}", text(&e["event_type"]), e["data"]);
     }
-    println!("Order Status: {}", text(&ddm["order_status"]));
-    println!("Total Amount: {}", text(&ddm["total_amount"]));
-    println!("Shipping Address: {}", text(&ddm["shipping_address"]));
+    crate::outln!("Order Status: {}", text(&ddm["order_status"]));
+    crate::outln!("Total Amount: {}", text(&ddm["total_amount"]));
+    crate::outln!("Shipping Address: {}", text(&ddm["shipping_address"]));
     let es = &summary["scenarios"]["demo_event_sourcing"];
-    println!("\ndemo_event_sourcing");
-    println!("Account Holder: {}", text(&es["account_holder"]));
-    println!("Balance: {}", text(&es["balance"]));
-    println!("Currency: {}", text(&es["currency"]));
-    println!("\nEvent History:");
+    crate::outln!("\ndemo_event_sourcing");
+    crate::outln!("Account Holder: {}", text(&es["account_holder"]));
+    crate::outln!("Balance: {}", text(&es["balance"]));
+    crate::outln!("Currency: {}", text(&es["currency"]));
+    crate::outln!("\nEvent History:");
     for e in es["event_history"].as_array().into_iter().flatten() {
-        println!("  {}: {} - {}", text(&e["timestamp"]), text(&e["event_type"]), e["data"]);
+        crate::outln!("  {}: {} - {}", text(&e["timestamp"]), text(&e["event_type"]), e["data"]);
     }
-    println!("account_002 balance: {}", text(&es["account_002"]["balance"]));
+    crate::outln!("account_002 balance: {}", text(&es["account_002"]["balance"]));
     let w = &summary["platform"]["sagas"];
-    println!("\nworkload (seed {}): {} orders, {} transfers", w["seed"], w["orders"], w["transfers_requested"]);
-    println!("  orders per terminal state: {}", w["orders_per_terminal_state"]);
-    println!("  cancelled: {}", w["cancelled_orders"]);
-    println!(
+    crate::outln!("\nworkload (seed {}): {} orders, {} transfers", w["seed"], w["orders"], w["transfers_requested"]);
+    crate::outln!("  orders per terminal state: {}", w["orders_per_terminal_state"]);
+    crate::outln!("  cancelled: {}", w["cancelled_orders"]);
+    crate::outln!(
         "  transfers completed {}, compensated {} {}, refused at once {}",
         w["transfers_completed"],
         w["transfers_compensated"],
         w["transfers_compensated_by_reason"],
         w["transfers_refused_at_once"]
     );
-    println!("  money_conserved: {}", w["money_conserved"]);
+    crate::outln!("  money_conserved: {}", w["money_conserved"]);
 }
 
 /// What the commerce scenarios left for the summary.

@@ -133,7 +133,7 @@ pub fn order_json(root: &AggregateRoot<Order>) -> Value {
 fn print_order(root: &AggregateRoot<Order>, format: Format) -> Result<()> {
     let j = order_json(root);
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&j)?),
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&j)?),
         Format::Table | Format::Csv => {
             let text = |v: &Value| {
                 v.as_str().map_or_else(|| if v.is_null() { "-".into() } else { v.to_string() }, str::to_owned)
@@ -151,7 +151,7 @@ fn print_order(root: &AggregateRoot<Order>, format: Format) -> Result<()> {
                 "version",
             ];
             let rows: Vec<Vec<String>> = keys.iter().map(|k| vec![(*k).to_owned(), text(&j[*k])]).collect();
-            println!("{}", table(&["field", "value"], &rows));
+            crate::outln!("{}", table(&["field", "value"], &rows));
             let items: Vec<Vec<String>> = j["items"]
                 .as_array()
                 .into_iter()
@@ -159,7 +159,7 @@ fn print_order(root: &AggregateRoot<Order>, format: Format) -> Result<()> {
                 .map(|i| vec![text(&i["product_id"]), i["quantity"].to_string(), text(&i["unit_price"])])
                 .collect();
             if !items.is_empty() {
-                println!("\n{}", table(&["product", "quantity", "unit price"], &items));
+                crate::outln!("\n{}", table(&["product", "quantity", "unit price"], &items));
             }
         }
     }
@@ -168,10 +168,10 @@ fn print_order(root: &AggregateRoot<Order>, format: Format) -> Result<()> {
 
 fn print_summaries(customer_id: &str, rows: &[OrderSummary], format: Format) -> Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Table | Format::Csv => {
             if rows.is_empty() {
-                println!("no orders for customer `{customer_id}`");
+                crate::outln!("no orders for customer `{customer_id}`");
                 return Ok(());
             }
             let cells: Vec<Vec<String>> = rows
@@ -187,7 +187,7 @@ fn print_summaries(customer_id: &str, rows: &[OrderSummary], format: Format) -> 
                     ]
                 })
                 .collect();
-            println!("{}", table(&["order", "status", "total", "currency", "items", "updated"], &cells));
+            crate::outln!("{}", table(&["order", "status", "total", "currency", "items", "updated"], &cells));
         }
     }
     Ok(())

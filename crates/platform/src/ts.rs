@@ -135,8 +135,8 @@ pub fn run(cmd: TsCommand, data: &Path, format: Format) -> Result<()> {
             schema.out_of_order_secs = a.out_of_order_secs;
             let created = engine.create_series(schema.clone())?;
             match format {
-                Format::Json => println!("{}", json!({ "created": created, "schema": schema })),
-                _ => println!(
+                Format::Json => crate::outln!("{}", json!({ "created": created, "schema": schema })),
+                _ => crate::outln!(
                     "{} series `{}` in {}",
                     if created { "created" } else { "already had" },
                     a.name,
@@ -154,15 +154,17 @@ pub fn run(cmd: TsCommand, data: &Path, format: Format) -> Result<()> {
                 ingest::load(&engine, std::io::BufReader::with_capacity(1 << 20, f), precision, mode, 10_000)?
             };
             match format {
-                Format::Json => println!(
+                Format::Json => crate::outln!(
                     "{}",
                     json!({ "lines": report.lines, "points": report.written.accepted, "dropped": report.written.dropped,
                         "new_series": report.written.new_series, "rejected": report.rejected })
                 ),
                 _ => {
-                    println!(
+                    crate::outln!(
                         "wrote {} points from {} lines ({} new series)",
-                        report.written.accepted, report.lines, report.written.new_series
+                        report.written.accepted,
+                        report.lines,
+                        report.written.new_series
                     );
                     for r in &report.rejected {
                         eprintln!("rejected: {r}");
@@ -175,7 +177,7 @@ pub fn run(cmd: TsCommand, data: &Path, format: Format) -> Result<()> {
             let matchers = a.matchers.iter().map(|m| Matcher::parse(m)).collect::<timeseries::Result<Vec<_>>>()?;
             let rows = engine.last(&a.series, &matchers)?;
             match format {
-                Format::Json => println!(
+                Format::Json => crate::outln!(
                     "{}",
                     serde_json::Value::Array(
                         rows.iter()
@@ -186,15 +188,15 @@ pub fn run(cmd: TsCommand, data: &Path, format: Format) -> Result<()> {
                 _ => {
                     let rows: Vec<Vec<String>> =
                         rows.iter().map(|r| vec![tag_text(&r.tags), rfc3339(r.time), r.value.to_string()]).collect();
-                    println!("{}", table(&["series", "time", "value"], &rows));
+                    crate::outln!("{}", table(&["series", "time", "value"], &rows));
                 }
             }
         }
         TsCommand::Stats => {
             let s = engine.stats();
             match format {
-                Format::Json => println!("{}", serde_json::to_string(&s)?),
-                _ => println!(
+                Format::Json => crate::outln!("{}", serde_json::to_string(&s)?),
+                _ => crate::outln!(
                     "{}",
                     table(
                         &["series", "points", "bytes on disk", "bytes/point"],
@@ -257,11 +259,11 @@ fn query(engine: &Engine, a: QueryArgs, format: Format) -> Result<()> {
         }
     };
     match format {
-        Format::Json => println!("{}", serde_json::to_string(&result)?),
+        Format::Json => crate::outln!("{}", serde_json::to_string(&result)?),
         Format::Csv => {
-            println!("{}", headers.join(","));
+            crate::outln!("{}", headers.join(","));
             for r in rows {
-                println!("{}", r.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+                crate::outln!("{}", r.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
             }
         }
         Format::Table => {
@@ -269,7 +271,7 @@ fn query(engine: &Engine, a: QueryArgs, format: Format) -> Result<()> {
                 eprintln!("answered from: {}", level.as_deref().unwrap_or("raw points"));
             }
             let h: Vec<&str> = headers.iter().map(String::as_str).collect();
-            println!("{}", table(&h, &rows));
+            crate::outln!("{}", table(&h, &rows));
         }
     }
     Ok(())
