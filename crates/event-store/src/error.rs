@@ -39,6 +39,16 @@ pub enum Error {
     TooManyConflicts { stream: String, attempts: u32 },
     #[error("the store is closed")]
     Closed,
+    /// A projection refused an event it cannot follow (a poison event, not a
+    /// failure of its storage); the projection runner parks on it.
+    #[error("{0}")]
+    Refused(String),
+    /// The projection is parked on a failing event; `resume` retries it.
+    #[error("projection `{name}` is parked at log position {position}: {reason}")]
+    ProjectionParked { name: String, position: u64, reason: String },
+    /// `resume` of a projection that is not parked.
+    #[error("projection `{name}` is not parked")]
+    NotParked { name: String },
     /// The failure of a batch this caller's command was part of.
     #[error("{0}")]
     Shared(#[source] std::sync::Arc<Error>),
@@ -49,6 +59,16 @@ impl Error {
         match self {
             Error::Conflict { .. } => true,
             Error::Shared(e) => e.is_conflict(),
+            _ => false,
+        }
+    }
+
+    /// Whether a retry may succeed without anything changing: the storage
+    /// or its connection failed, nothing was refused.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Io { .. } | Error::Database(_) | Error::Closed | Error::Locked { .. } => true,
+            Error::Shared(e) => e.is_transient(),
             _ => false,
         }
     }

@@ -1,37 +1,81 @@
 //! The projection that keeps a [`ReadModel`] in step with the orders event
-//! store's global log: catch up from the read model's own checkpoint in
-//! batches, then follow live.
+//! store's global log: the read model is an [`event_store::Projection`]
+//! named [`NAME`], run by an [`event_store::ProjectionRunner`] (catch up
+//! from the read model's own checkpoint in batches, follow live, park on an
+//! event the read model cannot follow).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use event_store::{EventStore, LogSubscription};
+use async_trait::async_trait;
+use event_store::{EventStore, Projection, ProjectionRunner, RecordedEvent};
 
-use crate::{ReadModel, Result};
+use crate::{Error, ReadModel, Result};
 
-/// How long [`Projector::run`] waits for new events before it checks again.
-const LIVE_WAIT: Duration = Duration::from_secs(1);
+/// The projection name of the orders-by-customer read model.
+pub const NAME: &str = "orders.by_customer";
 
-/// Feeds the global log into a read model. Cheap to clone.
+/// A [`ReadModel`] seen as an [`event_store::Projection`]: its storage
+/// failures are transient for the runner, an event it cannot follow
+/// (undecodable, inconsistent, out of range) is refused and parks it.
+#[derive(Debug, Clone)]
+pub struct ReadModelProjection {
+    read_model: Arc<dyn ReadModel>,
+}
+
+impl ReadModelProjection {
+    pub fn new(read_model: Arc<dyn ReadModel>) -> Self {
+        Self { read_model }
+    }
+}
+
+#[async_trait]
+impl Projection for ReadModelProjection {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> event_store::Result<()> {
+        self.read_model.apply(batch, next_position).await.map_err(to_store_error)
+    }
+
+    async fn checkpoint(&self) -> event_store::Result<u64> {
+        self.read_model.checkpoint().await.map_err(to_store_error)
+    }
+}
+
+/// Storage failures stay retryable ([`event_store::Error::is_transient`]);
+/// everything else is a refusal of the event.
+fn to_store_error(e: Error) -> event_store::Error {
+    match e {
+        Error::Store(e) => e,
+        e @ (Error::Postgres(_) | Error::ReadModelDb(_) | Error::Io { .. } | Error::Task(_)) => {
+            event_store::Error::Database(e.to_string())
+        }
+        e => event_store::Error::Refused(e.to_string()),
+    }
+}
+
+/// Feeds the global log into a read model. Cheap to clone; clones share
+/// the runner's park and figures.
 #[derive(Debug, Clone)]
 pub struct Projector {
-    store: Arc<dyn EventStore>,
+    runner: ProjectionRunner,
     read_model: Arc<dyn ReadModel>,
-    batch_size: usize,
 }
 
 impl Projector {
     /// Events applied per read-model transaction by default.
-    pub const DEFAULT_BATCH: usize = 512;
+    pub const DEFAULT_BATCH: usize = ProjectionRunner::DEFAULT_BATCH;
 
     pub fn new(store: Arc<dyn EventStore>, read_model: Arc<dyn ReadModel>) -> Self {
-        Self { store, read_model, batch_size: Self::DEFAULT_BATCH }
+        let projection = Arc::new(ReadModelProjection::new(Arc::clone(&read_model)));
+        Self { runner: ProjectionRunner::new(store, projection), read_model }
     }
 
     /// Events per read-model transaction (at least 1).
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size.max(1);
+        self.runner = self.runner.with_batch_size(batch_size);
         self
     }
 
@@ -39,45 +83,30 @@ impl Projector {
         &self.read_model
     }
 
+    /// The runner: status, park and resume.
+    pub fn runner(&self) -> &ProjectionRunner {
+        &self.runner
+    }
+
     /// Applies everything up to the store's head as it was when called and
     /// returns the read model's checkpoint (the next position to apply).
-    /// Safe to run concurrently with itself: a batch another run already
-    /// applied is skipped by the checkpoint.
+    /// See [`ProjectionRunner::catch_up`].
     pub async fn catch_up(&self) -> Result<u64> {
-        let head = self.store.head_position().await?;
-        let mut next = self.read_model.checkpoint().await?;
-        if next > head {
-            return Ok(next);
-        }
-        let mut log = LogSubscription::from_position(Arc::clone(&self.store), next);
-        while next <= head {
-            let batch = log.next_batch(self.batch_size).await?;
-            let Some(last) = batch.last() else { break };
-            let after = last.position + 1;
-            self.read_model.apply(&batch, after).await?;
-            next = after;
-        }
-        tracing::debug!(next, head, "orders projection caught up");
-        Ok(next)
+        Ok(self.runner.catch_up().await?)
     }
 
     /// Catches up, then follows the log live until `shutdown` completes.
     /// Returns the first error (the caller decides whether to restart: the
     /// checkpoint makes a restart exact).
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
-        tokio::pin!(shutdown);
-        loop {
-            let next = self.catch_up().await?;
-            tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                head = self.store.wait_for(next, LIVE_WAIT) => { head?; }
-            }
-        }
+        Ok(self.runner.run(shutdown).await?)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use domain_core::Currency;
     use event_store::InMemoryEventStore;
 
@@ -112,6 +141,29 @@ mod tests {
         let rows = read_model.by_customer("cust_123").await.expect("query");
         assert_eq!(rows.iter().map(|r| r.item_count).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(rows[2].total, cny("299.97"));
+    }
+
+    #[tokio::test]
+    async fn an_event_the_read_model_cannot_follow_parks_the_projection() {
+        let store: Arc<dyn EventStore> = Arc::new(InMemoryEventStore::new());
+        orders_with_three_stories(&store).await;
+        let ty: domain_core::EventType = "orders.OrderItemAdded.v1".parse().expect("type");
+        let bad = domain_core::Envelope::raw("orders", ty, "order_bad", 1, serde_json::json!({ "quantity": "x" }));
+        let stream = event_store::StreamId::new("Order-order_bad").expect("stream");
+        store.append(&stream, event_store::ExpectedVersion::Any, &[bad]).await.expect("append");
+        let read_model: Arc<dyn ReadModel> = Arc::new(MemoryReadModel::new());
+        let projector = Projector::new(Arc::clone(&store), Arc::clone(&read_model)).with_batch_size(4);
+        let err = projector.catch_up().await.expect_err("parks");
+        assert!(
+            matches!(&err, Error::Store(event_store::Error::ProjectionParked { name, position: 10, .. }) if name == NAME),
+            "{err}"
+        );
+        assert_eq!(read_model.checkpoint().await.expect("checkpoint"), 10, "the nine orders events before it");
+        let status = projector.runner().status().await.expect("status");
+        let parked = status.parked.expect("parked");
+        assert_eq!((parked.position, parked.event_type.as_str()), (10, "orders.OrderItemAdded.v1"));
+        assert!(parked.error.contains("log position 10"), "{}", parked.error);
+        assert_eq!(status.lag_events, 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
