@@ -57,6 +57,14 @@ pub const BENCHES: &[Bench] = &[
         needs_postgres: false,
     },
     Bench {
+        name: "projections",
+        package: "orders",
+        example: "bench_projections",
+        about: "orders-by-customer read model: rebuild of 1M events (memory, redb) vs reading them, find_by_customer p50/p99",
+        needs_kafka: false,
+        needs_postgres: false,
+    },
+    Bench {
         name: "timeseries",
         package: "timeseries",
         example: "bench_timeseries",
