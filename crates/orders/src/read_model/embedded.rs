@@ -87,14 +87,30 @@ fn write_batch(txn: &WriteTransaction, batch: &[RecordedEvent], next_position: u
     }
     let mut rows = txn.open_table(ROWS)?;
     let mut index = txn.open_multimap_table(BY_CUSTOMER)?;
+    // An order's events usually sit in one batch: each row is read once,
+    // evolved in memory through all of them and written once.
+    let mut touched: Vec<(&str, Option<OrderSummary>, bool)> = Vec::new();
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for event in new {
         let Some(id) = order_id(event) else { continue };
-        let current: Option<OrderSummary> = match rows.get(id)? {
-            Some(bytes) => Some(serde_json::from_slice(bytes.value())?),
-            None => None,
-        };
-        let created = current.is_none();
-        let row = evolve(current, id, event)?;
+        match at.get(id) {
+            Some(&i) => {
+                let row = touched[i].1.take();
+                touched[i].1 = Some(evolve(row, id, event)?);
+            }
+            None => {
+                let current: Option<OrderSummary> = match rows.get(id)? {
+                    Some(bytes) => Some(serde_json::from_slice(bytes.value())?),
+                    None => None,
+                };
+                let created = current.is_none();
+                at.insert(id, touched.len());
+                touched.push((id, Some(evolve(current, id, event)?), created));
+            }
+        }
+    }
+    for (id, row, created) in touched {
+        let Some(row) = row else { continue };
         rows.insert(id, serde_json::to_vec(&row)?.as_slice())?;
         if created {
             index.insert(row.customer_id.as_str(), id)?;
