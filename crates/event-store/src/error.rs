@@ -40,9 +40,14 @@ pub enum Error {
     #[error("the store is closed")]
     Closed,
     /// A projection refused an event it cannot follow (a poison event, not a
-    /// failure of its storage); the projection runner parks on it.
+    /// failure of its storage); the projection runner parks on it. The
+    /// projection's own error is the source.
     #[error("{0}")]
-    Refused(String),
+    Refused(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A projection's own storage failed (worth retrying); its error is the
+    /// source.
+    #[error("projection storage: {0}")]
+    ProjectionStorage(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The projection is parked on a failing event; `resume` retries it.
     #[error("projection `{name}` is parked at log position {position}: {reason}")]
     ProjectionParked { name: String, position: u64, reason: String },
@@ -67,7 +72,11 @@ impl Error {
     /// or its connection failed, nothing was refused.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Io { .. } | Error::Database(_) | Error::Closed | Error::Locked { .. } => true,
+            Error::Io { .. }
+            | Error::Database(_)
+            | Error::ProjectionStorage(_)
+            | Error::Closed
+            | Error::Locked { .. } => true,
             Error::Shared(e) => e.is_transient(),
             _ => false,
         }

@@ -319,11 +319,11 @@ mod tests {
             let checkpoint = c.next.max(1);
             let Some(first) = batch.first() else { return Ok(()) };
             if first.position > checkpoint {
-                return Err(Error::Refused(format!("gap: expected {checkpoint}, got {}", first.position)));
+                return Err(Error::Refused(format!("gap: expected {checkpoint}, got {}", first.position).into()));
             }
             let fresh: Vec<u64> = batch.iter().map(|e| e.position).filter(|p| *p >= checkpoint).collect();
             if let Some(p) = fresh.iter().find(|p| c.poison.contains(p)) {
-                return Err(Error::Refused(format!("cannot follow the event at {p}")));
+                return Err(Error::Refused(format!("cannot follow the event at {p}").into()));
             }
             c.writes.push(fresh.len());
             c.applied.extend(fresh);

@@ -143,14 +143,12 @@ async fn close_commits_every_handled_record_and_the_next_member_starts_right_aft
     }
 }
 
-/// The consumer process of [`a_crashed_member_loses_only_what_it_stored_since_the_last_commit`]:
-/// handles and commits 250 records with a commit every 100, reports, then
-/// waits to be killed. It pauses after the 200th so that the asynchronous
-/// commit asked for there carries offset 200 and not a later stored one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "child process of a_crashed_member_loses_only_what_it_stored_since_the_last_commit"]
-async fn crash_child() {
-    let Ok(args) = std::env::var(CHILD_ENV) else { return };
+/// The consumer process of [`a_crashed_member_loses_only_what_it_stored_since_the_last_commit`]
+/// (that test, run again with [`CHILD_ENV`] set): handles and commits 250
+/// records with a commit every 100, reports, then waits to be killed. After
+/// the 200th it waits until the asynchronous commit asked for there is
+/// visible, so it carries offset 200 and not a later stored one.
+async fn crash_child(args: String) {
     let (topic, group) = args.split_once(' ').expect("topic and group");
     let mut c = close_only(config());
     c.commit_every = 100;
@@ -160,13 +158,15 @@ async fn crash_child() {
     for d in take(sub.as_mut(), 250).await {
         sub.commit(&d).await.expect("commit");
         if d.offset == 199 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (group, topic) = (group.to_owned(), topic.to_owned());
+            let committed = tokio::task::spawn_blocking(move || wait_for_commit(&group, &topic, 200)).await;
+            assert_eq!(committed.expect("join"), Some(200), "the batch commit at 200 landed");
         }
     }
-    // The harness may have printed "test crash_child ... " on this line.
+    // The harness may have printed "test ... " on this line.
     println!("\n{HANDLED}");
-    tokio::time::sleep(Duration::from_secs(120)).await;
-    panic!("crash_child was not killed");
+    let killed = tokio::time::timeout(WAIT * 4, std::future::pending::<()>()).await;
+    assert!(killed.is_ok(), "crash_child was not killed");
 }
 
 /// Polls the group's committed offset of partition 0 of `topic` until it
@@ -198,6 +198,9 @@ fn wait_for_commit(group: &str, topic: &str, want: i64) -> Option<i64> {
 /// relies on that), so the crash is real: a child process killed with SIGKILL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_member_loses_only_what_it_stored_since_the_last_commit() {
+    if let Ok(args) = std::env::var(CHILD_ENV) {
+        return crash_child(args).await;
+    }
     let bus = bus(config());
     let topic = unique("batched-crash");
     let group = unique("g");
@@ -205,7 +208,12 @@ async fn a_crashed_member_loses_only_what_it_stored_since_the_last_commit() {
     publish(&bus, &topic, 1, 0..300, 300).await;
 
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "a_crashed_member_loses_only_what_it_stored_since_the_last_commit",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, format!("{topic} {group}"))
         .stdout(Stdio::piped())
         .spawn()

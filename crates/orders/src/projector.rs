@@ -50,9 +50,9 @@ fn to_store_error(e: Error) -> event_store::Error {
     match e {
         Error::Store(e) => e,
         e @ (Error::Postgres(_) | Error::ReadModelDb(_) | Error::Io { .. } | Error::Task(_)) => {
-            event_store::Error::Database(e.to_string())
+            event_store::Error::ProjectionStorage(Box::new(e))
         }
-        e => event_store::Error::Refused(e.to_string()),
+        e => event_store::Error::Refused(Box::new(e)),
     }
 }
 

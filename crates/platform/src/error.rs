@@ -29,6 +29,8 @@ pub enum Error {
     NotSettled { waiting: usize, seconds: u64 },
     #[error("{0}")]
     Usage(String),
+    #[error("a relay or consumer task of the node failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl Error {

@@ -374,12 +374,12 @@ impl Node {
         let mut stats = SettleStats::default();
         let mut failure = None;
         for task in relays {
-            let (relay, relayed) = task.await.map_err(|e| Error::Usage(format!("a relay task failed: {e}")))?;
+            let (relay, relayed) = task.await?;
             stats.relayed += relayed;
             self.relays.push(relay);
         }
         for task in workers {
-            let (w, result) = task.await.map_err(|e| Error::Usage(format!("a consumer task failed: {e}")))?;
+            let (w, result) = task.await?;
             stats.dead_lettered += w.consumer.stats().dead_lettered;
             match result {
                 Ok(n) => stats.handled += n,

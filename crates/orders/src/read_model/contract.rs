@@ -74,6 +74,54 @@ pub(crate) fn item(product_id: &str, quantity: u32, price: &str) -> OrderEvent {
 
 /// order_001 (the seed's, shipped), order_002 (rejected payment) for
 /// cust_123, order_003 (pending) for cust_456. 11 events.
+/// The child side of a kill -9 test: applies small batches (an order
+/// created, then one item per batch) until it is killed, printing
+/// `applied <next position>` after each, so the parent knows it is mid-run.
+pub(crate) async fn apply_until_killed(model: &dyn ReadModel) {
+    let mut log = Log::default();
+    let mut next = model.checkpoint().await.expect("checkpoint");
+    for n in 0u64.. {
+        let order = format!("order_{}", n / 10);
+        let event = if n % 10 == 0 { created("cust_crash") } else { item("p", 1, "1.00") };
+        log.push(&order, event);
+        if log.next_position() > next {
+            model.apply(&log.range(next, log.next_position()), log.next_position()).await.expect("apply");
+            next = log.next_position();
+            println!("applied {next}");
+        }
+    }
+}
+
+/// The parent side: runs `test` of this test binary again as a child with
+/// `env` set (it then calls [`apply_until_killed`]), and SIGKILLs it once it
+/// reported `more` applied batches. Returns the last position it reported.
+pub(crate) fn kill_mid_run(test: &str, env: (&str, &str), more: u64) -> u64 {
+    use std::io::{BufRead, BufReader};
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = std::process::Command::new(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (mut seen, mut last) = (0, 0);
+    // Ends at `more` reports, or when the child dies (its stdout closes).
+    for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+        if let Some(n) = line.rsplit("applied ").next().and_then(|n| n.trim().parse().ok()) {
+            last = n;
+            seen += 1;
+            if seen >= more {
+                break;
+            }
+        }
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    last
+}
+
 pub(crate) fn story() -> Log {
     let mut log = Log::default();
     log.push("order_001", created("cust_123"))

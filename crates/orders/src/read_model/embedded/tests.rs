@@ -1,7 +1,5 @@
-use std::time::Duration;
-
 use super::*;
-use crate::read_model::contract::{Log, TempDir, created, item, story};
+use crate::read_model::contract::{self, TempDir, story};
 
 fn temp() -> (TempDir, RedbReadModel) {
     let dir = TempDir::new("orders-redb");
@@ -36,43 +34,26 @@ fn a_second_open_of_the_same_file_is_refused() {
 /// The directory the crash child writes to; set only for the child.
 const CRASH_DIR: &str = "ORDERS_REDB_CRASH_DIR";
 
-/// Run by [`a_kill_9_neither_loses_nor_double_applies`] in a child process:
-/// applies small batches (an order created, then one item per batch) until
-/// it is killed.
-#[tokio::test]
-#[ignore = "child process of a_kill_9_neither_loses_nor_double_applies"]
-async fn crash_child() {
-    let Ok(dir) = std::env::var(CRASH_DIR) else { return };
-    let model = RedbReadModel::open(&dir).expect("open");
-    let mut log = Log::default();
-    let mut next = model.checkpoint().await.expect("checkpoint");
-    for n in 0u64.. {
-        let order = format!("order_{}", n / 10);
-        let event = if n % 10 == 0 { created("cust_crash") } else { item("p", 1, "1.00") };
-        log.push(&order, event);
-        if log.next_position() > next {
-            model.apply(&log.range(next, log.next_position()), log.next_position()).await.expect("apply");
-            next = log.next_position();
-        }
-    }
-}
-
+/// Kills a process applying batches three times; after each kill the rows
+/// hold exactly what the checkpoint says. With [`CRASH_DIR`] set, this test
+/// is that process (see [`contract::apply_until_killed`]).
 #[test]
 fn a_kill_9_neither_loses_nor_double_applies() {
+    if let Ok(dir) = std::env::var(CRASH_DIR) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let model = RedbReadModel::open(&dir).expect("open");
+        rt.block_on(contract::apply_until_killed(&model));
+        return;
+    }
     let dir = TempDir::new("orders-redb-crash");
-    let exe = std::env::current_exe().expect("test binary");
+    let path = dir.0.display().to_string();
     for round in 0..3 {
-        let mut child = std::process::Command::new(&exe)
-            .args(["--exact", "read_model::embedded::tests::crash_child", "--ignored", "--test-threads=1"])
-            .env(CRASH_DIR, &dir.0)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn");
-        std::thread::sleep(Duration::from_millis(400 + 150 * round));
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-
+        let reported = contract::kill_mid_run(
+            "read_model::embedded::tests::a_kill_9_neither_loses_nor_double_applies",
+            (CRASH_DIR, &path),
+            200 + 50 * round,
+        );
+        assert!(reported > 1, "round {round}: the child made progress");
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let model = RedbReadModel::open(&dir.0).expect("reopen after kill -9");
         let (checkpoint, rows) = rt.block_on(async {

@@ -350,45 +350,28 @@ async fn event_sourced_orders_on_postgres_read_their_own_writes() {
 /// The schema the crash child writes to; set only for the child.
 const CRASH_SCHEMA: &str = "ORDERS_PG_CRASH_SCHEMA";
 
-/// Run by [`a_kill_9_neither_loses_nor_double_applies`] in a child process:
-/// applies small batches (an order created, then one item per batch) until
-/// it is killed.
-#[tokio::test]
-#[ignore = "child process of a_kill_9_neither_loses_nor_double_applies"]
-async fn crash_child() {
-    let Ok(schema) = std::env::var(CRASH_SCHEMA) else { return };
-    let model = PostgresReadModel::connect(&url(), &schema).await.expect("connect");
-    let mut log = Log::default();
-    let mut next = model.checkpoint().await.expect("checkpoint");
-    for n in 0u64.. {
-        let order = format!("order_{}", n / 10);
-        let event = if n % 10 == 0 { created("cust_crash") } else { item("p", 1, "1.00") };
-        log.push(&order, event);
-        if log.next_position() > next {
-            model.apply(&log.range(next, log.next_position()), log.next_position()).await.expect("apply");
-            next = log.next_position();
-        }
-    }
-}
-
+/// Kills a process applying batches three times; after each kill the rows
+/// hold exactly what the checkpoint says. With [`CRASH_SCHEMA`] set, this
+/// test is that process (see [`contract::apply_until_killed`]).
 #[test]
 fn a_kill_9_neither_loses_nor_double_applies() {
+    if let Ok(schema) = std::env::var(CRASH_SCHEMA) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let model = PostgresReadModel::connect(&url(), &schema).await.expect("connect");
+            crate::read_model::contract::apply_until_killed(&model).await;
+        });
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let schema = rt.block_on(Schema::fresh());
-    let exe = std::env::current_exe().expect("test binary");
     let mut last = 1;
     for round in 0..3 {
-        let mut child = std::process::Command::new(&exe)
-            .args(["--exact", "read_model::postgres::tests::crash_child", "--ignored", "--test-threads=1"])
-            .env(CRASH_SCHEMA, &schema.name)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn");
-        std::thread::sleep(Duration::from_millis(600 + 150 * round));
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-
+        crate::read_model::contract::kill_mid_run(
+            "read_model::postgres::tests::a_kill_9_neither_loses_nor_double_applies",
+            (CRASH_SCHEMA, &schema.name),
+            200 + 50 * round,
+        );
         let (checkpoint, rows) = rt.block_on(async {
             // The server rolls back the killed client's open transaction.
             let model = schema.read_model().await;
