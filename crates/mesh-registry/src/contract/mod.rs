@@ -1,0 +1,1 @@
+//! ODCS v3.1 data contracts (placeholder, being written).
