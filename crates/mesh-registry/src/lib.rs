@@ -19,7 +19,10 @@
 
 pub mod contract;
 pub mod diff;
+pub mod document;
 pub mod error;
+pub mod catalogue;
+pub mod product;
 pub mod search;
 
 pub use error::{Error, Result};
