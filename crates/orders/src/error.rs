@@ -7,6 +7,9 @@ pub enum Error {
     /// The aggregate refused the command.
     #[error(transparent)]
     Order(#[from] OrderError),
+    /// A customer refused the command.
+    #[error(transparent)]
+    Customer(#[from] crate::customers::CustomerError),
     /// The event store failed or refused (a stale writer gets
     /// `event_store::Error::Conflict`, see [`Error::is_conflict`]).
     #[error("event store: {0}")]

@@ -55,6 +55,7 @@
 //! # }
 //! ```
 
+pub mod customers;
 pub mod error;
 pub mod order;
 pub mod payments;

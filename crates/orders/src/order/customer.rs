@@ -93,7 +93,7 @@ pub(crate) fn account_like_id(raw: String) -> Result<String, (String, &'static s
     Ok(id.to_owned())
 }
 
-fn check_email(email: &str) -> Result<(), &'static str> {
+pub(crate) fn check_email(email: &str) -> Result<(), &'static str> {
     if email.len() > MAX_EMAIL {
         return Err("longer than 254 bytes");
     }

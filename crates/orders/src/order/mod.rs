@@ -22,7 +22,7 @@ pub(crate) use amount::at_minor_units;
 use amount::check_amount;
 pub use command::OrderCommand;
 pub use customer::CustomerInfo;
-pub(crate) use customer::account_like_id;
+pub(crate) use customer::{account_like_id, check_email};
 pub use error::OrderError;
 pub use event::OrderEvent;
 
