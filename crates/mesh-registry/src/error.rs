@@ -42,7 +42,7 @@ pub enum Error {
     // ---- products and the catalogue ----
     #[error("invalid product `{product}`: {path}: {reason}")]
     InvalidProduct { product: String, path: String, reason: String },
-    #[error("no {kind} `{id}` is registered")]
+    #[error("no {kind} `{id}` {}", if *.kind == "record" { "has flowed on the port" } else { "is registered" })]
     NotFound { kind: &'static str, id: String },
     /// A second registration under an id that is already taken with
     /// different content.

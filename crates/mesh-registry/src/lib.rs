@@ -20,9 +20,14 @@
 pub mod contract;
 pub mod diff;
 pub mod document;
+pub mod enforcer;
 pub mod error;
+pub mod binding;
 pub mod catalogue;
 pub mod product;
+pub mod quality;
+pub mod registry;
 pub mod search;
+pub mod service;
 
 pub use error::{Error, Result};

@@ -145,9 +145,7 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
         engine.flush()?;
         (report, engine.stats())
     };
-    let mut sent = samples()?;
-    // The engine announces its series as a data product on mesh.events.
-    sent.push((topics::MESH, timeseries::bus::announcement(&timeseries::scenario::schema())?));
+    let sent = samples()?;
 
     say(&format!("[4/6] publishing {} sample events of the other contexts", sent.len()));
     for (topic, env) in &sent {
@@ -184,6 +182,11 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
     summary["scenarios"]["demo_domain_driven_modeling"] = commerce.domain_driven_modeling;
     summary["scenarios"]["demo_event_sourcing"] = commerce.event_sourcing;
     summary["platform"]["sagas"] = commerce.workload;
+    summary["platform"]["mesh"] = json!({
+        "products": commerce.data_mesh["products"].clone(),
+        "customer_quality": commerce.data_mesh["quality_metrics"].clone(),
+    });
+    summary["scenarios"]["demo_data_mesh"] = commerce.data_mesh;
     summary["platform"]["commerce_events_per_topic"] = serde_json::to_value(&commerce.per_topic)?;
     summary["scenarios"]["demo_time_series_modeling"] = serde_json::to_value(&time_series)?;
     summary["platform"]["timeseries"] = serde_json::json!({
@@ -273,6 +276,21 @@ fn print_commerce(summary: &Value) {
         w["transfers_refused_at_once"]
     );
     crate::outln!("  money_conserved: {}", w["money_conserved"]);
+    let dm = &summary["scenarios"]["demo_data_mesh"];
+    crate::outln!("\ndemo_data_mesh");
+    crate::outln!("Registered data product: {}", text(&dm["registered_data_product"]));
+    crate::outln!("Registered contract for product: {}", text(&dm["registered_contract_for_product"]));
+    crate::outln!("Customer data: {}", dm["customer_data"]);
+    crate::outln!("Searching for customer-related products...");
+    for p in dm["search_results"].as_array().into_iter().flatten() {
+        crate::outln!("  - {}: {}", text(&p["name"]), text(&p["description"]));
+    }
+    crate::outln!(
+        "Quality metrics (measured on {} records, {} invalid): {}",
+        dm["records_measured"],
+        dm["invalid_records"],
+        dm["quality_metrics"]
+    );
 }
 
 /// What the commerce scenarios left for the summary.
@@ -280,6 +298,7 @@ struct CommerceReport {
     domain_driven_modeling: Value,
     event_sourcing: Value,
     workload: Value,
+    data_mesh: Value,
     per_topic: BTreeMap<String, u64>,
 }
 
@@ -306,9 +325,12 @@ async fn run_commerce(
     let event_sourcing = scenarios::event_sourcing(&mut commerce).await?;
     say("      generated workload through both sagas (fixed seed)");
     let workload = scenarios::workload(&mut commerce, WorkloadSize::default(), |m| say(&format!("      {m}"))).await?;
+    say("      demo_data_mesh: the registry registers, enforces and serves the customer product");
+    let others = vec![timeseries::bus::announcement(&timeseries::scenario::schema())?];
+    let data_mesh = crate::mesh::data_mesh(&mut commerce, data, &prefix, others).await?;
     let per_topic = commerce.node().relayed_per_topic().clone();
     commerce.close().await?;
-    Ok(CommerceReport { domain_driven_modeling, event_sourcing, workload, per_topic })
+    Ok(CommerceReport { domain_driven_modeling, event_sourcing, workload, data_mesh, per_topic })
 }
 
 fn summary(bus: &str, received: &[(Delivery, Envelope)]) -> Value {

@@ -27,6 +27,8 @@ pub enum Error {
     OrderNotFound(String),
     #[error("the sagas did not settle within {seconds} s ({waiting} events not yet seen by their consumers)")]
     NotSettled { waiting: usize, seconds: u64 },
+    #[error(transparent)]
+    Registry(#[from] mesh_registry::Error),
     #[error("{0}")]
     Usage(String),
     #[error("a relay or consumer task of the node failed: {0}")]
@@ -48,6 +50,18 @@ impl Error {
                 Some("open it first: platform accounts open ID --holder NAME")
             }
             Error::OrderNotFound(_) => Some("create it first: platform orders create ID --customer-id ..."),
+            Error::Registry(mesh_registry::Error::NotFound { kind: "product", .. }) => Some(
+                "`platform registry products` lists what is registered; `platform registry register FILE` adds one",
+            ),
+            Error::Registry(mesh_registry::Error::NotFound { kind: "record", .. }) => Some(
+                "the registry serves what flowed on the product's port; run the producer (or `platform demo`) first",
+            ),
+            Error::Registry(mesh_registry::Error::BreakingChange { .. }) => {
+                Some("bump the major version, or keep the change compatible (see `platform registry diff OLD NEW`)")
+            }
+            Error::Registry(mesh_registry::Error::Db(_)) => {
+                Some("another platform process may hold DIR/mesh-registry; wait for it or pick another --data")
+            }
             Error::NotSettled { .. } => Some(
                 "the events are stored; they are handled the next time the consumers run (any platform command on this --data)",
             ),

@@ -11,9 +11,11 @@ pub mod accounts_cli;
 pub mod commerce;
 pub mod demo;
 pub mod error;
+pub mod mesh;
 pub mod node;
 pub mod orders_cli;
 pub mod output;
+pub mod registry_cli;
 pub mod scenarios;
 pub mod ts;
 

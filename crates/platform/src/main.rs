@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use platform::output::Format;
-use platform::{accounts_cli, demo, orders_cli, ts};
+use platform::{accounts_cli, demo, orders_cli, registry_cli, ts};
 
 /// Event-driven data platform: orders, accounts, data mesh, lake, time series.
 #[derive(Debug, Parser)]
@@ -50,6 +50,13 @@ enum Command {
         #[command(subcommand)]
         command: accounts_cli::AccountsCommand,
     },
+    /// The data-mesh registry: products, show, search, query, lint, diff, register, export, quality.
+    Registry {
+        #[command(flatten)]
+        store: registry_cli::StoreArgs,
+        #[command(subcommand)]
+        command: registry_cli::RegistryCommand,
+    },
 }
 
 /// mimalloc instead of glibc malloc: the stores allocate and free many small
@@ -70,6 +77,7 @@ async fn main() -> ExitCode {
         Command::Ts(cmd) => ts::run(cmd, &cli.data, cli.format),
         Command::Orders { bus, command } => orders_cli::run(command, &bus, &cli.data, cli.format).await,
         Command::Accounts { bus, command } => accounts_cli::run(command, &bus, &cli.data, cli.format).await,
+        Command::Registry { store, command } => registry_cli::run(command, &store, &cli.data, cli.format).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -139,7 +139,9 @@ impl Handler for TelemetryHandler {
     }
 }
 
-/// The event announcing a series as a data product, for `mesh.events`.
+/// The event announcing a series as a data product, for `mesh.events`:
+/// a YAML stream of its ODCS contract (a point: timestamp, value, one
+/// string per tag key) and the product, whose output port is the series.
 pub fn announcement(schema: &SeriesSchema) -> domain_core::Result<Envelope> {
     let ty = EventType::new("timeseries", "DataProductAnnounced", 1)?;
     let product = format!("timeseries.{}", schema.series_name);
@@ -148,20 +150,68 @@ pub fn announcement(schema: &SeriesSchema) -> domain_core::Result<Envelope> {
         ty,
         product.clone(),
         1,
-        json!({
-            "product_id": product,
-            "domain": "timeseries",
-            "owner": "timeseries",
-            "output_port": {
-                "type": "timeseries",
-                "series": schema.series_name,
-                "unit": schema.unit,
-                "tags": schema.tags,
-                "retention_days": schema.retention_period_days,
-                "aggregation_levels": schema.aggregation_levels,
-            },
-        }),
+        json!({ "product_id": product, "format": "yaml", "documents": product_documents(schema) }),
     ))
+}
+
+/// The contract and product documents of a series (JSON strings are valid
+/// YAML scalars, so names are quoted that way).
+pub fn product_documents(schema: &SeriesSchema) -> String {
+    let q = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
+    let id = q(&format!("timeseries.{}", schema.series_name));
+    let series = q(&schema.series_name);
+    let mut tags = String::new();
+    for t in &schema.tags {
+        tags.push_str(&format!("      - name: {}\n        logicalType: string\n        required: true\n", q(t)));
+    }
+    let levels: Vec<String> = schema.aggregation_levels.iter().map(|l| q(l)).collect();
+    format!(
+        "apiVersion: v3.1.0
+kind: DataContract
+id: {id}
+name: {series}
+version: 1.0.0
+status: active
+domain: timeseries
+description:
+  purpose: {purpose}
+tags: [timeseries, metrics]
+schema:
+  - name: {series}
+    physicalType: series
+    properties:
+      - name: timestamp
+        logicalType: timestamp
+        required: true
+      - name: value
+        logicalType: number
+        required: true
+{tags}slaProperties:
+  - property: retention
+    value: {retention}
+    unit: d
+---
+apiVersion: v1.0.0
+kind: DataProduct
+id: {id}
+name: {series}
+description: {purpose}
+domain: timeseries
+owner: timeseries
+version: 1.0.0
+status: active
+tags: [timeseries, metrics]
+outputPorts:
+  - name: series
+    description: {levels_text}
+    location: {{ type: timeseries, series: {series} }}
+    contractId: {id}
+    contractVersion: 1.0.0
+",
+        purpose = q(&format!("{} in {}, kept {} days", schema.series_name, schema.unit, schema.retention_period_days)),
+        retention = schema.retention_period_days,
+        levels_text = q(&format!("rollups: {}", levels.join(", ").replace('"', ""))),
+    )
 }
 
 /// The topic announcements go to.
@@ -259,7 +309,8 @@ mod tests {
 
         let ann = announcement(&crate::scenario::schema()).expect("announce");
         assert_eq!(ann.event_type.to_string(), "timeseries.DataProductAnnounced.v1");
-        assert_eq!(ann.data["output_port"]["series"], "sensor_temperature");
+        let documents = ann.data["documents"].as_str().expect("documents");
+        assert!(documents.contains("kind: DataContract") && documents.contains("series: \"sensor_temperature\""));
         drop(engine);
         std::fs::remove_dir_all(&dir).ok();
     }

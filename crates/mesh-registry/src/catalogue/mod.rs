@@ -113,7 +113,7 @@ pub trait Catalogue: Send + Sync + std::fmt::Debug {
 pub fn matches_filter(value: &serde_json::Value, filter: &BTreeMap<String, serde_json::Value>) -> bool {
     filter.iter().all(|(field, wanted)| match (value.get(field), wanted) {
         (Some(v), w) if v == w => true,
-        (Some(v), serde_json::Value::String(w)) if !v.is_string() && !v.is_null() => v.to_string() == *w,
+        (Some(v), serde_json::Value::String(w)) if !v.is_string() && !v.is_null() => *w == v.to_string(),
         _ => false,
     })
 }

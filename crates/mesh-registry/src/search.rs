@@ -1,1 +1,0 @@
-//! Product search (placeholder, being written).
