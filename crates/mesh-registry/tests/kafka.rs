@@ -43,9 +43,12 @@ fn workload(n: usize, seed: u64) -> (Vec<Record>, usize) {
 
 async fn setup(prefix: &str) -> Arc<KafkaBus> {
     let bus = bus();
-    bus.create_topics(&[TopicSpec::new(format!("{prefix}{}", topics::ORDERS), 3), TopicSpec::new(format!("{prefix}{}", topics::MESH), 1)])
-        .await
-        .expect("topics");
+    bus.create_topics(&[
+        TopicSpec::new(format!("{prefix}{}", topics::ORDERS), 3),
+        TopicSpec::new(format!("{prefix}{}", topics::MESH), 1),
+    ])
+    .await
+    .expect("topics");
     bus
 }
 
@@ -88,7 +91,8 @@ async fn ten_percent_invalid_events_are_measured_as_ten_percent_with_samples() {
     assert!((invalid_share - 0.10).abs() < 0.01, "{invalid_share} is not within a point of 10%");
 
     // The violations reached mesh.events with samples.
-    let mut sub = bus.subscribe(&format!("{prefix}reader"), &[&format!("{prefix}{}", topics::MESH)]).await.expect("sub");
+    let mut sub =
+        bus.subscribe(&format!("{prefix}reader"), &[&format!("{prefix}{}", topics::MESH)]).await.expect("sub");
     let (mut reported, mut samples) = (0u64, 0usize);
     while let Some(d) = sub.next(Duration::from_secs(3)).await.expect("next") {
         let env = d.envelope(usize::MAX).expect("decode");
@@ -122,8 +126,9 @@ async fn enforce_until_killed(spec: &str) {
     let spec = PortSpec::of(&product, &product.output_ports[0]).expect("kafka port");
     let expectations = registry.expectations("customer_data_v1", "1.0.0", Some(&spec.topic)).await.expect("exp");
     let config = EnforcerConfig { batch: 50, prefix: prefix.to_owned(), ..EnforcerConfig::default() };
-    let mut enforcer =
-        Enforcer::open(spec, Arc::new(expectations), Arc::clone(registry.catalogue()), bus, config).await.expect("open");
+    let mut enforcer = Enforcer::open(spec, Arc::new(expectations), Arc::clone(registry.catalogue()), bus, config)
+        .await
+        .expect("open");
     let mut sub = enforcer.subscribe().await.expect("subscribe");
     loop {
         enforcer.step(sub.as_mut()).await.expect("step");
@@ -188,10 +193,7 @@ async fn a_registry_killed_mid_run_keeps_its_catalogue_and_counts_each_record_on
     let totals = q[0].measurement.clone().expect("measured").totals;
     assert_eq!(totals.records, total, "no record counted twice, none skipped");
     assert_eq!(totals.invalid, invalid as u64);
-    let all = registry
-        .query("customer_data_v1", "get_all_customers", &Default::default())
-        .await
-        .expect("list");
+    let all = registry.query("customer_data_v1", "get_all_customers", &Default::default()).await.expect("list");
     let mesh_registry::registry::Answer::Many(all) = all else { panic!("a list") };
     assert_eq!(all.len(), TOTAL - invalid, "every valid customer served once");
     std::fs::remove_dir_all(dir).ok();
