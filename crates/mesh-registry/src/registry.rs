@@ -65,6 +65,10 @@ pub struct PortQuality {
     pub contract_version: String,
     /// `None` until the port's enforcer has read a record.
     pub measurement: Option<Measurement>,
+    /// What another context reported about this port (the lake's
+    /// `QualityMeasured`), as it reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported: Option<serde_json::Value>,
 }
 
 /// The answer to a named query.
@@ -169,9 +173,18 @@ impl Registry {
             match d {
                 Document::Contract(c) => {
                     let (id, version) = binding::id_and_version(&c);
-                    new_contracts.insert((id.to_owned(), version.to_owned()), Arc::new(*c));
+                    let key = (id.to_owned(), version.to_owned());
+                    if new_contracts.get(&key).is_some_and(|other| **other != *c) {
+                        return Err(Error::Duplicate { kind: "contract", id: key.0, version: key.1 });
+                    }
+                    new_contracts.insert(key, Arc::new(*c));
                 }
-                Document::Product(p) => products.push(*p),
+                Document::Product(p) => {
+                    if products.iter().any(|q| q.id == p.id) {
+                        return Err(Error::Duplicate { kind: "product", id: p.id.clone(), version: String::new() });
+                    }
+                    products.push(*p)
+                }
             }
         }
         // Consumers: stored products plus this registration's.
@@ -364,7 +377,23 @@ impl Registry {
                 contract_id: port.contract.contract_id.clone(),
                 contract_version: port.contract.contract_version.clone(),
                 measurement,
+                reported: None,
             });
+        }
+        for port in &product.output_ports {
+            if matches!(port.location, PortLocation::Kafka { .. }) {
+                continue;
+            }
+            let reported = self.catalogue.checkpoint(&port_key(&product.id, &port.name)).await?.map(|c| c.state);
+            if reported.is_some() {
+                out.push(PortQuality {
+                    port: port.name.clone(),
+                    contract_id: port.contract.contract_id.clone(),
+                    contract_version: port.contract.contract_version.clone(),
+                    measurement: None,
+                    reported,
+                });
+            }
         }
         Ok(out)
     }
@@ -373,6 +402,28 @@ impl Registry {
         let ports = self.port_quality(product).await?;
         let scores: Vec<f64> = ports.iter().filter_map(|p| p.measurement.as_ref()?.totals.overall()).collect();
         Ok((!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64))
+    }
+
+    /// Keeps what another context measured on one of a product's ports
+    /// that the registry cannot read itself (a lake table), and ranks the
+    /// product by its `quality` (0..=1) when given.
+    pub async fn record_reported_quality(&self, product_id: &str, port: &str, report: serde_json::Value) -> Result<()> {
+        let product = self.product(product_id).await?;
+        let Some(p) = product.output_ports.iter().find(|p| p.name == port) else {
+            return Err(Error::NotFound { kind: "port", id: format!("{product_id}.{port}") });
+        };
+        if matches!(p.location, PortLocation::Kafka { .. }) {
+            return Err(Error::InvalidQuery(format!(
+                "{product_id}.{port} is a Kafka port: the registry measures it itself"
+            )));
+        }
+        let quality = report.get("quality").and_then(serde_json::Value::as_f64);
+        let checkpoint = crate::catalogue::PortCheckpoint { next_offsets: BTreeMap::new(), state: report };
+        self.catalogue.advance(&port_key(product_id, port), &checkpoint, &[]).await?;
+        if let Some(q) = quality {
+            self.note_quality(product_id, q)?;
+        }
+        Ok(())
     }
 
     /// Tells search a product's newly measured quality.

@@ -81,6 +81,22 @@ impl SharedHandler for Announcements {
                     }
                 }
             }
+            // Another context's measurement of a port the registry cannot
+            // read (a lake table): kept as reported.
+            Some("QualityMeasured") if event.source != crate::enforcer::SOURCE => {
+                let product = event.data.get("product_id").and_then(|p| p.as_str());
+                let port = event.data.get("port").and_then(|p| p.as_str());
+                let (Some(product), Some(port)) = (product, port) else {
+                    return Err(domain_core::Error::Rejected(format!(
+                        "{ty} from {} names no product_id and port",
+                        event.source
+                    )));
+                };
+                match self.registry.record_reported_quality(product, port, event.data.clone()).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(to_bus_error(e)),
+                }
+            }
             Some("QualityMeasured") => {
                 let product = event.data.get("product_id").and_then(|p| p.as_str());
                 let quality = event.data.get("quality").and_then(serde_json::Value::as_f64);

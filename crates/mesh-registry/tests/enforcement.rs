@@ -161,3 +161,45 @@ async fn a_refused_announcement_registers_nothing_and_goes_to_the_dlq() {
     std::fs::remove_dir_all(dir).ok();
     let _ = json!(null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quality_the_lake_reports_joins_the_product_view() {
+    use domain_core::bus::{Delivery, SharedHandler};
+    let dir = temp_dir("reported");
+    let registry =
+        Arc::new(Registry::open(Arc::new(RedbCatalogue::open(&dir).expect("catalogue"))).await.expect("open"));
+    let documents = customer_documents().replace(
+        "    queries:\n      - { kind: byKey, name: get_customer_by_id, param: customer_id }\n      - { kind: list, name: get_all_customers }\n",
+        "    queries:\n      - { kind: byKey, name: get_customer_by_id, param: customer_id }\n      - { kind: list, name: get_all_customers }\n  - name: gold\n    location: { type: lake, table: gold.customers }\n    contractId: customer_data_v1\n    contractVersion: 1.0.0\n",
+    );
+    registry.register_text("customers.yaml", &documents).await.expect("register");
+    let handler = Announcements::new(Arc::clone(&registry));
+    let report = |port: &str| {
+        domain_core::Envelope::raw(
+            "lake",
+            domain_core::EventType::new("lake", "QualityMeasured", 1).expect("type"),
+            "gold.customers",
+            1,
+            json!({ "product_id": "customer_data_v1", "port": port, "quality": 0.75, "rows": 1200, "quarantined": 300 }),
+        )
+    };
+    let delivery = |env: &domain_core::Envelope| Delivery {
+        topic: topics::MESH.into(),
+        partition: 0,
+        offset: 0,
+        record: domain_core::codec::encode(env).expect("encode"),
+    };
+    let env = report("gold");
+    handler.handle(&env, &delivery(&env)).await.expect("taken");
+    let ports = registry.quality("customer_data_v1").await.expect("quality");
+    let gold = ports.iter().find(|p| p.port == "gold").expect("the lake port's report");
+    assert_eq!(gold.reported.as_ref().map(|r| r["quarantined"].clone()), Some(json!(300)));
+    // A report about a Kafka port (which the registry measures itself) or
+    // an unknown port is refused, for the DLQ.
+    for port in ["customers", "silver"] {
+        let env = report(port);
+        let err = handler.handle(&env, &delivery(&env)).await.expect_err(port);
+        assert!(matches!(err, domain_core::Error::Rejected(_)), "{err}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
