@@ -6,6 +6,7 @@
 
 mod bench;
 mod boundary;
+mod datacontract;
 mod demo;
 mod error;
 mod interrupt;
@@ -57,7 +58,8 @@ enum Cmd {
     ///
     /// Starts what is missing (unless KAFKA_BOOTSTRAP / DATABASE_URL name servers to
     /// use), runs `cargo test --workspace` with both variables set, and stops what it
-    /// started, also when tests fail or on Ctrl-C.
+    /// started, also when tests fail or on Ctrl-C. datacontract-cli (PyPI) is installed
+    /// once into a venv in the cache and passed as DATACONTRACT_CLI.
     Test {
         /// Extra arguments for `cargo test`, after `--` (e.g. `-- -p orders -- --nocapture`).
         #[arg(last = true, value_name = "CARGO_TEST_ARGS")]

@@ -6,12 +6,15 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::services::Services;
-use crate::{interrupt, kafka, paths, pg, process};
+use crate::{datacontract, interrupt, kafka, paths, pg, process};
 
 /// Runs `cargo test --workspace <extra>` with `KAFKA_BOOTSTRAP` and `DATABASE_URL` set,
-/// starting the servers that are not given and stopping them afterwards.
+/// starting the servers that are not given and stopping them afterwards, and with
+/// `DATACONTRACT_CLI` naming datacontract-cli for the registry's interoperability tests.
 pub fn run(extra: &[String]) -> Result<()> {
     let started = Instant::now();
+    // Before any server starts, so a failed install leaves nothing running.
+    let datacontract_cli = datacontract::ensure()?;
     let mut services = Services::new();
     let bootstrap = services.kafka()?;
     let database_url = services.postgres()?;
@@ -27,6 +30,7 @@ pub fn run(extra: &[String]) -> Result<()> {
             .env(kafka::BOOTSTRAP_ENV, &bootstrap)
             .env(pg::URL_ENV, &database_url)
             .env(kafka::LIBS_ENV, kafka::libs_dir())
+            .env(datacontract::BIN_ENV, &datacontract_cli)
             .current_dir(paths::workspace_root()),
     );
     let servers = services.describe();

@@ -73,10 +73,7 @@ pub fn expectations(contract: &Contract, topic: Option<&str>) -> Result<Expectat
         None => (Vec::new(), None, Vec::new()),
         Some(o) => {
             let required = o.properties.iter().filter(|p| p.is_required()).map(|p| p.name.clone()).collect();
-            let json_schema = o.to_json_schema();
-            let validator = jsonschema::options().should_validate_formats(true).build(&json_schema).map_err(|e| {
-                Error::SchemaCompile { contract: contract.id.clone(), object: o.name.clone(), reason: e.to_string() }
-            })?;
+            let compiled = crate::contract::CompiledSchema::compile(&contract.id, o)?;
             let mut rules = Vec::new();
             for (i, q) in o.quality.iter().enumerate() {
                 rules.extend(rule(&format!("{}.quality[{i}]", o.name), None, q));
@@ -86,7 +83,7 @@ pub fn expectations(contract: &Contract, topic: Option<&str>) -> Result<Expectat
                     rules.extend(rule(&format!("{}.{}.quality[{i}]", o.name, p.name), Some(&p.name), q));
                 }
             }
-            (required, Some(validator), rules)
+            (required, Some(compiled), rules)
         }
     };
     rules.retain(|r| !(matches!(r.metric, Metric::RowCount) && r.percent));

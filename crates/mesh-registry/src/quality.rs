@@ -105,7 +105,7 @@ pub struct Rule {
 pub struct Expectations {
     /// Fields completeness requires.
     pub required: Vec<String>,
-    pub schema: Option<jsonschema::Validator>,
+    pub schema: Option<crate::contract::CompiledSchema>,
     pub rules: Vec<Rule>,
     patterns: Vec<Option<regex::Regex>>,
     /// The freshness promise: how old a record may be when read.
@@ -119,7 +119,7 @@ impl Expectations {
     /// name.
     pub fn new(
         required: Vec<String>,
-        schema: Option<jsonschema::Validator>,
+        schema: Option<crate::contract::CompiledSchema>,
         rules: Vec<Rule>,
         freshness: Option<Duration>,
         min_throughput: Option<f64>,
@@ -143,10 +143,7 @@ impl Expectations {
         if let Some(schema) = &self.schema
             && !schema.is_valid(value)
         {
-            out.extend(schema.iter_errors(value).take(max).map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
-            }));
+            out.extend(schema.errors(value, max));
         }
         for (i, rule) in self.rules.iter().enumerate() {
             if out.len() >= max {

@@ -169,6 +169,7 @@ impl Registry {
         // Contracts known to this registration: stored ones plus new ones.
         let mut new_contracts: BTreeMap<(String, String), Arc<Contract>> = BTreeMap::new();
         let mut products: Vec<DataProduct> = Vec::new();
+        let mut unchanged: Vec<DataProduct> = Vec::new();
         for d in documents {
             match d {
                 Document::Contract(c) => {
@@ -268,6 +269,8 @@ impl Registry {
             if let Some(old) = stored_products.get(&p.id) {
                 if old == &p {
                     outcome.unchanged.push(format!("product {}", p.id));
+                    // Another instance may have stored it: index it here too.
+                    unchanged.push(p);
                     continue;
                 }
                 check_successor(old, &p)?;
@@ -275,10 +278,9 @@ impl Registry {
             outcome.products.push(p.id.clone());
             registration.products.push(p);
         }
-        if registration.contracts.is_empty() && registration.products.is_empty() {
-            return Ok(outcome);
+        if !registration.contracts.is_empty() || !registration.products.is_empty() {
+            self.catalogue.register(&registration).await?;
         }
-        self.catalogue.register(&registration).await?;
         {
             let mut cache = self.contracts.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             for (k, c) in new_contracts {
@@ -286,7 +288,7 @@ impl Registry {
             }
         }
         let mut docs = Vec::new();
-        for p in &registration.products {
+        for p in registration.products.iter().chain(&unchanged) {
             let quality = self.overall_quality(p).await?;
             docs.push(self.search_doc(p, quality).await?);
         }

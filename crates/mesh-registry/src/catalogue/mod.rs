@@ -11,7 +11,7 @@
 //!
 //! Adapters: [`RedbCatalogue`] (`DIR/mesh-registry/catalogue.redb`, the
 //! default) and [`PostgresCatalogue`] (a schema of its own, so several
-//! registry instances share one catalogue). One suite ([`contract`]) runs
+//! registry instances share one catalogue). One suite (`catalogue::contract`, test builds) runs
 //! against both.
 
 use std::collections::BTreeMap;

@@ -155,8 +155,15 @@ const RETIRED: u64 = 3;
 /// A prefix-only match scores this times the field's boost.
 const PREFIX_SCORE: f32 = 0.5;
 
-/// Memory the writer may buffer before it writes a segment by itself.
+/// Memory each indexing thread may buffer before it writes a segment by
+/// itself.
 const WRITER_MEMORY: usize = 64 << 20;
+
+/// Indexing threads: two where there are two cores (tokenizing is most of
+/// the work of a rebuild), each with its own segment.
+fn indexing_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+}
 
 /// Schema field names.
 mod fields {
@@ -204,9 +211,14 @@ struct Fields {
 impl Fields {
     fn schema() -> (Schema, Fields) {
         let mut b = Schema::builder();
-        let text = TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default().set_tokenizer(text::TOKENIZER).set_index_option(IndexRecordOption::WithFreqs),
-        );
+        // Term frequencies only where a word can matter more by occurring
+        // again (name, description); in lists of tags, field names and the
+        // owner a word counts once (a missing frequency reads as 1).
+        let text = |record| {
+            TextOptions::default()
+                .set_indexing_options(TextFieldIndexing::default().set_tokenizer(text::TOKENIZER).set_index_option(record))
+        };
+        let (counted, listed) = (IndexRecordOption::WithFreqs, IndexRecordOption::Basic);
         let exact = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
                 .set_tokenizer("raw")
@@ -215,11 +227,11 @@ impl Fields {
         );
         let f = Fields {
             id: b.add_text_field(fields::ID, exact.clone()),
-            name: b.add_text_field(fields::NAME, text.clone()),
-            tags: b.add_text_field(fields::TAGS, text.clone()),
-            fields: b.add_text_field(fields::FIELDS, text.clone()),
-            description: b.add_text_field(fields::DESCRIPTION, text.clone()),
-            org: b.add_text_field(fields::ORG, text),
+            name: b.add_text_field(fields::NAME, text(counted)),
+            tags: b.add_text_field(fields::TAGS, text(listed)),
+            fields: b.add_text_field(fields::FIELDS, text(listed)),
+            description: b.add_text_field(fields::DESCRIPTION, text(counted)),
+            org: b.add_text_field(fields::ORG, text(listed)),
             domain: b.add_text_field(fields::DOMAIN, exact.clone()),
             owner: b.add_text_field(fields::OWNER, exact.clone()),
             tag: b.add_text_field(fields::TAG, exact.clone()),
@@ -352,7 +364,7 @@ impl SearchIndex {
         let index = Index::create_in_ram(schema);
         index.tokenizers().register(text::TOKENIZER, TextAnalyzer::from(MeshTokenizer::default()));
         let options = IndexWriterOptions::builder()
-            .num_worker_threads(1)
+            .num_worker_threads(indexing_threads())
             .num_merge_threads(1)
             .memory_budget_per_thread(WRITER_MEMORY)
             .build();
