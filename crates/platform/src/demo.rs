@@ -417,9 +417,41 @@ fn commerce_html(summary: &Value) -> String {
     )
 }
 
+/// The registry's products and the customer product's measured quality.
+fn mesh_html(dm: &Value) -> String {
+    let text = |v: &Value| escape(v.as_str().map_or_else(|| v.to_string(), str::to_owned).as_str());
+    let products: String = dm["products"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                text(&p["id"]),
+                text(&p["name"]),
+                text(&p["domain"]),
+                text(&p["status"])
+            )
+        })
+        .collect();
+    let quality = bars(&serde_json::json!({
+        "completeness %": dm["quality_metrics"]["completeness"].as_f64().map(|x| (x * 100.0).round() as u64),
+        "accuracy %": dm["quality_metrics"]["accuracy"].as_f64().map(|x| (x * 100.0).round() as u64),
+        "timeliness %": dm["quality_metrics"]["timeliness"].as_f64().map(|x| (x * 100.0).round() as u64),
+        "consistency %": dm["quality_metrics"]["consistency"].as_f64().map(|x| (x * 100.0).round() as u64),
+    }));
+    format!(
+        "<h2>demo_data_mesh</h2><p>cust_001: <code>{}</code></p><table><tr><th>product</th><th>name</th><th>domain</th><th>status</th></tr>{products}</table>
+<h3>Customer Master Data quality, measured on {} records</h3>{quality}",
+        text(&dm["customer_data"]),
+        dm["records_measured"]
+    )
+}
+
 fn report_html(summary: &Value) -> String {
     let bars_topics = bars(&summary["platform"]["events_per_topic"]);
     let commerce = commerce_html(summary);
+    let mesh = mesh_html(&summary["scenarios"]["demo_data_mesh"]);
     let rows: String = summary["platform"]["round_trip"]
         .as_array()
         .into_iter()
@@ -438,7 +470,7 @@ fn report_html(summary: &Value) -> String {
     format!("<!doctype html><meta charset=utf-8><title>platform demo</title>
 <style>body{{font:14px sans-serif;margin:2em}}.row{{display:flex;gap:1em;margin:4px 0}}.row span{{width:12em}}
 .bar{{background:#4a7;color:#fff;padding:2px 6px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px}}</style>
-<h1>Platform demo</h1><p>bus: {}; generated {}</p>{commerce}<h2>Sample events per topic</h2>{bars_topics}
+<h1>Platform demo</h1><p>bus: {}; generated {}</p>{commerce}{mesh}<h2>Sample events per topic</h2>{bars_topics}
 <h2>Round trip</h2><table><tr><th>topic</th><th>offset</th><th>type</th><th>subject</th><th>data</th></tr>{rows}</table>",
         escape(summary["bus"].as_str().unwrap_or("")), escape(summary["generated_at"].as_str().unwrap_or("")))
 }
