@@ -166,8 +166,22 @@ const QUALIFIERS: [&str; 18] = [
     "Staging",
 ];
 const SUFFIXES: [&str; 16] = [
-    "Data", "Events", "Facts", "Dimension", "Summary", "Feed", "Stream", "View", "Metrics", "Records", "Snapshot",
-    "History", "Lines", "Profiles", "Index", "Report",
+    "Data",
+    "Events",
+    "Facts",
+    "Dimension",
+    "Summary",
+    "Feed",
+    "Stream",
+    "View",
+    "Metrics",
+    "Records",
+    "Snapshot",
+    "History",
+    "Lines",
+    "Profiles",
+    "Index",
+    "Report",
 ];
 const TAGS: [&str; 20] = [
     "pii",
@@ -312,7 +326,9 @@ fn queries(kind: &str, per_kind: usize, rng: &mut SplitMix64) -> Vec<Query> {
                     };
                     Query { text: (*rng.pick(&ENTITIES)).to_owned(), filter }
                 }
-                "broad" => Query { text: (*rng.pick(&["records", "domain", "sources", "data"])).to_owned(), filter: none },
+                "broad" => {
+                    Query { text: (*rng.pick(&["records", "domain", "sources", "data"])).to_owned(), filter: none }
+                }
                 _ => Query {
                     text: String::new(),
                     filter: SearchFilter { domain: Some((*rng.pick(&DOMAINS)).to_owned()), ..none },
@@ -346,7 +362,9 @@ fn seed_search<'a>(products: &'a [Lowered<'a>], q: &Query, limit: usize) -> (usi
     let mut hits = Vec::new();
     for p in products {
         if keep(p)
-            && (p.name.contains(&needle) || p.description.contains(&needle) || p.tags.iter().any(|t| t.contains(&needle)))
+            && (p.name.contains(&needle)
+                || p.description.contains(&needle)
+                || p.tags.iter().any(|t| t.contains(&needle)))
         {
             total += 1;
             if hits.len() < limit {
@@ -387,7 +405,15 @@ fn search_part(quick: bool, figures: &mut Vec<Value>) -> Result<(), String> {
     let index = index.ok_or("no index")?;
     let build_ms = sorted(builds)[0];
     eprintln!("search: {n} products indexed in {build_ms:.0} ms");
-    figures.push(bench::figure(NAME, &format!("search_index_build_{}k", n / 1000), build_ms, "ms", None, None, "<1000"));
+    figures.push(bench::figure(
+        NAME,
+        &format!("search_index_build_{}k", n / 1000),
+        build_ms,
+        "ms",
+        None,
+        None,
+        "<1000",
+    ));
 
     let lowered: Vec<Lowered<'_>> = docs
         .iter()
@@ -442,7 +468,12 @@ fn search_part(quick: bool, figures: &mut Vec<Value>) -> Result<(), String> {
         figures.push(bench::figure(NAME, &format!("search_mix_{label}"), o, "us", base, Some(o / s), target));
         figures.push(bench::figure(NAME, &format!("seed_scan_mix_{label}"), s, "us", None, None, "report"));
     }
-    eprintln!("  mix of {} queries: p50 {:.0} us, p99 {:.0} us", ours.len(), percentile(&ours, 0.5), percentile(&ours, 0.99));
+    eprintln!(
+        "  mix of {} queries: p50 {:.0} us, p99 {:.0} us",
+        ours.len(),
+        percentile(&ours, 0.5),
+        percentile(&ours, 0.99)
+    );
 
     // Writes one at a time (the register path), then what the next search
     // pays to commit a single write.

@@ -57,10 +57,13 @@ fn lint(dir: &Path, file: &str) -> (bool, String) {
     (valid, printed)
 }
 
-/// The registry's own fixtures: the seed's customer contract and the test contracts.
+/// The contract the orders context announces (the first document of its
+/// product file), and the registry's test contracts.
 fn fixtures() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![root.join("contracts/customer_data_v1.odcs.yaml")];
+    let announced = fs::read_to_string(root.join("../orders/contracts/customer_data_v1.yaml")).expect("orders' file");
+    let announced = announced.split("\n---\n").next().expect("the contract document").to_owned();
+    let mut files = Vec::new();
     let mut tests: Vec<PathBuf> = fs::read_dir(root.join("tests/contracts"))
         .expect("tests/contracts")
         .map(|e| e.expect("entry").path())
@@ -68,13 +71,12 @@ fn fixtures() -> Vec<(String, String)> {
         .collect();
     tests.sort();
     files.extend(tests);
-    files
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().expect("file name").to_string_lossy().into_owned();
-            (name, fs::read_to_string(&p).expect("fixture readable"))
-        })
-        .collect()
+    let mut out = vec![("orders_customer_data_v1.odcs.yaml".to_owned(), announced)];
+    out.extend(files.into_iter().map(|p| {
+        let name = p.file_name().expect("file name").to_string_lossy().into_owned();
+        (name, fs::read_to_string(&p).expect("fixture readable"))
+    }));
+    out
 }
 
 /// Reads `text` with the registry, writes it back, and checks that nothing
@@ -115,7 +117,9 @@ fn exported_fixtures_pass_datacontract_lint() {
 #[test]
 fn broken_exports_fail_datacontract_lint_and_the_registry() {
     let dir = workdir("broken_exports");
-    let source = &fixtures()[0].1;
+    let fixtures = fixtures();
+    let source =
+        &fixtures.iter().find(|(n, _)| n == "customer_master.odcs.yaml").expect("the customer master fixture").1;
     let good = Contract::from_yaml("customer", source).expect("fixture parses").to_yaml().expect("writes");
     // What YAML parsing already refuses, and what only the lint refuses. (The CLI
     // drops `unevaluatedProperties` from the schema, so it accepts keys of another

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::error::Error;
 
-pub(crate) const CUSTOMER: &str = include_str!("../../contracts/customer_data_v1.odcs.yaml");
+pub(crate) const CUSTOMER: &str = include_str!("../../tests/contracts/customer_master.odcs.yaml");
 pub(crate) const ORDER_EVENTS: &str = include_str!("../../tests/contracts/order_events.odcs.yaml");
 pub(crate) const PAYMENTS_V302: &str = include_str!("../../tests/contracts/payments_v302.odcs.yaml");
 

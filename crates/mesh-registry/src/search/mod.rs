@@ -2,20 +2,24 @@
 //! names, description, owner and domain, four facets (domain, owner, tag,
 //! status), ranked by text relevance and live quality.
 //!
-//! The index lives in RAM ([`tantivy`]); the registry rebuilds it from its
-//! durable catalogue on start ([`SearchIndex::upsert_many`], about a second
-//! or less for 50,000 products). It holds a [`SearchDoc`] per product, a
-//! shape of its own: the registry maps its products onto it.
+//! The index lives in RAM ([`tantivy`], no features needed beyond the
+//! defaults-off build); the registry rebuilds it from its durable
+//! catalogue on start with [`SearchIndex::upsert_many`] (50,000 products
+//! in about half a second on two cores). It holds a [`SearchDoc`] per
+//! product, a shape of its own: the registry maps its products onto it.
 //!
 //! # Matching
 //!
 //! A query is words, not syntax: anything that is not a letter or digit
-//! separates words (`master_data` is `master data`; `AND`, `(`, `:` are
-//! ignored), camelCase splits (`customerId` is `customer id`, and also
+//! separates words (`master_data` is `master data`; `AND`, `(`, `:`, `*`
+//! are ignored), camelCase splits (`customerId` is `customer id`, and also
 //! matches `customerid`), case and English plurals are folded (`Customers`
-//! matches `customer`). Every word must occur in some field (or be the
-//! start of a word there: `cust` finds "Customer Master Data"); only when
-//! no product has them all are products with any of them returned, and
+//! matches `customer`). Every word must occur in some field, as a word or
+//! as the start of one: `cust` finds "Customer Master Data". (A word is
+//! looked up as a prefix in names and tags always, and in the other fields
+//! where it is not a word of its own, so a complete word does not also
+//! drag in every `customerId` of every field list.) Only when no product
+//! has all the words are products with any of them returned, and
 //! [`SearchResults::partial`] says so. Common English words (`the`, `of`,
 //! `and`, ...) are dropped from a query that has other words. CJK text
 //! (Chinese, Japanese, Korean) is indexed as single characters and pairs
@@ -28,8 +32,8 @@
 //! ```text
 //! score = relevance × (0.5 + 0.5 × quality) × (0.5 if deprecated else 1)
 //! relevance = Σ over query words, over fields:
-//!               boost(field) × BM25(word, field)              exact word
-//!             + boost(field) × 0.5                            word starts with it
+//!               boost(field) × BM25(word, field)          the word itself
+//!             + boost(field) × 0.5                        a word starting with it
 //! boost: name 5, tags 3, field names 2, description 1, owner and domain 0.5
 //! ```
 //!
@@ -44,23 +48,26 @@
 //! # Facets
 //!
 //! Counted over every product that matched (not only the returned hits),
-//! after the filter, in the same pass that ranks them: the facet values are
-//! numbered by the index and the counts are plain arrays, which keeps a
-//! broad query over 50,000 products well under the 2 ms budget.
+//! after the filter, by the collector that ranks them. Facet values are
+//! numbered as they are first indexed, and each segment's numbers, sort
+//! keys and rank factors are decoded from its fast fields once into plain
+//! arrays, so counting is array increments.
 //!
 //! # Writes and visibility
 //!
 //! One tantivy writer behind a mutex. An upsert only queues its document
-//! (the index writer's own thread tokenizes it); the commit that makes
-//! writes visible happens on [`SearchIndex::commit`], at the end of
+//! (the writer's threads tokenize it); the commit that makes writes
+//! visible happens on [`SearchIndex::commit`], at the end of
 //! [`SearchIndex::upsert_many`], or lazily at the start of the next search
 //! that finds uncommitted writes. So registering 10,000 products one by one
 //! costs 10,000 queued documents and as many commits as there were searches
 //! in between, never one commit per product, and a search always sees every
-//! write that returned before it began. Upserting a document identical to
-//! the indexed one does nothing. The methods block (a commit takes a few
-//! milliseconds); call them from `spawn_blocking` in latency-sensitive
-//! async code.
+//! write that returned before it began. A commit costs a few milliseconds
+//! whatever it holds (tantivy starts a new segment writer), so that is what
+//! the first search after a write pays. Upserting a document identical to
+//! the indexed one does nothing. The methods block; call them from
+//! `spawn_blocking` in latency-sensitive async code. A search waits while
+//! an `upsert_many` holds the writer.
 
 mod rank;
 mod text;
@@ -215,8 +222,9 @@ impl Fields {
         // again (name, description); in lists of tags, field names and the
         // owner a word counts once (a missing frequency reads as 1).
         let text = |record| {
-            TextOptions::default()
-                .set_indexing_options(TextFieldIndexing::default().set_tokenizer(text::TOKENIZER).set_index_option(record))
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default().set_tokenizer(text::TOKENIZER).set_index_option(record),
+            )
         };
         let (counted, listed) = (IndexRecordOption::WithFreqs, IndexRecordOption::Basic);
         let exact = TextOptions::default().set_indexing_options(
@@ -605,7 +613,8 @@ impl SearchIndex {
                 }
             }
             let occur = if all && t.required { Occur::Must } else { Occur::Should };
-            let clause = if alternatives.is_empty() { boxed(EmptyQuery) } else { boxed(BooleanQuery::new(alternatives)) };
+            let clause =
+                if alternatives.is_empty() { boxed(EmptyQuery) } else { boxed(BooleanQuery::new(alternatives)) };
             clauses.push((occur, clause));
         }
         Ok(boxed(BooleanQuery::new(clauses)))

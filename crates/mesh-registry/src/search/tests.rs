@@ -87,18 +87,16 @@ fn deprecated_ranks_below_active_and_retired_is_hidden_unless_asked_for() {
 }
 
 fn catalogue() -> Vec<SearchDoc> {
-    let mk = |id: &str, name: &str, domain: &str, owner: &str, status: &str, tags: &[&str], q: Option<f64>| {
-        SearchDoc {
-            id: id.to_owned(),
-            name: name.to_owned(),
-            description: format!("{name} for the {domain} domain"),
-            domain: domain.to_owned(),
-            owner: owner.to_owned(),
-            status: status.to_owned(),
-            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
-            fields: vec!["customer_id".to_owned(), "updatedAt".to_owned()],
-            quality: q,
-        }
+    let mk = |id: &str, name: &str, domain: &str, owner: &str, status: &str, tags: &[&str], q: Option<f64>| SearchDoc {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        description: format!("{name} for the {domain} domain"),
+        domain: domain.to_owned(),
+        owner: owner.to_owned(),
+        status: status.to_owned(),
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        fields: vec!["customer_id".to_owned(), "updatedAt".to_owned()],
+        quality: q,
     };
     vec![
         mk("p1", "Customer Master Data", "sales", "team-crm", "active", &["master_data", "pii"], Some(0.9)),

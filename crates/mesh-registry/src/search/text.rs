@@ -124,11 +124,19 @@ pub(super) fn analyze(text: &str, emit: &mut dyn FnMut(&str, Piece, usize, usize
     // Runs of letters and digits of one kind (CJK or not).
     let mut run_start: Option<(usize, bool)> = None;
     for (at, c) in text.char_indices().chain([(text.len(), ' ')]) {
-        let class = if c.is_ascii() { c.is_ascii_alphanumeric().then_some(false) } else { c.is_alphanumeric().then(|| is_cjk(c)) };
+        let class = if c.is_ascii() {
+            c.is_ascii_alphanumeric().then_some(false)
+        } else {
+            c.is_alphanumeric().then(|| is_cjk(c))
+        };
         if let Some((from, was_cjk)) = run_start
             && class != Some(was_cjk)
         {
-            if was_cjk { cjk(&text[from..at], from, emit) } else { word(&text[from..at], from, emit) }
+            if was_cjk {
+                cjk(&text[from..at], from, emit)
+            } else {
+                word(&text[from..at], from, emit)
+            }
             run_start = None;
         }
         if run_start.is_none()
@@ -206,8 +214,7 @@ pub(super) struct QueryTerm {
 
 /// Words dropped from a query that has other words: they carry no meaning
 /// for discovery, and `AND`, `OR`, `NOT` are query syntax we do not speak.
-const STOPWORDS: [&str; 14] =
-    ["a", "an", "and", "by", "for", "in", "is", "not", "of", "on", "or", "the", "to", "with"];
+const STOPWORDS: [&str; 14] = ["a", "an", "and", "by", "for", "in", "is", "not", "of", "on", "or", "the", "to", "with"];
 
 /// At most this many tokens of a query are used (a pasted paragraph must
 /// not cost a hundred clauses).
@@ -249,9 +256,10 @@ mod tests {
     fn words_split_at_punctuation_and_camel_humps_and_fold_plurals() {
         assert_eq!(tokens("Customer master_data"), ["customer", "master", "data"]);
         assert_eq!(tokens("customerNames, XMLHttp"), ["customer", "name", "customername", "xml", "http", "xmlhttp"]);
-        assert_eq!(tokens("Orders categories status address bus v2"), [
-            "order", "category", "status", "address", "bus", "v2"
-        ]);
+        assert_eq!(
+            tokens("Orders categories status address bus v2"),
+            ["order", "category", "status", "address", "bus", "v2"]
+        );
     }
 
     #[test]
