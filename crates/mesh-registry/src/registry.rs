@@ -428,6 +428,16 @@ impl Registry {
         Ok(())
     }
 
+    /// Re-ranks a product by the quality its ports' checkpoints hold now.
+    pub async fn refresh_quality(&self, product_id: &str) -> Result<Option<f64>> {
+        let product = self.product(product_id).await?;
+        let quality = self.overall_quality(&product).await?;
+        if let Some(q) = quality {
+            self.note_quality(product_id, q)?;
+        }
+        Ok(quality)
+    }
+
     /// Tells search a product's newly measured quality.
     pub fn note_quality(&self, product_id: &str, quality: f64) -> Result<()> {
         self.search.set_quality(product_id, quality)

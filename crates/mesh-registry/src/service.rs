@@ -208,11 +208,19 @@ impl Enforcement {
     }
 
     /// Syncs every `every` until `stop` turns true, then stops every
-    /// enforcer (each checkpoints what it read).
+    /// enforcer (each checkpoints what it read). Each round also re-ranks
+    /// the enforced products by what was measured.
     pub async fn run(&self, every: Duration, mut stop: watch::Receiver<bool>) -> Result<()> {
         while !*stop.borrow() {
             if let Err(e) = self.sync().await {
                 tracing::warn!(error = %e, "enforcement sync failed; retrying");
+            }
+            let products: std::collections::BTreeSet<String> =
+                self.running.lock().await.values().map(|r| r.spec.product_id.clone()).collect();
+            for p in products {
+                if let Err(e) = self.registry.refresh_quality(&p).await {
+                    tracing::warn!(product = %p, error = %e, "cannot re-rank by quality");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}

@@ -94,6 +94,8 @@ pub async fn data_mesh(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     enforcement.shutdown().await?;
+    // Search ranks by the quality just measured.
+    registry.refresh_quality(customers::PRODUCT_ID).await?;
 
     let by_id = BTreeMap::from([("customer_id".to_owned(), "cust_001".to_owned())]);
     let customer = match registry.query(customers::PRODUCT_ID, "get_customer_by_id", &by_id).await? {
