@@ -188,12 +188,13 @@ impl Registry {
                 }
             }
         }
-        // Consumers: stored products plus this registration's.
-        let mut all_products: BTreeMap<String, DataProduct> =
-            self.catalogue.products().await?.into_iter().map(|p| (p.id.clone(), p)).collect();
-        let stored_products = all_products.clone();
+        // The stored versions of this registration's products (all products
+        // are read only to name consumers when a change is refused).
+        let mut stored_products: BTreeMap<String, DataProduct> = BTreeMap::new();
         for p in &products {
-            all_products.insert(p.id.clone(), p.clone());
+            if let Some(old) = self.catalogue.product(&p.id).await? {
+                stored_products.insert(p.id.clone(), old);
+            }
         }
         for ((id, version), contract) in &new_contracts {
             let document = binding::export(contract)?;
@@ -230,7 +231,12 @@ impl Registry {
                     let old = binding::parse_contract(&format!("{id}@{}", prev.version), &prev.document)?;
                     match binding::gate(&old, contract) {
                         Ok(changes) => changes,
-                        Err(refusal) => return Err(refusal.into_error(consumers(all_products.values(), id))),
+                        Err(refusal) => {
+                            let mut all: BTreeMap<String, DataProduct> =
+                                self.catalogue.products().await?.into_iter().map(|p| (p.id.clone(), p)).collect();
+                            all.extend(products.iter().map(|p| (p.id.clone(), p.clone())));
+                            return Err(refusal.into_error(consumers(all.values(), id)));
+                        }
                     }
                 }
             };
