@@ -65,6 +65,14 @@ pub const BENCHES: &[Bench] = &[
         needs_postgres: false,
     },
     Bench {
+        name: "registry",
+        package: "mesh-registry",
+        example: "bench_registry",
+        about: "registry: search over 50k products (p50/p99 per query kind vs the seed's scan), contract validation per core, registering 10,000 products",
+        needs_kafka: false,
+        needs_postgres: false,
+    },
+    Bench {
         name: "timeseries",
         package: "timeseries",
         example: "bench_timeseries",

@@ -293,12 +293,12 @@ impl Registry {
                 cache.insert(k, c);
             }
         }
-        let mut docs = Vec::new();
+        // Queued: the next search commits them, so a burst of
+        // registrations pays for one index commit, not one each.
         for p in registration.products.iter().chain(&unchanged) {
             let quality = self.overall_quality(p).await?;
-            docs.push(self.search_doc(p, quality).await?);
+            self.search.upsert(&self.search_doc(p, quality).await?)?;
         }
-        self.search.upsert_many(&docs)?;
         Ok(outcome)
     }
 

@@ -113,7 +113,10 @@ pub trait Catalogue: Send + Sync + std::fmt::Debug {
 pub fn matches_filter(value: &serde_json::Value, filter: &BTreeMap<String, serde_json::Value>) -> bool {
     filter.iter().all(|(field, wanted)| match (value.get(field), wanted) {
         (Some(v), w) if v == w => true,
-        (Some(v), serde_json::Value::String(w)) if !v.is_string() && !v.is_null() => *w == v.to_string(),
+        (Some(serde_json::Value::Number(n)), serde_json::Value::String(w)) => {
+            w.trim().parse::<f64>().ok().is_some_and(|x| Some(x) == n.as_f64())
+        }
+        (Some(serde_json::Value::Bool(b)), serde_json::Value::String(w)) => w.trim().parse::<bool>().ok() == Some(*b),
         _ => false,
     })
 }

@@ -1,12 +1,12 @@
-//! The one collector a search runs: in a single pass over the matching
-//! products it counts them, tallies the four facets and keeps the best
-//! `limit` by final score (text relevance × quality × status), ties broken
-//! by name and then id.
+//! The one collector a search runs: over the matching products it keeps
+//! the best `limit` by final score (text relevance × quality × status),
+//! ties broken by name and then id, and remembers the matches; at harvest
+//! it tallies their four facets in one tight loop.
 //!
-//! The facet numbers and rank factor of each document are read from the
-//! fast fields once per segment and kept in a [`SegmentCache`] (segments
-//! never change; a merge makes a new one), so the per-match work is an
-//! array lookup instead of five column decodes.
+//! The facet numbers, sort-key ordinal and rank factor of each document
+//! are read from the fast fields once per segment and kept in a
+//! [`SegmentCache`] (a segment never changes; a merge makes a new one), so
+//! the per-match work is array lookups instead of six column decodes.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};

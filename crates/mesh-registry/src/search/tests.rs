@@ -178,6 +178,23 @@ fn upsert_replaces_and_remove_removes() {
 }
 
 #[test]
+fn the_last_write_of_an_id_wins_within_a_batch_and_across_remove() {
+    let idx = index(&[doc("x", "First Name"), doc("y", "Other"), doc("x", "Second Name")]);
+    assert_eq!(idx.len(), 2);
+    assert!(ids(&idx, "first", &all()).is_empty());
+    assert_eq!(ids(&idx, "second", &all()), ["x"]);
+    // Removed and written again before any commit.
+    idx.remove("y").expect("remove");
+    idx.upsert(&doc("y", "Other Again")).expect("upsert");
+    assert_eq!(ids(&idx, "other", &all()), ["y"]);
+    assert_eq!(idx.search("again", &all(), 10).expect("search").total, 1);
+    // Retiring a product hides it.
+    idx.upsert(&SearchDoc { status: "retired".to_owned(), ..doc("y", "Other Again") }).expect("retire");
+    assert!(ids(&idx, "other", &all()).is_empty());
+    assert_eq!(idx.len(), 2, "a retired product is still indexed");
+}
+
+#[test]
 fn set_quality_reranks() {
     let idx = index(&catalogue());
     assert_eq!(ids(&idx, "customer orders", &all())[0], "p2");
@@ -230,6 +247,8 @@ fn bad_syntax_is_words_and_no_common_word_falls_back_to_any() {
     let mut got: Vec<_> = r.hits.iter().map(|h| h.id.as_str()).collect();
     got.sort();
     assert_eq!(got, ["p3", "p4"]);
+    let long = format!("{} customer {}", "x".repeat(500), "ledger ".repeat(40));
+    assert!(idx.search(&long, &all(), 10).is_ok());
     let none = idx.search("zzzz qqqq", &all(), 10).expect("search");
     assert_eq!((none.total, none.partial), (0, true));
     assert!(!idx.search("customer", &all(), 10).expect("search").partial);
