@@ -167,3 +167,68 @@ async fn bad_input_gets_a_precise_error() {
     assert!(registry.products().await.expect("products").is_empty());
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Each kind of breaking change, through the registry: refused under a
+/// minor bump naming the consumer, accepted under a major one; and the
+/// compatible changes accepted under a minor bump.
+#[tokio::test]
+async fn every_kind_of_breaking_change_names_the_consumers_and_compatible_ones_pass() {
+    let contract = contract_of(&customer_documents());
+    let segment = "      - name: segment\n        logicalType: string\n";
+    let breaking: Vec<(&str, String)> = vec![
+        ("property removed", contract.replace(segment, "")),
+        ("type changed", contract.replace(segment, "      - name: segment\n        logicalType: integer\n")),
+        (
+            "newly required",
+            contract.replace(segment, "      - name: segment\n        logicalType: string\n        required: true\n"),
+        ),
+        ("enum narrowed", contract.replace("validValues: [active, inactive]", "validValues: [active]")),
+        (
+            "format tightened",
+            contract.replace(
+                segment,
+                "      - name: segment\n        logicalType: string\n        logicalTypeOptions:\n          pattern: \"^[a-z]+$\"\n",
+            ),
+        ),
+        ("maxLength lowered", contract.replace("          minLength: 1\n      - name: name", "          minLength: 1\n          maxLength: 8\n      - name: name")),
+        ("key changed", contract.replace("        primaryKey: true\n", "")),
+    ];
+    for (kind, text) in breaking {
+        assert_ne!(text, contract, "{kind}: the edit applied");
+        let (registry, dir) = fresh().await;
+        registry.register_text("customers.yaml", &customer_documents()).await.expect("register");
+        registry.register_text("consumer.yaml", CONSUMER).await.expect("consumer");
+        let minor = text.replace("version: 1.0.0", "version: 1.1.0");
+        match registry.register_text("minor.yaml", &minor).await {
+            Err(Error::BreakingChange { consumers, changes, .. }) => {
+                assert_eq!(consumers, ["orders.customer_360"], "{kind}");
+                assert!(changes.iter().all(|c| c.breaking), "{kind}: {changes:?}");
+            }
+            other => panic!("{kind}: a minor bump must be refused, got {other:?}"),
+        }
+        let major = text.replace("version: 1.0.0", "version: 2.0.0");
+        registry.register_text("major.yaml", &major).await.unwrap_or_else(|e| panic!("{kind} under 2.0.0: {e}"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+    let compatible: Vec<(&str, String)> = vec![
+        (
+            "optional property added",
+            contract.replace(segment, &format!("{segment}      - name: nickname\n        logicalType: string\n")),
+        ),
+        (
+            "enum widened",
+            contract.replace("validValues: [active, inactive]", "validValues: [active, inactive, closed]"),
+        ),
+        ("description changed", contract.replace("Core customer information", "Customer information")),
+        ("minLength dropped", contract.replacen("        logicalTypeOptions:\n          minLength: 1\n", "", 1)),
+    ];
+    for (kind, text) in compatible {
+        let (registry, dir) = fresh().await;
+        registry.register_text("customers.yaml", &customer_documents()).await.expect("register");
+        registry.register_text("consumer.yaml", CONSUMER).await.expect("consumer");
+        let minor = text.replace("version: 1.0.0", "version: 1.1.0");
+        let done = registry.register_text("minor.yaml", &minor).await.unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert!(done.contracts[0].changes.iter().all(|c| !c.breaking), "{kind}: {:?}", done.contracts[0].changes);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
