@@ -160,6 +160,15 @@ async fn bad_input_gets_a_precise_error() {
     let err = registry.register_text("two.yaml", &later).await.expect_err("bad yaml");
     let first_lines = contract_of(&docs).lines().count();
     assert!(matches!(err, Error::Yaml { line, .. } if line > first_lines), "{err}");
+    // The same id twice in one file, with different content.
+    let product = product_of(&docs);
+    let twice = format!("{docs}\n---\n{}", product.replace("Core customer information", "Other"));
+    let err = registry.register_text("twice.yaml", &twice).await.expect_err("duplicate product");
+    assert!(matches!(&err, Error::Duplicate { kind: "product", id, .. } if id == "customer_data_v1"), "{err}");
+    let contract = contract_of(&docs);
+    let twice = format!("{contract}\n---\n{}", contract.replace("Core customer information", "Other"));
+    let err = registry.register_text("twice.yaml", &twice).await.expect_err("duplicate contract");
+    assert!(matches!(&err, Error::Duplicate { kind: "contract", .. }), "{err}");
     // Unknown ids are typed not-founds.
     assert!(matches!(registry.product("nope").await, Err(Error::NotFound { kind: "product", .. })));
     assert!(matches!(registry.export("nope", None).await, Err(Error::NotFound { kind: "contract", .. })));
