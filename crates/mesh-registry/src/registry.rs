@@ -455,14 +455,14 @@ impl Registry {
     pub async fn query(&self, product_id: &str, endpoint: &str, params: &BTreeMap<String, String>) -> Result<Answer> {
         let product = self.product(product_id).await?;
         let Some((port, query)) = product.endpoint(endpoint) else {
-            return Err(Error::NotFound { kind: "endpoint", id: format!("{product_id}.{endpoint}") }).map_err(|e| {
-                match product.endpoints().is_empty() {
-                    true => e,
-                    false => {
-                        Error::InvalidQuery(format!("{e}; {product_id} answers: {}", product.endpoints().join(", ")))
-                    }
-                }
-            });
+            let known = product.endpoints();
+            if known.is_empty() {
+                return Err(Error::NotFound { kind: "endpoint", id: format!("{product_id}.{endpoint}") });
+            }
+            return Err(Error::InvalidQuery(format!(
+                "{product_id} has no endpoint `{endpoint}`; it answers: {}",
+                known.join(", ")
+            )));
         };
         let key = port_key(&product.id, &port.name);
         match query {

@@ -18,6 +18,10 @@
 //!   the rows (on PostgreSQL under a lock on the checkpoint row, so
 //!   projectors racing on one schema apply each event once);
 //!   `find_by_customer` answers from there, with summaries, not aggregates;
+//! - customer master data ([`customers`]): each customer an event-sourced
+//!   `Customer` whose events carry the whole profile, and the
+//!   `customer_data_v1` data product (ODCS contract and product document)
+//!   that announces them on `mesh.events` for the registry;
 //! - the orders side of the payment saga: [`PaymentOutcomeHandler`] reads
 //!   `PaymentCaptured`, `PaymentRejected` and `RefundIssued` from
 //!   `accounts.events` with this crate's own tolerant types.
