@@ -407,3 +407,12 @@ impl EventStore for PostgresEventStore {
         Ok(())
     }
 }
+
+/// Whether `schema` is a schema name every PostgreSQL adapter of the
+/// workspace accepts: `[a-z_][a-z0-9_]*`, at most `max_len` bytes, not
+/// `pg_*`, so it never needs quoting rules or case folding.
+pub fn is_schema_name(schema: &str, max_len: usize) -> bool {
+    let first_ok = schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    first_ok && rest_ok && schema.len() <= max_len && !schema.starts_with("pg_")
+}

@@ -30,9 +30,7 @@ impl Names {
     /// Accepts lowercase identifiers only (`[a-z_][a-z0-9_]*`, at most 48
     /// bytes), so names never need escaping and never fold differently.
     pub fn new(schema: &str) -> Result<Self> {
-        let ok_first = schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_');
-        let ok_rest = schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !ok_first || !ok_rest || schema.len() > MAX_SCHEMA_LEN || schema.starts_with("pg_") {
+        if !super::is_schema_name(schema, MAX_SCHEMA_LEN) {
             return Err(Error::Database(format!(
                 "invalid schema name `{schema}`: use [a-z_][a-z0-9_]*, at most {MAX_SCHEMA_LEN} bytes, not pg_*"
             )));

@@ -178,10 +178,7 @@ impl ReadModel for PostgresReadModel {
 
 /// Accepts `[a-z_][a-z0-9_]*`, at most 63 bytes, not `pg_*`.
 fn check_schema(schema: &str) -> Result<()> {
-    let mut chars = schema.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if first_ok && rest_ok && schema.len() <= MAX_SCHEMA_LEN && !schema.starts_with("pg_") {
+    if event_store::postgres::is_schema_name(schema, MAX_SCHEMA_LEN) {
         Ok(())
     } else {
         Err(Error::InvalidSchema(schema.to_owned()))
