@@ -30,6 +30,7 @@ use std::fmt;
 use jsonschema::{Draft, Validator};
 use serde_json::{Map, Number, Value, json};
 
+use super::data_quality::*;
 use super::model::*;
 use crate::error::{Error, Result};
 

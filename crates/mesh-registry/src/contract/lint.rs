@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
+use super::data_quality::*;
 use super::json_schema::jdk_pattern_to_regex;
 use super::model::*;
 

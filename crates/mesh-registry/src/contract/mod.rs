@@ -19,6 +19,7 @@
 //! Accepted `apiVersion`s are v3.0.0 to v3.1.0, and v3.2.0 documents that
 //! use only v3.1 keys (see [`ApiVersion`]).
 
+mod data_quality;
 mod json_schema;
 mod lint;
 pub mod model;
@@ -27,6 +28,7 @@ mod yaml;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use data_quality::*;
 pub use json_schema::{CompiledSchema, jdk_pattern_to_regex};
 pub use lint::Problem;
 pub use model::*;
