@@ -153,6 +153,10 @@ pub struct Enforcer {
     next_offsets: BTreeMap<i32, i64>,
     state: PortState,
     seen: HashMap<String, Seen>,
+    /// Whether `seen` holds every stored record of the port (true for a
+    /// port enforced from scratch by this process): then a key missing
+    /// there is new, and the catalogue need not be asked.
+    seen_is_complete: bool,
 }
 
 impl std::fmt::Debug for Enforcer {
@@ -175,7 +179,9 @@ impl Enforcer {
         bus: Arc<dyn EventBus>,
         config: EnforcerConfig,
     ) -> Result<Self> {
-        let checkpoint = catalogue.checkpoint(&spec.key()).await?.unwrap_or_default();
+        let stored = catalogue.checkpoint(&spec.key()).await?;
+        let seen_is_complete = stored.is_none();
+        let checkpoint = stored.unwrap_or_default();
         let state: PortState =
             if checkpoint.state.is_null() { PortState::default() } else { serde_json::from_value(checkpoint.state)? };
         let mut enforcer = Self {
@@ -187,6 +193,7 @@ impl Enforcer {
             next_offsets: checkpoint.next_offsets,
             state,
             seen: HashMap::new(),
+            seen_is_complete,
         };
         enforcer.publish_outbox().await?;
         Ok(enforcer)
@@ -340,6 +347,7 @@ impl Enforcer {
         };
         let previous = match self.seen.get(&key) {
             Some(s) => Some(*s),
+            None if self.seen_is_complete => None,
             None => self
                 .catalogue
                 .record(&self.spec.key(), &key)
