@@ -73,6 +73,14 @@ pub const BENCHES: &[Bench] = &[
         needs_postgres: false,
     },
     Bench {
+        name: "lake",
+        package: "lake",
+        example: "bench_lake",
+        about: "lake: bronze ingest from Kafka vs a raw Parquet write, silver/gold rows/s, gold queries vs DuckDB, optimize of 1,000 small files",
+        needs_kafka: true,
+        needs_postgres: false,
+    },
+    Bench {
         name: "timeseries",
         package: "timeseries",
         example: "bench_timeseries",
@@ -99,7 +107,7 @@ pub fn run(name: &str, quick: bool, extra: &[String]) -> Result<()> {
     let out = out_dir.join(format!("{}.json", bench.name));
 
     let mut services = Services::new();
-    let mut cmd = Command::new(process::cargo());
+    let mut cmd = process::cargo_command();
     cmd.args(["run", "--release", "-p", bench.package, "--example", bench.example, "--"]).current_dir(&root);
     if bench.needs_kafka {
         cmd.arg("--bootstrap").arg(services.kafka()?);
@@ -109,6 +117,10 @@ pub fn run(name: &str, quick: bool, extra: &[String]) -> Result<()> {
     }
     if quick {
         cmd.arg("--quick");
+    }
+    if bench.name == "lake" {
+        // DuckDB, the lake's query baseline, from the lake's venv.
+        cmd.env(crate::pylake::PYTHON_ENV, crate::pylake::ensure()?);
     }
     cmd.args(extra);
     let result = run_collecting(&mut cmd);

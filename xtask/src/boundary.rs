@@ -5,7 +5,6 @@
 
 use std::fmt;
 use std::path::Path;
-use std::process::Command;
 
 use serde::Deserialize;
 
@@ -81,7 +80,7 @@ pub fn violations(metadata_json: &str) -> Result<Vec<Violation>> {
 /// naming each edge and what to do instead.
 pub fn check_manifest(manifest: &Path) -> Result<()> {
     let json = process::output(
-        Command::new(process::cargo())
+        process::cargo_command()
             .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
             .arg(manifest),
     )?;

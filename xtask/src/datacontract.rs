@@ -5,11 +5,10 @@
 //! The tests find the program through `DATACONTRACT_CLI`; set it to use another
 //! installation.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::{paths, process};
 
 /// The version the tests are written against.
@@ -62,28 +61,7 @@ fn version_of(bin: &Path) -> Option<String> {
 
 /// Creates the venv (unless a working one is there) and pip-installs the pinned version.
 fn install(venv: &Path) -> Result<()> {
-    let python = venv.join("bin").join("python");
-    if !process::succeeds(Command::new(&python).arg("--version")) {
-        if !process::succeeds(Command::new("python3").args(["-c", "import ensurepip, venv"])) {
-            return Err("python3 with venv support is missing: install it (apt-get install python3 python3-venv); \
-                        the registry's tests run datacontract-cli from PyPI in a venv"
-                .to_string());
-        }
-        if venv.exists() {
-            fs::remove_dir_all(venv).context(|| format!("removing the broken venv {}", venv.display()))?;
-        }
-        if let Some(parent) = venv.parent() {
-            fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
-        }
-        process::run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
-    }
-    println!("installing datacontract-cli {VERSION} from PyPI into {} (once, about a minute)", venv.display());
-    process::run(
-        Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("datacontract-cli=={VERSION}")),
-    )
-    .map_err(|e| format!("{e}\nCheck that PyPI is reachable, then run `cargo xtask test` again"))
+    crate::venv::install(venv, "the registry's interoperability tests", &[&format!("datacontract-cli=={VERSION}")])
 }
 
 #[cfg(test)]

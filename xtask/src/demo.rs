@@ -1,7 +1,6 @@
 //! `cargo xtask demo`: every seed scenario end to end through the `platform` binary.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::error::Result;
 use crate::services::Services;
@@ -19,7 +18,7 @@ pub fn run(kafka: Option<Option<String>>, out: Option<&Path>) -> Result<()> {
         Some(Some(addr)) => Some(addr),
         Some(None) => Some(services.kafka()?),
     };
-    let mut cmd = Command::new(process::cargo());
+    let mut cmd = process::cargo_command();
     cmd.args(["run", "--release", "-p", "platform", "--", "demo", "--out"]).arg(&out).current_dir(&root);
     if let Some(addr) = &bootstrap {
         cmd.args(["--kafka", addr]);

@@ -1,8 +1,6 @@
 //! `cargo xtask lint`: formatting, clippy, cargo-deny and the boundary check, in order,
 //! stopping at the first failure.
 
-use std::process::Command;
-
 use crate::error::Result;
 use crate::{boundary, paths, process};
 
@@ -10,7 +8,7 @@ use crate::{boundary, paths, process};
 pub fn run() -> Result<()> {
     let root = paths::workspace_root();
     let cargo = || {
-        let mut cmd = Command::new(process::cargo());
+        let mut cmd = process::cargo_command();
         cmd.current_dir(&root);
         cmd
     };
@@ -47,9 +45,9 @@ fn step(n: usize, name: &str, next: &str, f: impl FnOnce() -> Result<()>) -> Res
 
 /// Installs cargo-deny when `cargo deny --version` fails.
 fn ensure_cargo_deny() -> Result<()> {
-    if process::succeeds(Command::new(process::cargo()).args(["deny", "--version"])) {
+    if process::succeeds(process::cargo_command().args(["deny", "--version"])) {
         return Ok(());
     }
     println!("cargo-deny is missing; installing it (takes about 10 minutes, once)");
-    process::run(Command::new(process::cargo()).args(["install", "--locked", "cargo-deny"]))
+    process::run(process::cargo_command().args(["install", "--locked", "cargo-deny"]))
 }

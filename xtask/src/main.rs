@@ -15,8 +15,10 @@ mod lint;
 mod paths;
 mod pg;
 mod process;
+mod pylake;
 mod services;
 mod test;
+mod venv;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -2,13 +2,14 @@
 //! otherwise, and stop exactly what this command started (also on errors and Ctrl-C).
 
 use crate::error::Result;
-use crate::{kafka, pg};
+use crate::{kafka, pg, pylake};
 
 /// What a command started; stopped by [`Services::stop`] or, failing that, on drop.
 #[derive(Debug, Default)]
 pub struct Services {
     started_kafka: bool,
     started_pg: bool,
+    started_s3: bool,
 }
 
 impl Services {
@@ -39,19 +40,39 @@ impl Services {
         Ok(url)
     }
 
+    /// The S3 endpoint for the lake's tests: `$LAKE_S3_ENDPOINT`, or moto's server
+    /// (started if needed).
+    pub fn s3(&mut self) -> Result<String> {
+        if let Some(url) = env_value(pylake::S3_ENV) {
+            println!("using S3 at {url} ({} is set)", pylake::S3_ENV);
+            return Ok(url);
+        }
+        self.started_s3 |= pylake::s3_up()?;
+        Ok(format!("http://{}", pylake::S3_ADDR))
+    }
+
     /// What [`Services::stop`] will do, for summaries (call it before stopping).
-    pub fn describe(&self) -> &'static str {
-        match (self.started_kafka, self.started_pg) {
-            (true, true) => "started and stopped Kafka and PostgreSQL",
-            (true, false) => "started and stopped Kafka",
-            (false, true) => "started and stopped PostgreSQL",
-            (false, false) => "used servers that were already running",
+    pub fn describe(&self) -> String {
+        let started: Vec<&str> =
+            [(self.started_kafka, "Kafka"), (self.started_pg, "PostgreSQL"), (self.started_s3, "the S3 server")]
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect();
+        if started.is_empty() {
+            "used servers that were already running".to_owned()
+        } else {
+            format!("started and stopped {}", started.join(", "))
         }
     }
 
     /// Stops what this command started, newest first. Reports every failure.
     pub fn stop(&mut self) -> Result<()> {
         let mut errors = Vec::new();
+        if std::mem::take(&mut self.started_s3)
+            && let Err(e) = pylake::s3_down()
+        {
+            errors.push(format!("stopping the S3 server: {e}"));
+        }
         if std::mem::take(&mut self.started_pg)
             && let Err(e) = pg::down()
         {

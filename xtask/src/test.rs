@@ -1,36 +1,40 @@
 //! `cargo xtask test`: every test of every workspace member against real Kafka and
 //! PostgreSQL.
 
-use std::process::Command;
 use std::time::Instant;
 
 use crate::error::Result;
 use crate::services::Services;
-use crate::{datacontract, interrupt, kafka, paths, pg, process};
+use crate::{datacontract, interrupt, kafka, paths, pg, process, pylake};
 
 /// Runs `cargo test --workspace <extra>` with `KAFKA_BOOTSTRAP` and `DATABASE_URL` set,
 /// starting the servers that are not given and stopping them afterwards, and with
-/// `DATACONTRACT_CLI` naming datacontract-cli for the registry's interoperability tests.
+/// `DATACONTRACT_CLI` naming datacontract-cli for the registry's interoperability tests,
+/// `LAKE_PYTHON` a Python with deltalake and DuckDB, and `LAKE_S3_ENDPOINT` an S3 server.
 pub fn run(extra: &[String]) -> Result<()> {
     let started = Instant::now();
     // Before any server starts, so a failed install leaves nothing running.
     let datacontract_cli = datacontract::ensure()?;
+    let lake_python = pylake::ensure()?;
     let mut services = Services::new();
     let bootstrap = services.kafka()?;
     let database_url = services.postgres()?;
+    let s3 = services.s3()?;
     // Fault tests run a private broker of their own (stopped and restarted
     // on purpose), so they need the jars even when KAFKA_BOOTSTRAP is given.
     kafka::ensure_jars()?;
     // `--workspace` also covers the members outside default-members (xtask,
     // integration-tests).
     let outcome = process::status(
-        Command::new(process::cargo())
+        process::cargo_command()
             .args(["test", "--workspace"])
             .args(extra)
             .env(kafka::BOOTSTRAP_ENV, &bootstrap)
             .env(pg::URL_ENV, &database_url)
             .env(kafka::LIBS_ENV, kafka::libs_dir())
             .env(datacontract::BIN_ENV, &datacontract_cli)
+            .env(pylake::PYTHON_ENV, &lake_python)
+            .env(pylake::S3_ENV, &s3)
             .current_dir(paths::workspace_root()),
     );
     let servers = services.describe();

@@ -130,14 +130,14 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
             eprintln!("{msg}");
         }
     };
-    say(&format!("[1/6] bus: {bus_name}; creating topics"));
+    say(&format!("[1/7] bus: {bus_name}; creating topics"));
     let specs: Vec<_> = topics::ALL.iter().map(|t| TopicSpec::new(*t, 3)).collect();
     bus.create_topics(&specs).await?;
 
-    say("[2/6] demo_domain_driven_modeling and demo_event_sourcing on the orders and accounts contexts");
+    say("[2/7] demo_domain_driven_modeling and demo_event_sourcing on the orders and accounts contexts");
     let commerce = run_commerce(&bus, args.kafka.is_some(), &data_dir, &say).await?;
 
-    say("[3/6] demo_time_series_modeling on the time-series engine");
+    say("[3/7] demo_time_series_modeling on the time-series engine");
     let ts_dir = crate::ts::dir(&data_dir);
     let (time_series, ts_stats) = {
         let engine = timeseries::Engine::open(&ts_dir)?;
@@ -147,12 +147,12 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
     };
     let sent = samples()?;
 
-    say(&format!("[4/6] publishing {} sample events of the other contexts", sent.len()));
+    say(&format!("[4/7] publishing {} sample events of the other contexts", sent.len()));
     for (topic, env) in &sent {
         bus.publish(topic, std::slice::from_ref(env)).await?;
     }
 
-    say("[5/6] consuming them back (consumer group, commit after handling)");
+    say("[5/7] consuming them back (consumer group, commit after handling)");
     let group = format!("demo-{}", Uuid::now_v7().simple());
     let sub = bus.subscribe(&group, &topics::ALL).await?;
     let mut consumer = Consumer::new(sub, RetryPolicy::default());
@@ -177,7 +177,11 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
         ))
     });
 
-    say("[6/6] writing the report");
+    say("[6/7] demo_data_lake_modeling, and every event of the demo from the bus into bronze, silver and gold");
+    let (data_lake, lake_figures) =
+        crate::lake_demo::data_lake_modeling(bus.as_ref(), &commerce.prefix, &data_dir).await?;
+
+    say("[7/7] writing the report");
     let mut summary = summary(&bus_name, &collector.received);
     summary["scenarios"]["demo_domain_driven_modeling"] = commerce.domain_driven_modeling;
     summary["scenarios"]["demo_event_sourcing"] = commerce.event_sourcing;
@@ -189,6 +193,8 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
     summary["scenarios"]["demo_data_mesh"] = commerce.data_mesh;
     summary["platform"]["commerce_events_per_topic"] = serde_json::to_value(&commerce.per_topic)?;
     summary["scenarios"]["demo_time_series_modeling"] = serde_json::to_value(&time_series)?;
+    summary["scenarios"]["demo_data_lake_modeling"] = data_lake;
+    summary["platform"]["lake"] = lake_figures;
     summary["platform"]["timeseries"] = serde_json::json!({
         "series": ts_stats.series,
         "points": ts_stats.points,
@@ -235,6 +241,22 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
                     b.max,
                     b.p95
                 );
+            }
+            let dl = &summary["scenarios"]["demo_data_lake_modeling"];
+            crate::outln!("\ndemo_data_lake_modeling");
+            for p in dl["created_partitions"].as_array().into_iter().flatten() {
+                crate::outln!("Created partition: {}", p.as_str().unwrap_or(""));
+            }
+            crate::outln!("Uploaded to Bronze: {}", dl["uploaded_to_bronze"].as_str().unwrap_or(""));
+            crate::outln!("Silver pipeline completed: {}", dl["silver_pipeline_completed"].as_str().unwrap_or(""));
+            crate::outln!("Gold pipeline completed: {}", dl["gold_pipeline_completed"].as_str().unwrap_or(""));
+            crate::outln!("Data Lake Summary:");
+            crate::outln!("Total objects: {}", dl["total_objects"]);
+            crate::outln!("Total partitions: {}", dl["total_partitions"]);
+            let gold = dl["gold_layer_objects"].as_array().cloned().unwrap_or_default();
+            crate::outln!("Gold layer objects: {}", gold.len());
+            for o in &gold {
+                crate::outln!("  - {} ({} bytes)", o["path"].as_str().unwrap_or(""), o["size_bytes"]);
             }
             crate::outln!("\nreport in {}; data in {}", args.out.join("report.html").display(), data_dir.display());
         }
@@ -300,6 +322,8 @@ struct CommerceReport {
     workload: Value,
     data_mesh: Value,
     per_topic: BTreeMap<String, u64>,
+    /// The commerce topics' prefix ("" in-process).
+    prefix: String,
 }
 
 /// Runs the seed's order and account stories, then the generated workload,
@@ -330,7 +354,7 @@ async fn run_commerce(
     let data_mesh = crate::mesh::data_mesh(&mut commerce, data, &prefix, others).await?;
     let per_topic = commerce.node().relayed_per_topic().clone();
     commerce.close().await?;
-    Ok(CommerceReport { domain_driven_modeling, event_sourcing, workload, data_mesh, per_topic })
+    Ok(CommerceReport { domain_driven_modeling, event_sourcing, workload, data_mesh, per_topic, prefix })
 }
 
 fn summary(bus: &str, received: &[(Delivery, Envelope)]) -> Value {

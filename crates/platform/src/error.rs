@@ -29,6 +29,8 @@ pub enum Error {
     NotSettled { waiting: usize, seconds: u64 },
     #[error(transparent)]
     Registry(#[from] mesh_registry::Error),
+    #[error(transparent)]
+    Lake(#[from] lake::Error),
     #[error("{0}")]
     Usage(String),
     #[error("a relay or consumer task of the node failed: {0}")]
@@ -61,6 +63,15 @@ impl Error {
             }
             Error::Registry(mesh_registry::Error::Db(_)) => {
                 Some("another platform process may hold DIR/mesh-registry; wait for it or pick another --data")
+            }
+            Error::Lake(lake::Error::UnknownTable { .. }) => {
+                Some("`platform lake tables` lists the tables; names are <layer>.<name>, e.g. silver.orders")
+            }
+            Error::Lake(lake::Error::Sql(_)) => {
+                Some("tables are named <layer>.<name> (bronze.events, silver.orders, gold.revenue_per_product_day)")
+            }
+            Error::Lake(lake::Error::Bus(_)) => {
+                Some("is Kafka running? `cargo xtask kafka up` starts one on 127.0.0.1:9092")
             }
             Error::NotSettled { .. } => Some(
                 "the events are stored; they are handled the next time the consumers run (any platform command on this --data)",

@@ -11,6 +11,8 @@ pub mod accounts_cli;
 pub mod commerce;
 pub mod demo;
 pub mod error;
+pub mod lake_cli;
+pub mod lake_demo;
 pub mod mesh;
 pub mod node;
 pub mod orders_cli;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use platform::output::Format;
-use platform::{accounts_cli, demo, orders_cli, registry_cli, ts};
+use platform::{accounts_cli, demo, lake_cli, orders_cli, registry_cli, ts};
 
 /// Event-driven data platform: orders, accounts, data mesh, lake, time series.
 #[derive(Debug, Parser)]
@@ -57,6 +57,13 @@ enum Command {
         #[command(subcommand)]
         command: registry_cli::RegistryCommand,
     },
+    /// The medallion lake: tables, sql, ingest, refine, optimize, vacuum, history, objects.
+    Lake {
+        #[command(flatten)]
+        lake: lake_cli::LakeArgs,
+        #[command(subcommand)]
+        command: lake_cli::LakeCommand,
+    },
 }
 
 /// mimalloc instead of glibc malloc: the stores allocate and free many small
@@ -78,6 +85,7 @@ async fn main() -> ExitCode {
         Command::Orders { bus, command } => orders_cli::run(command, &bus, &cli.data, cli.format).await,
         Command::Accounts { bus, command } => accounts_cli::run(command, &bus, &cli.data, cli.format).await,
         Command::Registry { store, command } => registry_cli::run(command, &store, &cli.data, cli.format).await,
+        Command::Lake { lake, command } => lake_cli::run(command, &lake, &cli.data, cli.format).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
