@@ -472,10 +472,46 @@ fn mesh_html(dm: &Value) -> String {
     )
 }
 
+/// The lake's tables and the seed's gold objects.
+fn lake_html(summary: &Value) -> String {
+    let dl = &summary["scenarios"]["demo_data_lake_modeling"];
+    let tables: String = summary["platform"]["lake"]["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(t["table"].as_str().unwrap_or("")),
+                t["version"],
+                t["files"],
+                t["rows"],
+                t["bytes"]
+            )
+        })
+        .collect();
+    let gold: String = dl["gold_layer_objects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            format!("<li><code>{}</code> ({} bytes)</li>", escape(o["path"].as_str().unwrap_or("")), o["size_bytes"])
+        })
+        .collect();
+    format!(
+        "<h2>demo_data_lake_modeling</h2><p>Total objects: {}; total partitions: {}; gold statistics: <code>{}</code></p><ul>{gold}</ul>
+<table><tr><th>table</th><th>version</th><th>files</th><th>rows</th><th>bytes</th></tr>{tables}</table>",
+        dl["total_objects"],
+        dl["total_partitions"],
+        escape(&dl["gold_statistics"].to_string())
+    )
+}
+
 fn report_html(summary: &Value) -> String {
     let bars_topics = bars(&summary["platform"]["events_per_topic"]);
     let commerce = commerce_html(summary);
     let mesh = mesh_html(&summary["scenarios"]["demo_data_mesh"]);
+    let lake = lake_html(summary);
     let rows: String = summary["platform"]["round_trip"]
         .as_array()
         .into_iter()
@@ -494,7 +530,7 @@ fn report_html(summary: &Value) -> String {
     format!("<!doctype html><meta charset=utf-8><title>platform demo</title>
 <style>body{{font:14px sans-serif;margin:2em}}.row{{display:flex;gap:1em;margin:4px 0}}.row span{{width:12em}}
 .bar{{background:#4a7;color:#fff;padding:2px 6px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px}}</style>
-<h1>Platform demo</h1><p>bus: {}; generated {}</p>{commerce}{mesh}<h2>Sample events per topic</h2>{bars_topics}
+<h1>Platform demo</h1><p>bus: {}; generated {}</p>{commerce}{mesh}{lake}<h2>Sample events per topic</h2>{bars_topics}
 <h2>Round trip</h2><table><tr><th>topic</th><th>offset</th><th>type</th><th>subject</th><th>data</th></tr>{rows}</table>",
         escape(summary["bus"].as_str().unwrap_or("")), escape(summary["generated_at"].as_str().unwrap_or("")))
 }
