@@ -404,7 +404,7 @@ spec = json.loads(sys.stdin.read())
 con = duckdb.connect()
 con.execute("SET threads TO 2")
 for name, paths in spec["files"].items():
-    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({paths!r})")
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({paths!r}, hive_partitioning = true)")
 out = []
 for q in spec["queries"]:
     times = []
