@@ -396,8 +396,11 @@ async fn main() {
 }
 
 /// DuckDB's median times (ms) for the same queries over the same files.
-fn duckdb_times(files: &serde_json::Map<String, Value>, queries: &[(&str, &str)]) -> Result<Vec<f64>, String> {
-    let python = std::env::var("LAKE_PYTHON").map_err(|_| "LAKE_PYTHON is not set".to_owned())?;
+fn duckdb_times(
+    files: &serde_json::Map<String, Value>,
+    queries: &[(&str, &str)],
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let python = std::env::var("LAKE_PYTHON").map_err(|_| "LAKE_PYTHON is not set")?;
     let script = r#"
 import json, sys, time, statistics, duckdb
 spec = json.loads(sys.stdin.read())
@@ -420,13 +423,12 @@ print(json.dumps(out))
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+        .spawn()?;
     use std::io::Write;
-    child.stdin.take().ok_or("stdin")?.write_all(spec.to_string().as_bytes()).map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    child.stdin.take().ok_or("no stdin")?.write_all(spec.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
     if !out.status.success() {
-        return Err("duckdb script failed".into());
+        return Err(format!("the DuckDB script failed ({})", out.status).into());
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+    Ok(serde_json::from_slice(&out.stdout)?)
 }

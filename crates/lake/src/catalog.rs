@@ -16,6 +16,34 @@ use crate::location::{LakeLocation, Layer, TableId, is_plain_name};
 use crate::table::{LakeTable, TableStats};
 use crate::{Error, Result};
 
+/// A session with an empty schema per name (`silver`, `changes`, ...) in
+/// its default catalog, returned in the order given.
+pub(crate) fn session_with_schemas(names: &[&str]) -> Result<(SessionContext, Vec<Arc<MemorySchemaProvider>>)> {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
+    let catalog = ctx.catalog("datafusion").ok_or_else(|| {
+        deltalake::datafusion::error::DataFusionError::Internal("the session has no default catalog".into())
+    })?;
+    let mut schemas = Vec::with_capacity(names.len());
+    for name in names {
+        let schema = Arc::new(MemorySchemaProvider::new());
+        catalog.register_schema(name, schema.clone())?;
+        schemas.push(schema);
+    }
+    Ok((ctx, schemas))
+}
+
+/// The non-null values of the first column of query results, as text.
+pub(crate) fn first_column_text(batches: &[RecordBatch]) -> Result<Vec<String>> {
+    use deltalake::arrow::array::{Array, AsArray};
+    let mut out = Vec::new();
+    for b in batches {
+        let column = deltalake::arrow::compute::cast(b.column(0), &deltalake::arrow::datatypes::DataType::Utf8)?;
+        let column = column.as_string::<i32>();
+        out.extend((0..column.len()).filter(|i| column.is_valid(*i)).map(|i| column.value(i).to_owned()));
+    }
+    Ok(out)
+}
+
 /// A lake: its location and the tables under it.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -98,24 +126,12 @@ impl Lake {
 
     /// A DataFusion session with every table registered as `<layer>.<name>`.
     pub async fn session(&self) -> Result<SessionContext> {
-        let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
-        let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::InvalidLocation {
-            location: self.location.root().to_string(),
-            reason: "DataFusion has no default catalog".into(),
-        })?;
-        let mut schemas = Vec::new();
-        for layer in Layer::ALL {
-            let schema = Arc::new(MemorySchemaProvider::new());
-            catalog.register_schema(layer.as_str(), schema.clone())?;
-            schemas.push((layer, schema));
-        }
+        let (ctx, schemas) = session_with_schemas(&Layer::ALL.map(Layer::as_str))?;
         for id in self.tables().await? {
             let table = self.table(&id).await?;
             let provider = table.provider().await?;
-            if let Some((_, schema)) = schemas.iter().find(|(l, _)| *l == id.layer) {
-                schema.register_table(id.name.clone(), provider)?;
-            }
+            let layer = Layer::ALL.iter().position(|l| *l == id.layer).unwrap_or_default();
+            schemas[layer].register_table(id.name.clone(), provider)?;
         }
         Ok(ctx)
     }

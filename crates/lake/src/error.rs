@@ -21,6 +21,15 @@ pub enum Error {
     Arrow(#[from] ArrowError),
     #[error("parquet: {0}")]
     Parquet(#[from] ParquetError),
+    #[error("avro: {0}")]
+    Avro(#[from] arrow_avro::errors::AvroError),
+    /// A table or file URL that does not parse or join.
+    #[error("invalid URL `{location}`: {source}")]
+    Url {
+        location: String,
+        #[source]
+        source: url::ParseError,
+    },
     /// A query failed to plan or run; the message is DataFusion's.
     #[error("sql: {0}")]
     Sql(#[source] Box<DataFusionError>),

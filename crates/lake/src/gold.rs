@@ -15,7 +15,7 @@ use chrono::Utc;
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::DataType;
-use deltalake::datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use deltalake::datafusion::catalog::SchemaProvider;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::DeltaCdfTableProvider;
 use domain_core::{Envelope, EventType};
@@ -102,6 +102,9 @@ pub const TABLES: [GoldTable; 4] =
 /// The seed's gold statistics, computed from the data: one row per table.
 pub const STATISTICS: &str = "lake_statistics";
 
+/// The silver tables of a run and their providers, by name.
+type Silver = BTreeMap<&'static str, (LakeTable, Arc<dyn deltalake::datafusion::catalog::TableProvider>)>;
+
 /// What a run did to one gold table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GoldTableReport {
@@ -160,9 +163,18 @@ impl GoldPipeline {
     /// Updates every gold table from what silver gained since its last run,
     /// then the lake statistics.
     pub async fn run(&self) -> Result<GoldReport> {
+        // Every silver table, opened once for all gold tables of the run.
+        let mut silver = Silver::new();
+        for name in crate::silver::model::TABLES.iter().map(|t| t.name) {
+            let id = TableId { layer: Layer::Silver, name: name.to_owned() };
+            if let Some(t) = LakeTable::open(self.lake.location(), &id).await? {
+                let provider = t.provider().await?;
+                silver.insert(name, (t, provider));
+            }
+        }
         let mut report = GoldReport::default();
         for gold in &TABLES {
-            if let Some(r) = self.run_one(gold).await? {
+            if let Some(r) = self.run_one(gold, &silver).await? {
                 report.tables.push(r);
             }
         }
@@ -170,30 +182,20 @@ impl GoldPipeline {
         Ok(report)
     }
 
-    async fn silver(&self, name: &str) -> Result<Option<LakeTable>> {
-        LakeTable::open(self.lake.location(), &TableId { layer: Layer::Silver, name: name.to_owned() }).await
-    }
-
-    async fn run_one(&self, gold: &GoldTable) -> Result<Option<GoldTableReport>> {
+    async fn run_one(&self, gold: &GoldTable, silver: &Silver) -> Result<Option<GoldTableReport>> {
         let id = TableId { layer: Layer::Gold, name: gold.name.to_owned() };
         let existing = LakeTable::open(self.lake.location(), &id).await?;
-        let ctx = SessionContext::new();
-        let silver_schema = Arc::new(MemorySchemaProvider::new());
-        let changes_schema = Arc::new(MemorySchemaProvider::new());
-        let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::InvalidExpectations("no catalog".into()))?;
-        catalog.register_schema("silver", silver_schema.clone())?;
-        catalog.register_schema("changes", changes_schema.clone())?;
+        let (ctx, schemas) = crate::catalog::session_with_schemas(&["silver", "changes"])?;
+        let (silver_schema, changes_schema) = (&schemas[0], &schemas[1]);
         // Every silver table is visible (a query may join one it does not track).
-        for name in crate::silver::model::TABLES.iter().map(|t| t.name) {
-            if let Some(t) = self.silver(name).await? {
-                silver_schema.register_table(name.to_owned(), t.provider().await?)?;
-            }
+        for (name, (_, provider)) in silver {
+            silver_schema.register_table((*name).to_owned(), provider.clone())?;
         }
         let mut lineage = BTreeMap::new();
         let mut changed = false;
         let mut commit = Commit::default().with_info("lake.writer", "gold");
         for input in gold.inputs {
-            let Some(table) = self.silver(input).await? else { return Ok(None) };
+            let Some((table, _)) = silver.get(input) else { return Ok(None) };
             let current = table.version();
             let last = match &existing {
                 Some(g) => g.transaction_version(&app_id(input)).await?.unwrap_or(-1),
@@ -222,16 +224,7 @@ impl GoldPipeline {
             return Ok(None);
         }
         let touched = ctx.sql(gold.touched).await?.collect().await?;
-        let mut days: Vec<String> = Vec::new();
-        for b in &touched {
-            let col = cast(b.column(0), &DataType::Utf8)?;
-            let col = col.as_string::<i32>();
-            for i in 0..col.len() {
-                if col.is_valid(i) {
-                    days.push(col.value(i).to_owned());
-                }
-            }
-        }
+        let mut days = crate::catalog::first_column_text(&touched)?;
         days.sort();
         days.dedup();
         let list = if days.is_empty() {

@@ -58,12 +58,14 @@ pub fn utc(batches: Vec<deltalake::arrow::array::RecordBatch>) -> Result<Vec<del
     Ok(out)
 }
 
-/// The first row of query results as a JSON object.
-pub fn first_row_json(batches: &[deltalake::arrow::array::RecordBatch]) -> Result<serde_json::Value> {
+/// Query results as a JSON array of row objects (arrow's JSON writer:
+/// decimals and timestamps as text, nulls left out).
+pub fn rows_json(batches: &[deltalake::arrow::array::RecordBatch]) -> Result<serde_json::Value> {
     let mut writer = deltalake::arrow::json::ArrayWriter::new(Vec::new());
     let refs: Vec<&deltalake::arrow::array::RecordBatch> = batches.iter().collect();
     writer.write_batches(&refs)?;
     writer.finish()?;
-    let rows: serde_json::Value = serde_json::from_slice(&writer.into_inner()).unwrap_or(serde_json::Value::Null);
-    Ok(rows.get(0).cloned().unwrap_or(serde_json::Value::Null))
+    let bytes = writer.into_inner();
+    // An empty result writes nothing at all.
+    if bytes.is_empty() { Ok(serde_json::Value::Array(Vec::new())) } else { Ok(serde_json::from_slice(&bytes)?) }
 }

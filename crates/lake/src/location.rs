@@ -149,8 +149,7 @@ impl LakeLocation {
             this.options = options;
             return Ok(this);
         }
-        let mut root = Url::parse(location)
-            .map_err(|e| Error::InvalidLocation { location: location.to_owned(), reason: e.to_string() })?;
+        let mut root = Url::parse(location).map_err(|source| Error::Url { location: location.to_owned(), source })?;
         match root.scheme() {
             "file" => {
                 let path = root.to_file_path().map_err(|()| Error::InvalidLocation {
@@ -192,7 +191,7 @@ impl LakeLocation {
     pub fn table_url(&self, id: &TableId) -> Result<Url> {
         self.root
             .join(&format!("{}/", id.relative_path()))
-            .map_err(|e| Error::InvalidLocation { location: self.root.to_string(), reason: e.to_string() })
+            .map_err(|source| Error::Url { location: self.root.to_string(), source })
     }
 }
 

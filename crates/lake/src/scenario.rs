@@ -150,7 +150,7 @@ pub async fn run(location: &LakeLocation, landing: &Path) -> Result<Report> {
              FROM gold.customer_statistics WHERE {PARTITION_KEY} = '{PARTITION_VALUE}'"
         ))
         .await?;
-    let gold_statistics = crate::first_row_json(&stats)?;
+    let gold_statistics = crate::rows_json(&stats)?.get(0).cloned().unwrap_or_default();
     let first = |v: &[ObjectSummary], t: &TableId| {
         v.first().cloned().ok_or_else(|| Error::UnknownTable { name: t.to_string(), known: "(no file)".into() })
     };

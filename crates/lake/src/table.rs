@@ -127,18 +127,43 @@ impl LakeTable {
             .with_allow_http(allow_http))
     }
 
+    /// Whether the table's `_delta_log` holds a commit or a checkpoint. The
+    /// listing is in name order, so on a live table the first entry answers.
+    async fn has_commit(location: &LakeLocation, id: &TableId) -> Result<bool> {
+        if let Some(dir) = location.local_dir()
+            && !dir.join(id.relative_path()).is_dir()
+        {
+            return Ok(false);
+        }
+        let store = Self::builder(location, id)?
+            .build_storage()
+            .map_err(|e| Error::delta(id.to_string(), e))?
+            .object_store(None);
+        let mut listing = store.list(Some(&deltalake::Path::from("_delta_log")));
+        loop {
+            match listing.try_next().await {
+                Ok(Some(meta)) => {
+                    let name = meta.location.filename().unwrap_or_default();
+                    let commit = name.ends_with(".json") && name.starts_with(|c: char| c.is_ascii_digit());
+                    if commit || name.contains(".checkpoint") {
+                        return Ok(true);
+                    }
+                }
+                Ok(None) | Err(deltalake::ObjectStoreError::NotFound { .. }) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Opens an existing table; `None` when there is no Delta table there.
     pub async fn open(location: &LakeLocation, id: &TableId) -> Result<Option<Self>> {
-        if let Some(dir) = location.local_dir()
-            && !has_commit(&dir.join(id.relative_path()).join("_delta_log"))
-        {
+        // A log folder with no commit yet is a creation killed halfway: no table.
+        if !Self::has_commit(location, id).await? {
             return Ok(None);
         }
         match Self::builder(location, id)?.load().await {
             Ok(table) => Ok(Some(Self { id: id.clone(), table })),
             Err(DeltaTableError::NotATable(_)) => Ok(None),
-            // A log folder with no commit yet: a creation that was killed halfway.
-            Err(DeltaTableError::KernelError(e)) if e.to_string().contains("No files in log segment") => Ok(None),
             Err(e) => Err(Error::delta(id.to_string(), e)),
         }
     }
@@ -415,16 +440,4 @@ impl LakeTable {
     pub async fn provider(&self) -> Result<Arc<dyn deltalake::datafusion::catalog::TableProvider>> {
         Ok(self.table.table_provider().await?)
     }
-}
-
-/// Whether a local `_delta_log` folder holds a commit or a checkpoint (a
-/// creation killed halfway leaves the folder empty).
-fn has_commit(log: &std::path::Path) -> bool {
-    std::fs::read_dir(log).is_ok_and(|entries| {
-        entries.filter_map(std::result::Result::ok).any(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.ends_with(".json") && name.starts_with(|c: char| c.is_ascii_digit()) || name.contains(".checkpoint")
-        })
-    })
 }

@@ -69,6 +69,8 @@ async fn every_format_lands_and_bad_files_never_block() {
         b"id,name,age,timestamp\n6,Wu,unknown,2023-01-04T00:00:00\n",
     );
     put(&landing_dir, "sales.csv", b"order,amount,region\n1,10.5,north\n2,20.25,south\n");
+    // A missing column: the file lacks `age` and `timestamp`; they are null.
+    put(&landing_dir, "customers/date=2023-01-05/partial.json", "[{\"id\":\"7\",\"name\":\"孙七\"}]".as_bytes());
     put(&landing_dir, "notes.txt", b"hello");
     let mut parquet = Vec::new();
     {
@@ -127,7 +129,13 @@ async fn every_format_lands_and_bad_files_never_block() {
     assert!(reason["reason"].as_str().expect("text").contains("invalid JSON"));
     assert!(!landing_dir.join("customers/date=2023-01-03/broken.json").exists());
 
-    assert_eq!(count(&lake, "SELECT COUNT(*) FROM bronze.customers").await, 4);
+    assert!(matches!(by_file("partial.json"), FileOutcome::Ingested { rows: 1, .. }));
+    assert_eq!(count(&lake, "SELECT COUNT(*) FROM bronze.customers").await, 5);
+    assert_eq!(
+        count(&lake, "SELECT COUNT(*) FROM bronze.customers WHERE id = '7' AND age IS NULL AND \"timestamp\" IS NULL")
+            .await,
+        1
+    );
     assert_eq!(
         count(&lake, "SELECT COUNT(*) FROM bronze.customers WHERE city = 'Beijing' AND date = '2023-01-02'").await,
         1

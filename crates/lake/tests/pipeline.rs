@@ -284,6 +284,19 @@ async fn events_flow_from_the_bus_to_gold_once() {
     let lineage = gold.lineage_events().expect("lineage");
     assert!(lineage.iter().all(|e| e.event_type.to_string() == "lake.GoldUpdated.v1"));
     assert_eq!(lineage.len(), 3, "revenue, statuses, balances (no telemetry)");
+    // The lineage is in the gold commit, and on lake.events as published.
+    let revenue_table = lake.table_named("gold.revenue_per_product_day").await.expect("gold table");
+    let info = &revenue_table.history(Some(1)).await.expect("history")[0].info;
+    assert_eq!(info["lake.lineage"], serde_json::to_value(&revenue.lineage).expect("json"));
+    bus.publish(topics::LAKE, &lineage).await.expect("publish lineage");
+    let mut seen = None;
+    while let Some(d) = reader.next(Duration::from_millis(200)).await.expect("next") {
+        let e = d.envelope(usize::MAX).expect("event");
+        if e.event_type.to_string() == "lake.GoldUpdated.v1" && e.subject == "gold.revenue_per_product_day" {
+            seen = Some(e.data);
+        }
+    }
+    assert_eq!(seen.expect("the lineage event came back")["lineage"], info["lake.lineage"]);
 
     // Nothing new: gold stays as it is.
     let idle = GoldPipeline::new(location.clone()).run().await.expect("gold");

@@ -56,9 +56,18 @@ async fn appends_keep_info_transactions_and_history() {
         )
         .await
         .expect("append");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let between = chrono::Utc::now();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Time travel by timestamp picks the newest commit file written at or
+    // before it; wait until the clock has passed version 1's file, so
+    // version 2's is strictly newer.
+    let v1_file = dir.join("bronze/people/_delta_log/00000000000000000001.json");
+    let v1_written: chrono::DateTime<chrono::Utc> =
+        std::fs::metadata(&v1_file).and_then(|m| m.modified()).expect("commit file time").into();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while chrono::Utc::now() <= v1_written + chrono::Duration::milliseconds(1) {
+        assert!(std::time::Instant::now() < deadline, "the clock did not move past {v1_written}");
+        std::thread::yield_now();
+    }
+    let between = v1_written;
     let v2 = t
         .append(vec![rows(3, 2, "2023-01-02")], &Commit::default().with_transaction("app:p0", 77))
         .await
@@ -172,5 +181,26 @@ async fn racing_writers_of_the_same_transaction_cannot_both_commit() {
     b.refresh().await.expect("refresh");
     assert_eq!(b.transaction_version("bronze:t:0").await.expect("txn"), Some(10));
     assert_eq!(b.stats().expect("stats").rows, 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn unknown_tables_and_bad_sql_are_precise_errors() {
+    let dir = temp("errors");
+    let (location, _) = table(&dir).await;
+    let lake = lake::Lake::new(location);
+    match lake.table_named("silver.nope").await {
+        Err(lake::Error::UnknownTable { name, known }) => {
+            assert_eq!(name, "silver.nope");
+            assert_eq!(known, "bronze.people", "the error lists the tables there are");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(lake.table_named("nope").await, Err(lake::Error::InvalidTableName(_))));
+    match lake.sql("SELECT * FROM silver.nope").await {
+        Err(lake::Error::Sql(e)) => assert!(e.to_string().contains("silver.nope"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(lake.sql("SELEC 1").await, Err(lake::Error::Sql(_))));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -478,13 +478,7 @@ pub fn print_batches(batches: &[RecordBatch], format: Format) -> Result<()> {
                 outln!("{}", cells.join(","));
             }
         }
-        Format::Json => {
-            let mut writer = lake::deltalake::arrow::json::ArrayWriter::new(Vec::new());
-            let refs: Vec<&RecordBatch> = batches.iter().collect();
-            writer.write_batches(&refs).map_err(lake::Error::from)?;
-            writer.finish().map_err(lake::Error::from)?;
-            outln!("{}", String::from_utf8_lossy(&writer.into_inner()));
-        }
+        Format::Json => outln!("{}", serde_json::to_string(&lake::rows_json(batches)?)?),
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Exactly-once bronze on real Kafka (`KAFKA_BOOTSTRAP`): `platform lake
-//! ingest --bus` is killed with SIGKILL at seeded random moments while
+//! ingest --bus` is killed with SIGKILL after a seeded number of commits while
 //! events flow, and started again each time; afterwards bronze.events
 //! holds every (topic, partition, offset) exactly once, none missing.
 
@@ -14,6 +14,19 @@ use lake::{Lake, LakeLocation};
 
 const SEED: u64 = 20_261_201;
 const EVENTS: usize = 6_000;
+const ROUNDS: usize = 5;
+
+/// Polls `done` until it holds or `limit` passes; `None` on time-out.
+async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<()> {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Some(())
+}
 
 fn ingester(dir: &std::path::Path, prefix: &str, idle: Option<u64>) -> std::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_platform"));
@@ -58,55 +71,47 @@ async fn bronze_from_kafka_survives_kill_9_exactly_once() {
     bus.create_topics(&specs).await.expect("topics");
     let dir = std::env::temp_dir().join(format!("lake-kill-{}", uuid::Uuid::now_v7().simple()));
 
-    // Producer: events in small bursts while the ingester is killed and restarted.
-    let producer = {
-        let (orders, accounts) = (orders.clone(), accounts.clone());
-        tokio::spawn(async move {
-            let ty = EventType::new("orders", "OrderCreated", 1).expect("type");
-            let aty = EventType::new("accounts", "MoneyDeposited", 1).expect("type");
-            for burst in 0..(EVENTS / 200) {
-                let mut o = Vec::new();
-                let mut a = Vec::new();
-                for i in 0..200 {
-                    let n = burst * 200 + i;
-                    if n % 4 == 0 {
-                        a.push(Envelope::raw(
-                            "accounts",
-                            aty.clone(),
-                            format!("acc-{}", n % 17),
-                            1,
-                            serde_json::json!({"n": n}),
-                        ));
-                    } else {
-                        o.push(Envelope::raw(
-                            "orders",
-                            ty.clone(),
-                            format!("order-{n}"),
-                            1,
-                            serde_json::json!({"n": n}),
-                        ));
-                    }
-                }
-                bus.publish(&orders, &o).await.expect("publish");
-                bus.publish(&accounts, &a).await.expect("publish");
-                tokio::time::sleep(Duration::from_millis(60)).await;
-            }
+    // Rounds: an ingester starts, a share of the events is published while
+    // it runs, and it is killed once it has made a seeded number (1 to 3)
+    // of new commits, with more records in flight behind them.
+    let log = dir.join("lake/bronze/events/_delta_log");
+    let commits = || {
+        std::fs::read_dir(&log).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".json") && n.starts_with('0')))
+                .count()
         })
     };
-
+    let ty = EventType::new("orders", "OrderCreated", 1).expect("type");
+    let aty = EventType::new("accounts", "MoneyDeposited", 1).expect("type");
+    let bursts = EVENTS / 200;
     let mut rng = SplitMix64::new(SEED);
-    let started = Instant::now();
     let mut kills = 0;
-    while !producer.is_finished() || kills < 4 {
+    for round in 0..ROUNDS {
         let mut child = ingester(&dir, &prefix, None);
-        let wait = 800 + rng.below(2_200);
-        std::thread::sleep(Duration::from_millis(wait));
+        let before = commits();
+        for burst in (round * bursts / ROUNDS)..((round + 1) * bursts / ROUNDS) {
+            let (mut o, mut a) = (Vec::new(), Vec::new());
+            for n in burst * 200..(burst + 1) * 200 {
+                let data = serde_json::json!({"n": n});
+                if n % 4 == 0 {
+                    a.push(Envelope::raw("accounts", aty.clone(), format!("acc-{}", n % 17), 1, data));
+                } else {
+                    o.push(Envelope::raw("orders", ty.clone(), format!("order-{n}"), 1, data));
+                }
+            }
+            bus.publish(&orders, &o).await.expect("publish");
+            bus.publish(&accounts, &a).await.expect("publish");
+        }
+        let target = before + 1 + rng.below(3) as usize;
+        wait_until(Duration::from_secs(90), || commits() >= target)
+            .await
+            .unwrap_or_else(|| panic!("round {round}: no {target}th commit within 90 s ({} so far)", commits()));
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
         kills += 1;
-        assert!(started.elapsed() < Duration::from_secs(240), "the test ran too long");
     }
-    producer.await.expect("producer");
     // A last run that drains everything and stops when idle.
     // Idle longer than the session timeout (10 s): partitions the killed
     // member held come to this one only once its session expired.

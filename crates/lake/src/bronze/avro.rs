@@ -5,23 +5,26 @@ use std::io::Cursor;
 
 use deltalake::arrow::array::RecordBatch;
 
-/// The batches of an Avro OCF file; the error is the reason it was refused.
-pub fn read_avro(bytes: &[u8]) -> std::result::Result<Vec<RecordBatch>, String> {
+use crate::bronze::files::Rejection;
+
+/// The batches of an Avro OCF file.
+pub fn read_avro(bytes: &[u8]) -> std::result::Result<Vec<RecordBatch>, Rejection> {
     let reader = arrow_avro::reader::ReaderBuilder::new()
         .with_batch_size(8192)
         .build(Cursor::new(bytes))
-        .map_err(|e| format!("invalid Avro: {e}"))?;
-    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| format!("invalid Avro: {e}"))
+        .map_err(Rejection::Avro)?;
+    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Rejection::Avro)
 }
 
 /// Writes batches as one Avro OCF file (fixtures, the demo's landing files).
-pub fn write_avro(batches: &[RecordBatch]) -> std::result::Result<Vec<u8>, String> {
-    let Some(first) = batches.first() else { return Err("no batches".into()) };
-    let mut writer =
-        arrow_avro::writer::AvroWriter::new(Vec::new(), first.schema().as_ref().clone()).map_err(|e| e.to_string())?;
+pub fn write_avro(batches: &[RecordBatch]) -> crate::Result<Vec<u8>> {
+    let Some(first) = batches.first() else {
+        return Err(arrow_avro::errors::AvroError::General("an Avro file needs a batch for its schema".into()).into());
+    };
+    let mut writer = arrow_avro::writer::AvroWriter::new(Vec::new(), first.schema().as_ref().clone())?;
     for b in batches {
-        writer.write(b).map_err(|e| e.to_string())?;
+        writer.write(b)?;
     }
-    writer.finish().map_err(|e| e.to_string())?;
+    writer.finish()?;
     Ok(writer.into_inner())
 }

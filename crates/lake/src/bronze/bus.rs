@@ -196,8 +196,9 @@ pub struct IngestStats {
 pub struct BronzeIngester {
     table: LakeTable,
     config: BronzeConfig,
-    /// Last offset in the table per (topic, partition), as far as known.
-    offsets: HashMap<(String, i32), i64>,
+    /// Last offset in the table per topic and partition, as far as known
+    /// (by topic first, so a record's lookup allocates nothing).
+    offsets: HashMap<String, HashMap<i32, i64>>,
     pending: Vec<Delivery>,
     pending_bytes: usize,
     first_pending: Option<Instant>,
@@ -242,12 +243,23 @@ impl BronzeIngester {
 
     /// The table's last offset of a partition (`-1` when it holds none).
     async fn table_offset(&mut self, topic: &str, partition: i32) -> Result<i64> {
-        if let Some(o) = self.offsets.get(&(topic.to_owned(), partition)) {
+        if let Some(o) = self.offsets.get(topic).and_then(|p| p.get(&partition)) {
             return Ok(*o);
         }
         let o = self.table.transaction_version(&self.app_id(topic, partition)).await?.unwrap_or(-1);
-        self.offsets.insert((topic.to_owned(), partition), o);
+        self.remember(topic, partition, o);
         Ok(o)
+    }
+
+    fn remember(&mut self, topic: &str, partition: i32, offset: i64) {
+        match self.offsets.get_mut(topic) {
+            Some(p) => {
+                p.insert(partition, offset);
+            }
+            None => {
+                self.offsets.insert(topic.to_owned(), HashMap::from([(partition, offset)]));
+            }
+        }
     }
 
     /// Takes one delivery; writes a batch when a bound is reached.
@@ -282,23 +294,26 @@ impl BronzeIngester {
         self.pending_bytes = 0;
         self.first_pending = None;
         loop {
-            let mut last: HashMap<(String, i32), i64> = HashMap::new();
-            for d in &batch {
-                let slot = last.entry((d.topic.clone(), d.partition)).or_insert(d.offset);
-                *slot = (*slot).max(d.offset);
+            // Each partition's newest record: its offset is the partition's
+            // `txn` version, and committing it on the bus covers the ones before.
+            let newest = newest_per_partition(&batch);
+            let mut commit =
+                Commit::default().with_info("lake.writer", "bronze.bus").with_info("lake.rows", batch.len() as u64);
+            for ((topic, partition), d) in &newest {
+                commit = commit.with_transaction(self.app_id(topic, *partition), d.offset);
             }
-            let mut commit = Commit::default().with_info("lake.writer", "bronze.bus");
-            for ((topic, partition), offset) in &last {
-                commit = commit.with_transaction(self.app_id(topic, *partition), *offset);
-            }
-            commit = commit.with_info("lake.rows", batch.len() as u64);
             let rows = to_batch(&batch, Utc::now())?;
             match self.table.append(vec![rows], &commit).await {
                 Ok(_) => {
                     self.stats.rows += batch.len() as u64;
                     self.stats.commits += 1;
-                    self.offsets.extend(last);
-                    break;
+                    for ((topic, partition), d) in &newest {
+                        self.remember(topic, *partition, d.offset);
+                    }
+                    for d in newest.values() {
+                        sub.commit(d).await?;
+                    }
+                    return Ok(());
                 }
                 Err(Error::Delta { source, .. }) if is_transaction_conflict(&source) => {
                     // Another ingester committed some of these partitions
@@ -316,27 +331,13 @@ impl BronzeIngester {
                     }
                     batch = keep;
                     if batch.is_empty() {
-                        break;
+                        return Ok(());
                     }
                 }
-                Err(e) => {
-                    // Nothing was committed on the bus; the group redelivers.
-                    return Err(e);
-                }
+                // Nothing was committed on the bus; the group redelivers.
+                Err(e) => return Err(e),
             }
         }
-        // One bus commit per partition: its last record covers the ones before.
-        let mut newest: HashMap<(String, i32), &Delivery> = HashMap::new();
-        for d in &batch {
-            let slot = newest.entry((d.topic.clone(), d.partition)).or_insert(d);
-            if d.offset > slot.offset {
-                *slot = d;
-            }
-        }
-        for d in newest.values() {
-            sub.commit(d).await?;
-        }
-        Ok(())
     }
 
     /// Runs until `stop` resolves or nothing arrived for `idle` (when set),
@@ -382,6 +383,18 @@ impl BronzeIngester {
         self.flush(sub).await?;
         Ok(self.stats.clone())
     }
+}
+
+/// The newest record of each topic-partition in a batch.
+fn newest_per_partition(batch: &[Delivery]) -> HashMap<(&str, i32), &Delivery> {
+    let mut newest: HashMap<(&str, i32), &Delivery> = HashMap::new();
+    for d in batch {
+        let slot = newest.entry((d.topic.as_str(), d.partition)).or_insert(d);
+        if d.offset > slot.offset {
+            *slot = d;
+        }
+    }
+    newest
 }
 
 /// Whether a commit lost a race on one of its `txn` app ids.

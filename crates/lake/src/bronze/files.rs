@@ -25,6 +25,7 @@ use chrono::Utc;
 use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, new_null_array};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::error::ArrowError;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -35,6 +36,52 @@ use crate::{Error, Result};
 
 /// The folder rejected files move to, under the landing root.
 pub const REJECTED_DIR: &str = "rejected";
+
+/// Why a landing file was refused; its text is the reason written beside it.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("unknown file type: use .json, .jsonl, .ndjson, .csv, .parquet or .avro")]
+    UnknownType,
+    #[error("not UTF-8 text: {0}")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    #[error("invalid JSON at line {line} column {column}: {source}")]
+    Json {
+        line: usize,
+        column: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("expected a JSON array of objects")]
+    NotAnArray,
+    #[error("record {0} is not a JSON object")]
+    NotAnObject(usize),
+    #[error("the file holds no records")]
+    Empty,
+    #[error("the CSV file has no header")]
+    NoHeader,
+    #[error("invalid CSV: {0}")]
+    Csv(#[source] ArrowError),
+    #[error("invalid Parquet: {0}")]
+    Parquet(#[source] deltalake::parquet::errors::ParquetError),
+    #[error("invalid Avro: {0}")]
+    Avro(#[source] ArrowError),
+    #[error("cannot infer a schema: {0}")]
+    Inference(#[source] ArrowError),
+    #[error("cannot read the records: {0}")]
+    Records(#[source] ArrowError),
+    #[error("column `{column}`: {source}")]
+    Column {
+        column: String,
+        #[source]
+        source: ArrowError,
+    },
+    #[error(
+        "schema drift against {table}: column `{column}` is {table_type} in the table but {file_type} in this file"
+    )]
+    Drift { table: String, column: String, table_type: DataType, file_type: DataType },
+    #[error("the batch cannot be built: {0}")]
+    Batch(#[from] ArrowError),
+}
 
 /// File formats the landing folder takes (the seed's `DataFormat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,7 +171,7 @@ impl Landing {
         }
 
         let parsed = FileFormat::of(file)
-            .ok_or_else(|| "unknown file type: use .json, .jsonl, .ndjson, .csv, .parquet or .avro".to_owned())
+            .ok_or(Rejection::UnknownType)
             .and_then(|format| read_batches(format, &bytes).map(|b| (format, b)));
         let (format, batches) = match parsed {
             Ok(ok) => ok,
@@ -134,13 +181,13 @@ impl Landing {
         let batches = match batches
             .into_iter()
             .map(|b| decorate(b, &partitions, &shown, ingested_at.timestamp_micros()))
-            .collect::<std::result::Result<Vec<_>, String>>()
+            .collect::<std::result::Result<Vec<_>, Rejection>>()
         {
             Ok(b) => b,
             Err(reason) => return self.reject(file, &relative, reason),
         };
         let Some(schema) = batches.first().map(RecordBatch::schema) else {
-            return self.reject(file, &relative, "the file holds no records".to_owned());
+            return self.reject(file, &relative, Rejection::Empty);
         };
 
         let partition_columns: Vec<&str> = partitions.keys().map(String::as_str).collect();
@@ -149,9 +196,9 @@ impl Landing {
             None => LakeTable::open_or_create(&self.location, &id, schema.clone(), &partition_columns).await?,
         };
         let table_schema = table.arrow_schema()?;
-        let (batches, new_columns) = match align(&table_schema, batches) {
+        let (batches, new_columns) = match align(&id, &table_schema, batches) {
             Ok(ok) => ok,
-            Err(reason) => return self.reject(file, &relative, format!("schema drift against {id}: {reason}")),
+            Err(reason) => return self.reject(file, &relative, reason),
         };
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let mut commit = Commit::default()
@@ -166,7 +213,9 @@ impl Landing {
         Ok(FileOutcome::Ingested { file: shown, table: id.to_string(), rows: rows as u64, version, new_columns })
     }
 
-    fn reject(&self, file: &Path, relative: &Path, reason: String) -> Result<FileOutcome> {
+    fn reject(&self, file: &Path, relative: &Path, rejection: Rejection) -> Result<FileOutcome> {
+        // The reason is written for people, beside the file and in the outcome.
+        let reason = rejection.to_string();
         let target = self.root.join(REJECTED_DIR).join(relative);
         if let Some(dir) = target.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -237,7 +286,7 @@ pub fn target_of(relative: &Path) -> (TableId, BTreeMap<String, String>) {
 }
 
 /// Parses a file into batches with an inferred schema; the error is the reason.
-pub fn read_batches(format: FileFormat, bytes: &[u8]) -> std::result::Result<Vec<RecordBatch>, String> {
+pub fn read_batches(format: FileFormat, bytes: &[u8]) -> std::result::Result<Vec<RecordBatch>, Rejection> {
     let batches = match format {
         FileFormat::Json => read_json(bytes)?,
         FileFormat::Csv => read_csv(bytes)?,
@@ -247,14 +296,14 @@ pub fn read_batches(format: FileFormat, bytes: &[u8]) -> std::result::Result<Vec
     batches.into_iter().map(normalize).collect()
 }
 
-fn read_json(bytes: &[u8]) -> std::result::Result<Vec<RecordBatch>, String> {
+fn read_json(bytes: &[u8]) -> std::result::Result<Vec<RecordBatch>, Rejection> {
     use deltalake::arrow::json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
+    let text = std::str::from_utf8(bytes).map_err(Rejection::NotUtf8)?;
     let values: Vec<serde_json::Value> = if text.trim_start().starts_with('[') {
         match serde_json::from_str(text) {
             Ok(serde_json::Value::Array(items)) => items,
-            Ok(_) => return Err("expected a JSON array of objects".into()),
-            Err(e) => return Err(format!("invalid JSON at line {} column {}: {e}", e.line(), e.column())),
+            Ok(_) => return Err(Rejection::NotAnArray),
+            Err(e) => return Err(Rejection::Json { line: e.line(), column: e.column(), source: e }),
         }
     } else {
         let mut out = Vec::new();
@@ -262,48 +311,45 @@ fn read_json(bytes: &[u8]) -> std::result::Result<Vec<RecordBatch>, String> {
             if line.trim().is_empty() {
                 continue;
             }
-            let v = serde_json::from_str(line)
-                .map_err(|e| format!("invalid JSON at line {} column {}: {e}", i + 1, e.column()))?;
+            let v = serde_json::from_str(line).map_err(|e| Rejection::Json {
+                line: i + 1,
+                column: e.column(),
+                source: e,
+            })?;
             out.push(v);
         }
         out
     };
     if let Some((i, _)) = values.iter().enumerate().find(|(_, v)| !v.is_object()) {
-        return Err(format!("record {} is not a JSON object", i + 1));
+        return Err(Rejection::NotAnObject(i + 1));
     }
     if values.is_empty() {
-        return Err("the file holds no records".into());
+        return Err(Rejection::Empty);
     }
-    let schema =
-        infer_json_schema_from_iterator(values.iter().map(Ok)).map_err(|e| format!("cannot infer a schema: {e}"))?;
-    let mut decoder =
-        ReaderBuilder::new(Arc::new(schema)).build_decoder().map_err(|e| format!("cannot read the records: {e}"))?;
-    decoder.serialize(&values).map_err(|e| format!("cannot read the records: {e}"))?;
-    let batch = decoder.flush().map_err(|e| format!("cannot read the records: {e}"))?;
+    let schema = infer_json_schema_from_iterator(values.iter().map(Ok)).map_err(Rejection::Inference)?;
+    let mut decoder = ReaderBuilder::new(Arc::new(schema)).build_decoder().map_err(Rejection::Records)?;
+    decoder.serialize(&values).map_err(Rejection::Records)?;
+    let batch = decoder.flush().map_err(Rejection::Records)?;
     Ok(batch.into_iter().collect())
 }
 
-fn read_csv(bytes: &[u8]) -> std::result::Result<Vec<RecordBatch>, String> {
+fn read_csv(bytes: &[u8]) -> std::result::Result<Vec<RecordBatch>, Rejection> {
     use deltalake::arrow::csv::ReaderBuilder;
     use deltalake::arrow::csv::reader::Format;
     let format = Format::default().with_header(true);
-    let (schema, _) = format.infer_schema(Cursor::new(bytes), Some(10_000)).map_err(|e| format!("invalid CSV: {e}"))?;
+    let (schema, _) = format.infer_schema(Cursor::new(bytes), Some(10_000)).map_err(Rejection::Csv)?;
     if schema.fields().is_empty() {
-        return Err("the CSV file has no header".into());
+        return Err(Rejection::NoHeader);
     }
-    let reader = ReaderBuilder::new(Arc::new(schema))
-        .with_format(format)
-        .build(Cursor::new(bytes))
-        .map_err(|e| format!("invalid CSV: {e}"))?;
-    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| format!("invalid CSV: {e}"))
+    let reader =
+        ReaderBuilder::new(Arc::new(schema)).with_format(format).build(Cursor::new(bytes)).map_err(Rejection::Csv)?;
+    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Rejection::Csv)
 }
 
-fn read_parquet(bytes: &[u8]) -> std::result::Result<Vec<RecordBatch>, String> {
+fn read_parquet(bytes: &[u8]) -> std::result::Result<Vec<RecordBatch>, Rejection> {
     let data = bytes::Bytes::copy_from_slice(bytes);
-    let reader = ParquetRecordBatchReaderBuilder::try_new(data)
-        .and_then(|b| b.build())
-        .map_err(|e| format!("invalid Parquet: {e}"))?;
-    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| format!("invalid Parquet: {e}"))
+    let reader = ParquetRecordBatchReaderBuilder::try_new(data).and_then(|b| b.build()).map_err(Rejection::Parquet)?;
+    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Rejection::Parquet(e.into()))
 }
 
 /// The type a column is stored as in a Delta table.
@@ -323,14 +369,15 @@ fn delta_type(t: &DataType) -> Option<DataType> {
 }
 
 /// Casts columns Delta cannot store to the nearest type it can.
-fn normalize(batch: RecordBatch) -> std::result::Result<RecordBatch, String> {
+fn normalize(batch: RecordBatch) -> std::result::Result<RecordBatch, Rejection> {
     let schema = batch.schema();
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut columns = Vec::with_capacity(schema.fields().len());
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
         match delta_type(field.data_type()).filter(|t| t != field.data_type()) {
             Some(target) => {
-                let cast = cast(column, &target).map_err(|e| format!("column `{}`: {e}", field.name()))?;
+                let cast = cast(column, &target)
+                    .map_err(|source| Rejection::Column { column: field.name().clone(), source })?;
                 fields.push(Field::new(field.name(), target, true));
                 columns.push(cast);
             }
@@ -340,7 +387,7 @@ fn normalize(batch: RecordBatch) -> std::result::Result<RecordBatch, String> {
             }
         }
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
 
 /// Adds the partition columns and the lineage columns `_source_file` and `_ingested_at`.
@@ -349,7 +396,7 @@ fn decorate(
     partitions: &BTreeMap<String, String>,
     file: &str,
     ingested_at: i64,
-) -> std::result::Result<RecordBatch, String> {
+) -> std::result::Result<RecordBatch, Rejection> {
     let n = batch.num_rows();
     let schema = batch.schema();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -367,7 +414,7 @@ fn decorate(
     columns.push(Arc::new(StringArray::from(vec![file; n])));
     fields.push(Field::new("_ingested_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true));
     columns.push(Arc::new(TimestampMicrosecondArray::from(vec![ingested_at; n]).with_timezone("UTC")));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
 
 /// Whether a column of type `from` may go into a column of type `to` without loss.
@@ -387,7 +434,11 @@ fn widens(from: &DataType, to: &DataType) -> bool {
 /// Lines batches up with the table's schema: widened columns cast, absent
 /// columns null, new columns appended (returned by name). A retyped column
 /// is the error.
-fn align(table: &SchemaRef, batches: Vec<RecordBatch>) -> std::result::Result<(Vec<RecordBatch>, Vec<String>), String> {
+fn align(
+    id: &TableId,
+    table: &SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> std::result::Result<(Vec<RecordBatch>, Vec<String>), Rejection> {
     let mut new_columns = Vec::new();
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
@@ -400,16 +451,14 @@ fn align(table: &SchemaRef, batches: Vec<RecordBatch>) -> std::result::Result<(V
                     let have = schema.field(i).data_type();
                     let want = table_field.data_type();
                     if !widens(have, want) {
-                        return Err(format!(
-                            "column `{}` is {want} in the table but {have} in this file",
-                            table_field.name()
-                        ));
+                        return Err(Rejection::Drift {
+                            table: id.to_string(),
+                            column: table_field.name().clone(),
+                            table_type: want.clone(),
+                            file_type: have.clone(),
+                        });
                     }
-                    let column = if have == want {
-                        batch.column(i).clone()
-                    } else {
-                        cast(batch.column(i), want).map_err(|e| e.to_string())?
-                    };
+                    let column = if have == want { batch.column(i).clone() } else { cast(batch.column(i), want)? };
                     columns.push(column);
                 }
                 Err(_) => columns.push(new_null_array(table_field.data_type(), batch.num_rows())),
@@ -425,7 +474,7 @@ fn align(table: &SchemaRef, batches: Vec<RecordBatch>) -> std::result::Result<(V
                 columns.push(batch.column(i).clone());
             }
         }
-        out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())?);
+        out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?);
     }
     Ok((out, new_columns))
 }
@@ -458,11 +507,12 @@ mod tests {
     #[test]
     fn bad_files_say_where() {
         let err = read_batches(FileFormat::Json, b"{\"a\":1}\n{\"a\":\n").expect_err("torn line");
-        assert!(err.contains("line 2"), "{err}");
+        assert!(matches!(err, Rejection::Json { line: 2, .. }), "{err}");
+        assert!(err.to_string().contains("line 2"), "{err}");
         let err = read_batches(FileFormat::Json, b"[1,2]").expect_err("not objects");
-        assert!(err.contains("record 1 is not a JSON object"), "{err}");
+        assert!(err.to_string().contains("record 1 is not a JSON object"), "{err}");
         let err = read_batches(FileFormat::Parquet, b"PAR1 nope").expect_err("parquet");
-        assert!(err.starts_with("invalid Parquet"), "{err}");
+        assert!(matches!(err, Rejection::Parquet(_)) && err.to_string().starts_with("invalid Parquet"), "{err}");
     }
 
     #[test]
@@ -472,11 +522,13 @@ mod tests {
             Field::new("age", DataType::Int64, true),
         ]));
         let csv = read_batches(FileFormat::Csv, b"id,age,city\n1,30,Beijing\n").expect("csv");
-        let (out, new) = align(&table, csv).expect("aligned");
+        let id = TableId::new(Layer::Bronze, "people").expect("id");
+        let (out, new) = align(&id, &table, csv).expect("aligned");
         assert_eq!(new, vec!["city".to_owned()]);
         assert_eq!(out[0].num_columns(), 3);
         let retyped = read_batches(FileFormat::Csv, b"id,age\n1,thirty\n").expect("csv");
-        let err = align(&table, retyped).expect_err("drift");
-        assert!(err.contains("column `age` is Int64 in the table but Utf8"), "{err}");
+        let err = align(&id, &table, retyped).expect_err("drift");
+        assert!(matches!(&err, Rejection::Drift { column, .. } if column == "age"), "{err}");
+        assert!(err.to_string().contains("column `age` is Int64 in the table but Utf8"), "{err}");
     }
 }

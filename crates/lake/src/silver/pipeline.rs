@@ -434,17 +434,7 @@ async fn existing_ids(table: &LakeTable, dates: &BTreeSet<String>) -> Result<Has
     ctx.register_table("t", table.provider().await?)?;
     let list = dates.iter().map(|d| format!("'{}'", d.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
     let batches = ctx.sql(&format!("SELECT event_id FROM t WHERE {DATE_COLUMN} IN ({list})")).await?.collect().await?;
-    let mut out = HashSet::new();
-    for b in &batches {
-        let ids = cast(b.column(0), &DataType::Utf8)?;
-        let ids = ids.as_string::<i32>();
-        for i in 0..ids.len() {
-            if ids.is_valid(i) {
-                out.insert(ids.value(i).to_owned());
-            }
-        }
-    }
-    Ok(out)
+    Ok(crate::catalog::first_column_text(&batches)?.into_iter().collect())
 }
 
 /// Applies every data contract that reached bronze (from `mesh.events`), oldest first.
@@ -458,16 +448,12 @@ async fn apply_contracts(ctx: &SessionContext, set: &mut ExpectationSet) -> Resu
         .await?
         .collect()
         .await?;
-    for b in &batches {
-        let payload = cast(b.column(0), &DataType::Utf8)?;
-        let payload = payload.as_string::<i32>();
-        for i in 0..payload.len() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(payload.value(i)) else { continue };
-            let Some(docs) = v.get("documents").and_then(|d| d.as_str()) else { continue };
-            for doc in docs.split("\n---") {
-                if let Err(e) = set.apply_contract(doc) {
-                    tracing::warn!(error = %e, "a published contract's expectations were not applied");
-                }
+    for payload in crate::catalog::first_column_text(&batches)? {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else { continue };
+        let Some(docs) = v.get("documents").and_then(|d| d.as_str()) else { continue };
+        for doc in docs.split("\n---") {
+            if let Err(e) = set.apply_contract(doc) {
+                tracing::warn!(error = %e, "a published contract's expectations were not applied");
             }
         }
     }

@@ -12,6 +12,7 @@
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
@@ -23,7 +24,15 @@ const RETRY_EVERY: Duration = Duration::from_micros(50);
 const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Default)]
-pub(super) struct RamDir(RamDirectory);
+pub(super) struct RamDir(RamDirectory, Arc<AtomicU64>);
+
+impl RamDir {
+    /// How often a blocking lock found the lock busy and tried again.
+    #[cfg(test)]
+    fn busy_retries(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
+    }
+}
 
 impl Directory for RamDir {
     fn get_file_handle(&self, path: &Path) -> Result<Arc<dyn FileHandle>, OpenReadError> {
@@ -60,6 +69,7 @@ impl Directory for RamDir {
         loop {
             match self.0.acquire_lock(&once) {
                 Err(LockError::LockBusy) if lock.is_blocking && started.elapsed() < GIVE_UP_AFTER => {
+                    self.1.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(RETRY_EVERY);
                 }
                 other => return other,
@@ -82,16 +92,24 @@ mod tests {
         let lock = |is_blocking| Lock { filepath: ".test.lock".into(), is_blocking };
         let held = dir.acquire_lock(&lock(false)).expect("first");
         assert!(matches!(dir.acquire_lock(&lock(false)), Err(LockError::LockBusy)));
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let waiter = {
-            let dir = dir.clone();
+            let (dir, released) = (dir.clone(), released.clone());
             std::thread::spawn(move || {
-                let started = Instant::now();
-                dir.acquire_lock(&lock(true)).map(|_| started.elapsed())
+                let got = dir.acquire_lock(&lock(true));
+                (got.is_ok(), released.load(Ordering::SeqCst))
             })
         };
-        std::thread::sleep(Duration::from_millis(5));
+        // Release only once the waiter has found the lock busy at least once.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dir.busy_retries() == 0 {
+            assert!(Instant::now() < deadline, "the waiter never tried the busy lock");
+            std::thread::yield_now();
+        }
+        released.store(true, Ordering::SeqCst);
         drop(held);
-        let waited = waiter.join().expect("thread").expect("acquired");
-        assert!(waited < Duration::from_millis(90), "{waited:?}");
+        let (acquired, after_release) = waiter.join().expect("thread");
+        assert!(acquired, "the blocking lock is acquired once released");
+        assert!(after_release, "and not before");
     }
 }
