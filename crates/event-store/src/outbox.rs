@@ -120,6 +120,20 @@ impl OutboxRelay {
         }
     }
 
+    /// Events stored but not yet published (the outbox lag).
+    pub async fn lag(&self) -> Result<u64> {
+        let next = match self.pending {
+            Some(next) => next,
+            None => self.store.load_checkpoint(&self.config.name).await?.unwrap_or(1),
+        };
+        Ok((self.store.head_position().await? + 1).saturating_sub(next))
+    }
+
+    /// The context whose events this relay publishes (its checkpoint name).
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
     /// Waits up to `timeout` for an event after what was published so far.
     pub async fn wait_for_new(&self, timeout: Duration) {
         let next = match self.pending {
@@ -210,10 +224,13 @@ mod tests {
         let mut relay = OutboxRelay::new(Arc::clone(&store), Arc::new(bus.clone()), RelayConfig::new("relay"));
         assert!(relay.publish_pending().await.is_err());
         assert_eq!(store.load_checkpoint("relay").await.expect("load"), None);
+        assert_eq!(relay.lag().await.expect("lag"), 5, "all five wait for the bus");
 
         bus.create_topics(&[TopicSpec::new(topics::ACCOUNTS, 3)]).await.expect("create");
         assert_eq!(relay.publish_pending().await.expect("publish"), 5);
+        assert_eq!(relay.lag().await.expect("lag"), 0);
         store.append(&s, ExpectedVersion::Exact(5), &[event(s.as_str(), 6)]).await.expect("append");
+        assert_eq!(relay.lag().await.expect("lag"), 1);
         let mut again = OutboxRelay::new(Arc::clone(&store), Arc::new(bus.clone()), RelayConfig::new("relay"));
         assert_eq!(again.publish_pending().await.expect("publish"), 1, "resumes after the checkpoint");
 
@@ -237,6 +254,7 @@ mod tests {
         let mut relay = OutboxRelay::new(Arc::clone(&store), Arc::new(bus.clone()), config.clone());
         assert_eq!(relay.publish_pending().await.expect("publish"), 3);
         assert_eq!(relay.publish_pending().await.expect("publish"), 0, "progress is kept in memory");
+        assert_eq!(relay.lag().await.expect("lag"), 0, "the lag counts from the progress in memory");
         assert_eq!(store.load_checkpoint("deferred").await.expect("load"), None, "not saved yet");
         // A crash now: a new relay starts over, so nothing relayed is lost.
         let mut again = OutboxRelay::new(Arc::clone(&store), Arc::new(bus.clone()), config);

@@ -22,6 +22,8 @@ use crate::{Error, KafkaConfig, Result};
 
 /// How long metadata and admin calls may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a readiness probe waits for the brokers.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// An [`EventBus`] on Apache Kafka. Cheap to clone; the last clone dropped
 /// flushes the producer.
@@ -75,6 +77,7 @@ impl KafkaBus {
     }
 
     /// Waits until every record handed to the producer is acknowledged.
+    /// (Also the bus's [`EventBus::flush`].)
     pub async fn flush(&self) -> domain_core::Result<()> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(ADMIN_TIMEOUT)))
@@ -222,7 +225,7 @@ impl EventBus for KafkaBus {
         let consumer: GroupConsumer = self
             .config
             .consumer(group)
-            .create_with_context(CommitContext)
+            .create_with_context(CommitContext::default())
             .map_err(|e| bus_error("create consumer", e))?;
         consumer.subscribe(topic_names).map_err(|e| bus_error("subscribe", e))?;
         Ok(Box::new(KafkaSubscription::new(consumer, self.clone())))
@@ -230,5 +233,18 @@ impl EventBus for KafkaBus {
 
     fn max_record_bytes(&self) -> usize {
         self.config.max_record_bytes
+    }
+
+    async fn ping(&self) -> domain_core::Result<()> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, Timeout::After(PING_TIMEOUT)))
+            .await
+            .map_err(|e| domain_core::Error::Bus(e.to_string()))?
+            .map(|_| ())
+            .map_err(|e| bus_error("metadata", e))
+    }
+
+    async fn flush(&self) -> domain_core::Result<()> {
+        KafkaBus::flush(self).await
     }
 }

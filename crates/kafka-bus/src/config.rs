@@ -34,6 +34,9 @@ pub struct KafkaConfig {
     /// partition does not wait for a full batch; zero turns the timer off.
     /// Revoked partitions and `close` always commit what was stored.
     pub commit_interval: Duration,
+    /// How often librdkafka reports statistics (consumer lag among them);
+    /// zero turns the reports off.
+    pub stats_interval: Duration,
     /// Any further librdkafka properties, applied last.
     pub extra: Vec<(String, String)>,
 }
@@ -51,6 +54,7 @@ impl KafkaConfig {
             session_timeout: Duration::from_secs(10),
             commit_every: 500,
             commit_interval: Duration::from_millis(100),
+            stats_interval: Duration::from_secs(2),
             extra: Vec::new(),
         }
     }
@@ -120,6 +124,7 @@ impl KafkaConfig {
             .set("session.timeout.ms", self.session_timeout.as_millis().to_string())
             .set("heartbeat.interval.ms", (self.session_timeout.as_millis() / 4).max(500).to_string())
             .set("fetch.wait.max.ms", "50")
+            .set("statistics.interval.ms", self.stats_interval.as_millis().min(86_400_000).to_string())
             .set("fetch.message.max.bytes", (self.max_record_bytes + 64 * 1024).to_string());
         self.finish(c)
     }

@@ -35,6 +35,7 @@
 //! not idempotent.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -43,6 +44,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::KafkaBus;
@@ -54,10 +56,35 @@ use crate::error::bus_error;
 /// failed one only means the records after the last successful commit may
 /// be delivered again, so it is logged, and the next commit carries the
 /// same stored offsets again.
-#[derive(Debug, Default)]
-pub(crate) struct CommitContext;
+///
+/// It also keeps the group member's consumer lag from librdkafka's
+/// statistics (every `statistics.interval.ms`): the records between the
+/// committed offset and the high watermark, summed over the partitions
+/// this member fetches; `-1` until the first report.
+#[derive(Debug)]
+pub(crate) struct CommitContext {
+    lag: Arc<AtomicI64>,
+}
 
-impl ClientContext for CommitContext {}
+impl Default for CommitContext {
+    fn default() -> Self {
+        Self { lag: Arc::new(AtomicI64::new(-1)) }
+    }
+}
+
+impl ClientContext for CommitContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            // Partition -1 is librdkafka's internal "unassigned" one.
+            .filter(|p| p.partition >= 0 && p.fetch_state == "active" && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.lag.store(lag, Ordering::Relaxed);
+    }
+}
 
 impl ConsumerContext for CommitContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
@@ -92,6 +119,11 @@ impl std::fmt::Debug for KafkaSubscription {
 }
 
 impl KafkaSubscription {
+    /// The consumer lag librdkafka last reported, if it did.
+    pub(crate) fn reported_lag(&self) -> Option<u64> {
+        u64::try_from(self.consumer.context().lag.load(Ordering::Relaxed)).ok()
+    }
+
     pub(crate) fn new(consumer: GroupConsumer, bus: KafkaBus) -> Self {
         let commit_every = bus.config().commit_every.max(1);
         Self { consumer: Arc::new(consumer), bus, commit_every, stored: 0 }
@@ -172,6 +204,10 @@ impl Subscription for KafkaSubscription {
         // Acknowledged by the broker before the offset is stored.
         self.bus.send_all(&topics::dlq(&delivery.topic), [Ok(record)]).await?;
         self.commit(delivery).await
+    }
+
+    fn lag(&self) -> Option<u64> {
+        self.reported_lag()
     }
 
     async fn close(self: Box<Self>) -> domain_core::Result<()> {

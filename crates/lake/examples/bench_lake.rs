@@ -272,7 +272,7 @@ async fn main() {
         ),
         (
             "orders_by_final_status",
-            "SELECT event_date, status, COUNT(*) AS n FROM (SELECT order_id, status, event_date, ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY aggregate_version DESC) AS rn FROM orders) WHERE rn = 1 GROUP BY 1, 2",
+            "SELECT o.event_date, o.status, COUNT(*) AS n FROM orders o JOIN (SELECT order_id, MAX(aggregate_version) AS v FROM orders GROUP BY order_id) m ON m.order_id = o.order_id AND m.v = o.aggregate_version GROUP BY 1, 2",
         ),
         (
             "balances_per_day",

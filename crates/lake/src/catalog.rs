@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::{DeltaTableBuilder, Path};
 use futures::TryStreamExt;
@@ -141,5 +142,19 @@ impl Lake {
         let ctx = self.session().await?;
         let frame = ctx.sql(query).await?;
         Ok(frame.collect().await?)
+    }
+
+    /// Runs one SQL statement that only reads: DDL (`CREATE`, `DROP`), DML
+    /// (`INSERT`, `DELETE`, `UPDATE`, `COPY`) and statements (`SET`) are
+    /// refused with [`Error::NotAQuery`] before anything runs. What a
+    /// service offers to callers it does not trust with the tables.
+    pub async fn query(&self, query: &str) -> Result<Vec<RecordBatch>> {
+        let ctx = self.session().await?;
+        let plan = ctx.state().create_logical_plan(query).await?;
+        let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        if let Err(e) = read_only.verify_plan(&plan) {
+            return Err(Error::NotAQuery(e.strip_backtrace()));
+        }
+        Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
     }
 }

@@ -33,6 +33,9 @@ pub enum Error {
     /// A query failed to plan or run; the message is DataFusion's.
     #[error("sql: {0}")]
     Sql(#[source] Box<DataFusionError>),
+    /// A statement that would change the lake where only queries are allowed.
+    #[error("only queries are allowed here: {0}")]
+    NotAQuery(String),
     #[error("io on {path}: {source}")]
     Io {
         path: PathBuf,

@@ -59,14 +59,16 @@ pub const ORDERS_BY_STATUS_DAY: GoldTable = GoldTable {
     // status may have been counted on any of them.
     touched: "SELECT DISTINCT CAST(o.event_date AS DATE) AS day FROM silver.orders o \
               WHERE o.order_id IN (SELECT order_id FROM changes.orders)",
-    compute: "WITH last AS ( \
-                SELECT order_id, status, event_date, ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY aggregate_version DESC, event_time DESC) AS rn \
-                FROM silver.orders), \
-              totals AS (SELECT order_id, MAX(total_amount) AS total_amount, MAX(currency) AS currency FROM silver.orders GROUP BY order_id) \
-              SELECT CAST(l.event_date AS DATE) AS day, l.status, t.currency, CAST(COUNT(*) AS BIGINT) AS orders, \
-              CAST(SUM(t.total_amount) AS DECIMAL(38, 4)) AS total_amount \
-              FROM last l JOIN totals t ON t.order_id = l.order_id \
-              WHERE l.rn = 1 AND CAST(l.event_date AS DATE) IN (SELECT day FROM touched_days) \
+    // The final status is the row of each order's highest version: one
+    // aggregation and one hash join, where a ROW_NUMBER() window sorted
+    // every order's events (4.6x DuckDB's time in `cargo xtask bench lake`).
+    compute: "WITH latest AS ( \
+                SELECT order_id, MAX(aggregate_version) AS version, MAX(total_amount) AS total_amount, \
+                MAX(currency) AS currency FROM silver.orders GROUP BY order_id) \
+              SELECT CAST(o.event_date AS DATE) AS day, o.status, l.currency, CAST(COUNT(*) AS BIGINT) AS orders, \
+              CAST(SUM(l.total_amount) AS DECIMAL(38, 4)) AS total_amount \
+              FROM silver.orders o JOIN latest l ON l.order_id = o.order_id AND l.version = o.aggregate_version \
+              WHERE CAST(o.event_date AS DATE) IN (SELECT day FROM touched_days) \
               GROUP BY 1, 2, 3",
 };
 

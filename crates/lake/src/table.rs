@@ -25,6 +25,9 @@ use serde::Serialize;
 use crate::location::{LakeLocation, TableId};
 use crate::{Error, Result};
 
+/// How often a commit that lost a race is rebased and tried again.
+const COMMIT_ATTEMPTS: usize = 100;
+
 /// Default size optimize compacts files to (Databricks' default is 1 GiB
 /// for large tables; small lakes are better served by 128 MiB).
 pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
@@ -52,10 +55,16 @@ impl Commit {
         self
     }
 
+    /// The delta-rs commit properties: info, `txn` actions, and more
+    /// attempts than delta-rs' default of 15, which three appenders racing
+    /// on two busy cores exhausted (a `txn` conflict still fails at once).
     fn properties(&self) -> CommitProperties {
         let metadata = self.info.iter().map(|(k, v)| (k.clone(), v.clone()));
         let txns = self.transactions.iter().map(|(app, v)| Transaction::new(app, *v)).collect();
-        CommitProperties::default().with_metadata(metadata).with_application_transactions(txns)
+        CommitProperties::default()
+            .with_metadata(metadata)
+            .with_application_transactions(txns)
+            .with_max_retries(COMMIT_ATTEMPTS)
     }
 }
 

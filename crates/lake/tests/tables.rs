@@ -202,5 +202,22 @@ async fn unknown_tables_and_bad_sql_are_precise_errors() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(lake.sql("SELEC 1").await, Err(lake::Error::Sql(_))));
+    // The read-only entry refuses anything that writes, before it runs.
+    let before = lake.table_named("bronze.people").await.expect("table").stats().expect("stats").rows;
+    for statement in [
+        "INSERT INTO bronze.people SELECT * FROM bronze.people",
+        "CREATE TABLE bronze.copy AS SELECT * FROM bronze.people",
+        "DROP TABLE bronze.people",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        match lake.query(statement).await {
+            Err(lake::Error::NotAQuery(why)) => assert!(!why.is_empty(), "{statement}"),
+            other => panic!("{statement}: {other:?}"),
+        }
+    }
+    let after = lake.table_named("bronze.people").await.expect("table").stats().expect("stats").rows;
+    assert_eq!(before, after, "nothing was written");
+    let counted = lake.query("SELECT count(*) AS n FROM bronze.people").await.expect("a query runs");
+    assert_eq!(counted[0].num_rows(), 1);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -104,7 +104,13 @@ pub enum LakeCommand {
 
 /// The lake's location from `--lake` or `DIR/lake`.
 pub fn location(args: &LakeArgs, data: &Path) -> Result<LakeLocation> {
-    match &args.lake {
+    location_of(args.lake.as_deref(), data)
+}
+
+/// A lake location (a directory or `s3://...`, with the `AWS_*` settings
+/// of the environment), or `DIR/lake` when none is given.
+pub fn location_of(lake: Option<&str>, data: &Path) -> Result<LakeLocation> {
+    match lake {
         Some(l) => {
             let options: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).collect();
             Ok(LakeLocation::parse(l, options)?)

@@ -8,6 +8,7 @@
 //! It must never: hold domain logic of its own; it wires crates together.
 
 pub mod accounts_cli;
+pub mod cli;
 pub mod commerce;
 pub mod demo;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod orders_cli;
 pub mod output;
 pub mod registry_cli;
 pub mod scenarios;
+pub mod serve;
 pub mod ts;
 
 pub use error::{Error, Result};

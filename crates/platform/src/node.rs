@@ -124,6 +124,49 @@ impl std::fmt::Debug for Worker {
     }
 }
 
+/// A consumer group's counters and lag, as its task last saw them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupLive {
+    pub stats: ConsumerStats,
+    pub lag: Option<u64>,
+}
+
+/// A relay's counters and outbox lag, as its task last saw them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayLive {
+    pub stats: event_store::outbox::RelayStats,
+    pub lag: u64,
+}
+
+/// What the node's tasks report while [`Node::run`] serves: read by
+/// `/metrics` and `/readyz` without stopping them.
+#[derive(Debug, Default)]
+pub struct Live {
+    groups: Mutex<BTreeMap<String, GroupLive>>,
+    relays: Mutex<BTreeMap<String, RelayLive>>,
+    /// Set once a task failed for good (the service is not ready).
+    failed: Mutex<Option<String>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Live {
+    pub fn groups(&self) -> BTreeMap<String, GroupLive> {
+        locked(&self.groups).clone()
+    }
+
+    pub fn relays(&self) -> BTreeMap<String, RelayLive> {
+        locked(&self.relays).clone()
+    }
+
+    /// Why a relay or consumer task stopped, if one did.
+    pub fn failure(&self) -> Option<String> {
+        locked(&self.failed).clone()
+    }
+}
+
 /// What a settle did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SettleStats {
@@ -144,6 +187,7 @@ pub struct Node {
     prefix: String,
     /// In front of every consumer group name.
     group_prefix: String,
+    live: Arc<Live>,
 }
 
 impl Node {
@@ -177,6 +221,7 @@ impl Node {
             per_topic: BTreeMap::new(),
             prefix: prefix.to_owned(),
             group_prefix: group_prefix.to_owned(),
+            live: Arc::default(),
         })
     }
 
@@ -186,6 +231,11 @@ impl Node {
 
     pub fn choice(&self) -> &BusChoice {
         &self.choice
+    }
+
+    /// What the tasks of [`Node::run`] report as they go.
+    pub fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.live)
     }
 
     /// Relays a context's store to `<context>.events`.
@@ -337,13 +387,21 @@ impl Node {
         let mut relays = Vec::new();
         for mut relay in std::mem::take(&mut self.relays) {
             let stopping = Arc::clone(&stopping);
+            let live = Arc::clone(&self.live);
             relays.push(tokio::spawn(async move {
                 let mut relayed = 0u64;
+                let mut failed_attempts = 0u64;
                 while !halted(&stopping) {
-                    match relay.publish_pending().await {
+                    let round = relay.publish_pending().await;
+                    let lag = relay.lag().await.unwrap_or(0);
+                    let mut stats = relay.stats();
+                    stats.failed_attempts += failed_attempts;
+                    locked(&live.relays).insert(relay.name().to_owned(), RelayLive { stats, lag });
+                    match round {
                         Ok(0) => relay.wait_for_new(Duration::from_millis(50)).await,
                         Ok(n) => relayed += n as u64,
                         Err(e) => {
+                            failed_attempts += 1;
                             tracing::warn!(error = %e, "relay round failed; retrying");
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
@@ -355,12 +413,17 @@ impl Node {
         let mut workers = Vec::new();
         for mut w in std::mem::take(&mut self.workers) {
             let stopping = Arc::clone(&stopping);
+            let live = Arc::clone(&self.live);
             workers.push(tokio::spawn(async move {
                 let mut result = Ok(0u64);
                 while !halted(&stopping) {
-                    match w.consumer.poll_batch(w.handler.as_ref(), BATCH, Duration::from_millis(50)).await {
+                    let polled = w.consumer.poll_batch(w.handler.as_ref(), BATCH, Duration::from_millis(50)).await;
+                    let sample = GroupLive { stats: w.consumer.stats(), lag: w.consumer.lag() };
+                    locked(&live.groups).insert(w.group.clone(), sample);
+                    match polled {
                         Ok(n) => result = result.map(|t| t + n as u64),
                         Err(e) => {
+                            *locked(&live.failed) = Some(format!("consumer group {}: {e}", w.group));
                             result = Err(e);
                             break;
                         }

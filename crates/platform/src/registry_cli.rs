@@ -11,7 +11,7 @@ use mesh_registry::contract::Contract;
 use mesh_registry::product::{DataProduct, PortLocation, ProductStatus};
 use mesh_registry::quality::Scores;
 use mesh_registry::registry::{Answer, Document, PortQuality, Registry};
-use mesh_registry::search::SearchFilter;
+use mesh_registry::search::{SearchFilter, SearchResults};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result, io};
@@ -77,8 +77,13 @@ pub enum RegistryCommand {
 }
 
 async fn open(data: &Path, store: &StoreArgs) -> Result<Registry> {
-    let catalogue: Arc<dyn Catalogue> = match &store.database_url {
-        Some(url) => Arc::new(PostgresCatalogue::connect(url, &store.schema).await?),
+    open_registry(data, store.database_url.as_deref(), &store.schema).await
+}
+
+/// The registry on PostgreSQL when a URL is given, else in `DIR/mesh-registry`.
+pub async fn open_registry(data: &Path, database_url: Option<&str>, schema: &str) -> Result<Registry> {
+    let catalogue: Arc<dyn Catalogue> = match database_url {
+        Some(url) => Arc::new(PostgresCatalogue::connect(url, schema).await?),
         None => Arc::new(RedbCatalogue::open(data.join("mesh-registry"))?),
     };
     Ok(Registry::open(catalogue).await?)
@@ -128,20 +133,27 @@ fn pct(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_owned(), |v| format!("{:.1}%", v * 100.0))
 }
 
-async fn products(registry: &Registry, format: Format) -> Result<()> {
+/// Every product with its measured quality (the CLI's `products` and the
+/// service's `GET /registry/products`).
+pub async fn products_with_quality(registry: &Registry) -> Result<Vec<(DataProduct, Option<f64>)>> {
     let mut rows = Vec::new();
     for p in registry.products().await? {
         let quality = overall(&registry.quality(&p.id).await?);
         rows.push((p, quality));
     }
+    Ok(rows)
+}
+
+/// One row of the product list as JSON.
+pub fn product_row_json(p: &DataProduct, quality: Option<f64>) -> Value {
+    json!({"id": p.id, "name": p.name, "domain": p.domain, "owner": p.owner, "version": p.version, "status": p.status, "quality": quality})
+}
+
+async fn products(registry: &Registry, format: Format) -> Result<()> {
+    let rows = products_with_quality(registry).await?;
     match format {
         Format::Json => {
-            let j: Vec<Value> = rows
-                .iter()
-                .map(|(p, q)| {
-                    json!({"id": p.id, "name": p.name, "domain": p.domain, "owner": p.owner, "version": p.version, "status": p.status, "quality": q})
-                })
-                .collect();
+            let j: Vec<Value> = rows.iter().map(|(p, q)| product_row_json(p, *q)).collect();
             outln!("{}", serde_json::to_string_pretty(&j)?);
         }
         Format::Table | Format::Csv => {
@@ -293,23 +305,27 @@ async fn quality(registry: &Registry, id: &str, format: Format) -> Result<()> {
     Ok(())
 }
 
+/// Search results as JSON: hits with scores, and facet counts.
+pub fn search_json(query: &str, results: &SearchResults) -> Value {
+    let counts = |c: &[(String, u64)]| c.iter().map(|(v, n)| json!({"value": v, "count": n})).collect::<Vec<_>>();
+    json!({
+        "query": query,
+        "total": results.total,
+        "partial": results.partial,
+        "hits": results.hits.iter().map(|h| json!({"id": h.id, "name": h.name, "score": h.score})).collect::<Vec<_>>(),
+        "facets": {
+            "domain": counts(&results.facets.domain),
+            "owner": counts(&results.facets.owner),
+            "tag": counts(&results.facets.tag),
+            "status": counts(&results.facets.status),
+        },
+    })
+}
+
 fn search(registry: &Registry, query: &str, filter: &SearchFilter, limit: usize, format: Format) -> Result<()> {
     let results = registry.search(query, filter, limit)?;
     if format == Format::Json {
-        let counts = |c: &[(String, u64)]| c.iter().map(|(v, n)| json!({"value": v, "count": n})).collect::<Vec<_>>();
-        let j = json!({
-            "query": query,
-            "total": results.total,
-            "partial": results.partial,
-            "hits": results.hits.iter().map(|h| json!({"id": h.id, "name": h.name, "score": h.score})).collect::<Vec<_>>(),
-            "facets": {
-                "domain": counts(&results.facets.domain),
-                "owner": counts(&results.facets.owner),
-                "tag": counts(&results.facets.tag),
-                "status": counts(&results.facets.status),
-            },
-        });
-        outln!("{}", serde_json::to_string_pretty(&j)?);
+        outln!("{}", serde_json::to_string_pretty(&search_json(query, &results))?);
         return Ok(());
     }
     if results.hits.is_empty() {
@@ -344,7 +360,7 @@ fn search(registry: &Registry, query: &str, filter: &SearchFilter, limit: usize,
 }
 
 async fn query(registry: &Registry, id: &str, endpoint: &str, params: &[String], format: Format) -> Result<()> {
-    let mut parsed = BTreeMap::new();
+    let mut parsed: BTreeMap<String, String> = BTreeMap::new();
     for p in params {
         let Some((k, v)) = p.split_once('=') else {
             return Err(Error::Usage(format!("parameter `{p}` is not KEY=VALUE (for example customer_id=cust_001)")));
@@ -439,17 +455,24 @@ fn contract_file(path: &Path) -> Result<Contract> {
     Ok(Contract::from_yaml(&name(path), &read(path)?)?)
 }
 
+/// The changes from contract `a` to `b` as JSON, with whether the version
+/// bump allows them.
+pub fn diff_json(a: &Contract, b: &Contract) -> Value {
+    let changes = mesh_registry::diff::diff(a, b);
+    let breaking = changes.iter().filter(|c| c.breaking).count();
+    json!({
+        "contract": b.id, "from": a.version, "to": b.version,
+        "changes": changes, "breaking": breaking, "allowed": mesh_registry::diff::gate(a, b).is_ok(),
+    })
+}
+
 fn diff(old: &Path, new: &Path, format: Format) -> Result<()> {
     let (a, b) = (contract_file(old)?, contract_file(new)?);
     let changes = mesh_registry::diff::diff(&a, &b);
     let verdict = mesh_registry::diff::gate(&a, &b);
     let breaking = changes.iter().filter(|c| c.breaking).count();
     if format == Format::Json {
-        let j = json!({
-            "contract": b.id, "from": a.version, "to": b.version,
-            "changes": changes, "breaking": breaking, "allowed": verdict.is_ok(),
-        });
-        outln!("{}", serde_json::to_string_pretty(&j)?);
+        outln!("{}", serde_json::to_string_pretty(&diff_json(&a, &b))?);
     } else {
         if changes.is_empty() {
             outln!("no changes from {} to {}", a.version, b.version);

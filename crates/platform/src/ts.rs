@@ -104,7 +104,8 @@ pub fn dir(data: &Path) -> PathBuf {
     data.join("timeseries")
 }
 
-fn parse_time(s: &str) -> Result<i64> {
+/// RFC 3339 or nanoseconds since the epoch (the CLI's and the service's times).
+pub fn parse_time(s: &str) -> Result<i64> {
     if let Ok(ns) = s.parse::<i64>() {
         return Ok(ns);
     }

@@ -3,11 +3,13 @@
 
 mod broker;
 mod event_store_crash;
+mod http;
 mod kcat_interop;
 mod outbox_relay;
 mod redelivery_after_kill;
 mod saga_crash;
 mod saga_properties;
 mod sagas;
+mod serve;
 mod support;
 mod timeseries_crash;

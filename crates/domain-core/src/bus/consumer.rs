@@ -107,6 +107,11 @@ impl Consumer {
         self.stats
     }
 
+    /// The subscription's consumer lag, when the bus reports one.
+    pub fn lag(&self) -> Option<u64> {
+        self.subscription.lag()
+    }
+
     /// Waits up to `timeout` for one record and processes it completely.
     /// Returns `None` when nothing arrived.
     pub async fn poll_once(&mut self, handler: &mut dyn Handler, timeout: Duration) -> Result<Option<Outcome>> {

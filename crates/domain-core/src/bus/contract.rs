@@ -150,6 +150,33 @@ pub async fn uncommitted_records_are_redelivered(bus: &dyn EventBus) {
     third.close().await.expect("close");
 }
 
+/// A member reports its lag: the records of its partitions it has not
+/// committed. Kafka reports it with its statistics, every few seconds, so
+/// the check polls (serving the client's callbacks) until the figure is
+/// the expected one.
+pub async fn lag_counts_what_is_not_committed(bus: &dyn EventBus) {
+    let topic = unique("lag");
+    let group = unique("g");
+    bus.create_topics(&[TopicSpec::new(&topic, 1)]).await.expect("create topic");
+    let sent: Vec<_> = (1..=10).map(|i| event("acct-1", i as u64, i)).collect();
+    bus.publish(&topic, &sent).await.expect("publish");
+    let mut sub = bus.subscribe(&group, &[&topic]).await.expect("subscribe");
+    let got = collect(sub.as_mut(), 10).await;
+    assert_eq!(got.len(), 10);
+    sub.commit(&got[3]).await.expect("commit");
+    async fn wait_for(sub: &mut dyn Subscription, want: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while sub.lag() != Some(want) {
+            assert!(tokio::time::Instant::now() < deadline, "lag is {:?}, not {want}", sub.lag());
+            assert!(sub.next(Duration::from_millis(100)).await.expect("next").is_none());
+        }
+    }
+    wait_for(sub.as_mut(), 6).await;
+    sub.commit(&got[9]).await.expect("commit");
+    wait_for(sub.as_mut(), 0).await;
+    sub.close().await.expect("close");
+}
+
 /// Fails `poison` subjects forever (transiently), `flaky` ones twice.
 #[derive(Debug, Default)]
 struct PickyHandler {
@@ -288,6 +315,10 @@ macro_rules! bus_contract_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn poison_records_go_to_the_dlq_and_the_partition_moves_on() {
                 c::poison_records_go_to_the_dlq_and_the_partition_moves_on(&$make).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lag_counts_what_is_not_committed() {
+                c::lag_counts_what_is_not_committed(&$make).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn bad_publishes_get_typed_errors() {

@@ -321,6 +321,20 @@ impl Subscription for InProcessSubscription {
         self.commit(delivery).await
     }
 
+    fn lag(&self) -> Option<u64> {
+        let state = self.bus.lock();
+        let group = state.groups.get(&self.group)?;
+        let lag = group
+            .assignment(self.member, &state.topics)
+            .iter()
+            .map(|key| {
+                let end = state.topics.get(&key.0).and_then(|ps| ps.get(key.1 as usize)).map_or(0, Vec::len) as i64;
+                (end - group.committed.get(key).copied().unwrap_or(0)).max(0) as u64
+            })
+            .sum();
+        Some(lag)
+    }
+
     async fn close(mut self: Box<Self>) -> Result<()> {
         self.leave();
         Ok(())

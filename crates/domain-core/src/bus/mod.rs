@@ -108,6 +108,17 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
         DEFAULT_MAX_RECORD_BYTES
     }
 
+    /// Succeeds when the bus answers now (a readiness probe).
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Waits until everything handed to the bus is acknowledged (before a
+    /// process exits).
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Publishes envelopes in binary content mode, keyed by subject.
     async fn publish(&self, topic: &str, events: &[Envelope]) -> Result<()> {
         let max = self.max_record_bytes();
@@ -135,6 +146,12 @@ pub trait Subscription: Send + std::fmt::Debug {
     /// Publishes the record to `<topic>.dlq` with the error in the
     /// `dlq_error` header, then commits it so the partition moves on.
     async fn dead_letter(&mut self, delivery: &Delivery, error: &Error) -> Result<()>;
+
+    /// Records on this member's partitions it has not consumed yet, when
+    /// the bus knows (Kafka reports it every few seconds).
+    fn lag(&self) -> Option<u64> {
+        None
+    }
 
     /// Leaves the group after making commits durable.
     async fn close(self: Box<Self>) -> Result<()>;

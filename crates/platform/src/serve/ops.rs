@@ -1,0 +1,208 @@
+//! What every service answers besides its API: `/healthz` (the process
+//! runs), `/readyz` (the bus and every context's storage answer now, and
+//! no consumer or relay task has failed), `/metrics` (Prometheus text) and
+//! `/openapi.json` (the checked-in document of the API).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use domain_core::bus::EventBus;
+use event_store::EventStore;
+use serde_json::{Value, json};
+
+use super::Contexts;
+use super::config::ServeConfig;
+use super::metrics::{GroupSample, Metrics, RelaySample};
+use crate::node::Live;
+
+/// The OpenAPI document, checked in at `docs/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+
+/// How long one readiness check may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A storage a readiness probe reads.
+#[derive(Debug)]
+enum Probe {
+    Store(&'static str, Arc<dyn EventStore>),
+    Registry(Arc<mesh_registry::registry::Registry>),
+    Lake(lake::Lake),
+    Timeseries(Arc<timeseries::Engine>),
+}
+
+#[derive(Debug)]
+pub struct Ops {
+    pub metrics: Arc<Metrics>,
+    bus: Arc<dyn EventBus>,
+    live: Arc<Live>,
+    probes: Vec<Probe>,
+    contexts: Vec<&'static str>,
+}
+
+impl Ops {
+    pub fn new(bus: Arc<dyn EventBus>, live: Arc<Live>, c: &Contexts, config: &ServeConfig) -> Self {
+        let mut probes = Vec::new();
+        if let Some(o) = &c.orders {
+            probes.push(Probe::Store("orders", Arc::clone(o.orders.store())));
+        }
+        if let Some(a) = &c.accounts {
+            probes.push(Probe::Store("accounts", Arc::clone(a.accounts.store())));
+        }
+        if let Some(r) = &c.registry {
+            probes.push(Probe::Registry(Arc::clone(&r.registry)));
+        }
+        if let Some(l) = &c.lake {
+            probes.push(Probe::Lake(l.lake.clone()));
+        }
+        if let Some(t) = &c.timeseries {
+            probes.push(Probe::Timeseries(Arc::clone(&t.engine)));
+        }
+        let contexts = config.contexts.iter().map(|c| c.as_str()).collect();
+        Self { metrics: Arc::default(), bus, live, probes, contexts }
+    }
+}
+
+type Shared = State<Arc<Ops>>;
+
+pub fn router(ops: Arc<Ops>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .with_state(ops)
+}
+
+async fn healthz(State(ops): Shared) -> Json<Value> {
+    Json(json!({ "status": "ok", "contexts": ops.contexts }))
+}
+
+async fn check(probe: &Probe) -> Result<(), String> {
+    match probe {
+        Probe::Store(_, s) => s.head_position().await.map(|_| ()).map_err(|e| e.to_string()),
+        Probe::Registry(r) => r.products().await.map(|_| ()).map_err(|e| e.to_string()),
+        Probe::Lake(l) => l.tables().await.map(|_| ()).map_err(|e| e.to_string()),
+        Probe::Timeseries(t) => {
+            let _ = t.stats();
+            Ok(())
+        }
+    }
+}
+
+fn name(probe: &Probe) -> &'static str {
+    match probe {
+        Probe::Store(n, _) => n,
+        Probe::Registry(_) => "registry",
+        Probe::Lake(_) => "lake",
+        Probe::Timeseries(_) => "timeseries",
+    }
+}
+
+async fn readyz(State(ops): Shared) -> impl IntoResponse {
+    let mut checks = serde_json::Map::new();
+    let mut ready = true;
+    let mut record = |what: &str, r: Result<(), String>| {
+        ready &= r.is_ok();
+        checks
+            .insert(what.to_owned(), r.map_or_else(|e| json!({ "ok": false, "error": e }), |()| json!({ "ok": true })));
+    };
+    let bus = tokio::time::timeout(PROBE_TIMEOUT, ops.bus.ping()).await;
+    record("bus", bus.map_err(|_| "timed out".to_owned()).and_then(|r| r.map_err(|e| e.to_string())));
+    for p in &ops.probes {
+        let r = tokio::time::timeout(PROBE_TIMEOUT, check(p)).await.map_err(|_| "timed out".to_owned()).and_then(|r| r);
+        record(name(p), r);
+    }
+    record("workers", ops.live.failure().map_or(Ok(()), Err));
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": ready, "checks": checks })))
+}
+
+async fn metrics(State(ops): Shared) -> impl IntoResponse {
+    let groups: Vec<GroupSample> = ops
+        .live
+        .groups()
+        .into_iter()
+        .map(|(group, g)| GroupSample {
+            group,
+            handled: g.stats.handled,
+            failed: g.stats.retries + g.stats.dead_lettered,
+            dead_lettered: g.stats.dead_lettered,
+            lag: g.lag,
+        })
+        .collect();
+    let relays: Vec<RelaySample> = ops
+        .live
+        .relays()
+        .into_iter()
+        .map(|(name, r)| RelaySample {
+            // `outbox.<context>.<bus>`
+            context: name.split('.').nth(1).unwrap_or(&name).to_owned(),
+            published: r.stats.published,
+            failed_attempts: r.stats.failed_attempts,
+            lag: r.lag,
+        })
+        .collect();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], ops.metrics.render(&groups, &relays))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// `(METHOD, /path)` of every route the routers declare, read from
+    /// their source, so a route added without a line in the document fails.
+    fn declared() -> BTreeSet<(String, String)> {
+        let sources = [
+            include_str!("ops.rs"),
+            include_str!("orders_api.rs"),
+            include_str!("accounts_api.rs"),
+            include_str!("registry_api.rs"),
+            include_str!("lake_api.rs"),
+            include_str!("ts_api.rs"),
+        ];
+        let mut out = BTreeSet::new();
+        for src in sources {
+            for line in src.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+                let path = line.trim_start_matches(".route(\"").split('"').next().unwrap_or_default().to_owned();
+                let methods = line.split(", ").nth(1).unwrap_or_default();
+                for m in ["get", "post", "put", "delete"] {
+                    if methods.starts_with(&format!("{m}(")) || methods.contains(&format!(".{m}(")) {
+                        out.insert((m.to_uppercase(), path.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_routes_served() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("docs/openapi.json parses");
+        assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                if ["get", "post", "put", "delete"].contains(&method.as_str()) {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+                let op = &item[method];
+                assert!(op["responses"].is_object(), "{method} {path} documents its responses");
+            }
+        }
+        let declared = declared();
+        assert!(declared.len() > 30, "the source scan found the routes: {declared:?}");
+        let missing: Vec<_> = declared.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&declared).collect();
+        assert!(missing.is_empty(), "served but not documented: {missing:?}");
+        assert!(stale.is_empty(), "documented but not served: {stale:?}");
+    }
+}

@@ -1,0 +1,154 @@
+//! The orders service's HTTP API: the order's life cycle and the seed's
+//! `find_by_customer`. A command answers once its events are stored; the
+//! payment and refund sagas go on over the bus (`confirm` and `cancel`
+//! answer 202 with the order as it is then).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use domain_core::{Currency, Money};
+use orders::{CustomerInfo, EventSourcedOrders, OrderCommand, OrderRepository};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::http::{ApiError, ApiResult, Body};
+use crate::orders_cli::order_json;
+
+/// Conflict retries of one command.
+const RETRIES: u32 = 50;
+
+#[derive(Debug)]
+pub struct OrdersApi {
+    pub orders: EventSourcedOrders,
+}
+
+type Shared = State<Arc<OrdersApi>>;
+
+pub fn router(api: Arc<OrdersApi>) -> Router {
+    Router::new()
+        .route("/orders", post(create).get(by_customer))
+        .route("/orders/{id}", get(show))
+        .route("/orders/{id}/items", post(add_item))
+        .route("/orders/{id}/confirm", post(confirm))
+        .route("/orders/{id}/ship", post(ship))
+        .route("/orders/{id}/deliver", post(deliver))
+        .route("/orders/{id}/cancel", post(cancel))
+        .with_state(api)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Create {
+    order_id: Option<String>,
+    customer_id: String,
+    name: String,
+    email: String,
+    phone: String,
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddItem {
+    product_id: String,
+    quantity: u32,
+    /// A decimal string ("99.99"): money never travels as a float.
+    unit_price: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Confirm {
+    payment_account_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ship {
+    address: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Cancel {
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ByCustomer {
+    customer_id: Option<String>,
+}
+
+async fn run(api: &OrdersApi, id: &str, command: OrderCommand) -> ApiResult<Value> {
+    let root = api.orders.execute(id, command, None, RETRIES).await.map_err(crate::Error::from)?;
+    Ok(order_json(&root))
+}
+
+async fn create(State(api): Shared, Body(b): Body<Create>) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = b.order_id.unwrap_or_else(|| format!("order_{}", uuid::Uuid::now_v7().simple()));
+    let currency: Currency = match b.currency.as_deref() {
+        None => Currency::CNY,
+        Some(c) => c.parse().map_err(|e: domain_core::Error| ApiError::field("currency", e.to_string()))?,
+    };
+    let customer = CustomerInfo::new(b.customer_id, b.name, b.email, b.phone).map_err(crate::Error::from)?;
+    let order = run(&api, &id, OrderCommand::Create { customer, currency }).await?;
+    Ok((StatusCode::CREATED, Json(order)))
+}
+
+async fn add_item(State(api): Shared, Path(id): Path<String>, Body(b): Body<AddItem>) -> ApiResult<Json<Value>> {
+    let current = api.orders.get_by_id(&id).await.map_err(crate::Error::from)?;
+    let currency = current
+        .as_ref()
+        .and_then(|o| o.state().currency())
+        .ok_or_else(|| ApiError::not_found(format!("order `{id}` does not exist")))?;
+    let unit_price = Money::parse(&b.unit_price, currency).map_err(|e| ApiError::field("unit_price", e.to_string()))?;
+    let command = OrderCommand::AddItem { product_id: b.product_id, quantity: b.quantity, unit_price };
+    Ok(Json(run(&api, &id, command).await?))
+}
+
+async fn confirm(
+    State(api): Shared,
+    Path(id): Path<String>,
+    Body(b): Body<Confirm>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let order = run(&api, &id, OrderCommand::Confirm { payment_account_id: b.payment_account_id }).await?;
+    Ok((StatusCode::ACCEPTED, Json(order)))
+}
+
+async fn ship(State(api): Shared, Path(id): Path<String>, Body(b): Body<Ship>) -> ApiResult<Json<Value>> {
+    Ok(Json(run(&api, &id, OrderCommand::Ship { shipping_address: b.address }).await?))
+}
+
+async fn deliver(State(api): Shared, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(run(&api, &id, OrderCommand::Deliver).await?))
+}
+
+async fn cancel(
+    State(api): Shared,
+    Path(id): Path<String>,
+    Body(b): Body<Cancel>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let reason = b.reason.unwrap_or_else(|| "cancelled by the customer".to_owned());
+    let order = run(&api, &id, OrderCommand::Cancel { reason }).await?;
+    Ok((StatusCode::ACCEPTED, Json(order)))
+}
+
+async fn show(State(api): Shared, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    match api.orders.get_by_id(&id).await.map_err(crate::Error::from)? {
+        Some(root) => Ok(Json(order_json(&root))),
+        None => Err(ApiError::not_found(format!("order `{id}` does not exist"))),
+    }
+}
+
+async fn by_customer(State(api): Shared, Query(q): Query<ByCustomer>) -> ApiResult<Json<Value>> {
+    let customer = q
+        .customer_id
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| ApiError::field("customer_id", "give the customer: GET /orders?customer_id=cust_123"))?;
+    let rows = api.orders.find_by_customer(&customer).await.map_err(crate::Error::from)?;
+    Ok(Json(serde_json::to_value(rows).map_err(crate::Error::from)?))
+}

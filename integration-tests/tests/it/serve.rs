@@ -1,0 +1,369 @@
+//! `platform serve all` as a real process over real Kafka: every endpoint
+//! answers, `/metrics` parses and moves with the traffic, bad input gets a
+//! 4xx JSON error naming the problem while the service keeps serving, and
+//! SIGTERM during load loses no acknowledged request and exits 0.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orders::OrderRepository;
+use serde_json::{Value, json};
+
+use super::http::{Client, Served, parse_prometheus, sum};
+use super::support::{unique, wait_until_async};
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("serve-{name}-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Asserts the status, printing the body when it is not the expected one.
+fn expect(reply: &super::http::Reply, status: u16, what: &str) {
+    assert_eq!(reply.status, status, "{what}: {}", reply.text());
+}
+
+async fn metrics(c: &Client) -> std::collections::BTreeMap<String, f64> {
+    let r = c.get("/metrics").await;
+    expect(&r, 200, "metrics");
+    assert!(r.header("content-type").is_some_and(|t| t.starts_with("text/plain")), "{:?}", r.headers);
+    parse_prometheus(&r.text()).unwrap_or_else(|e| panic!("{e}\n{}", r.text()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_and_bad_input_gets_precise_4xx() {
+    let data = temp("all");
+    let env = [("PLATFORM_TOKENS", "writer:read,write;reader:read"), ("PLATFORM_BODY_LIMIT", "65536")];
+    let served = Served::start(&["all"], &data, &format!("{}.", unique("serve")), &env).await;
+    let open = served.client();
+    let c = open.with_token("writer");
+    let reader = open.with_token("reader");
+
+    // --- probes and the document, without a token.
+    let h = open.get("/healthz").await;
+    expect(&h, 200, "healthz");
+    assert_eq!(h.json()["contexts"], json!(["orders", "accounts", "registry", "lake", "timeseries"]));
+    let r = open.get("/readyz").await;
+    expect(&r, 200, "readyz");
+    for check in ["bus", "orders", "accounts", "registry", "lake", "timeseries", "workers"] {
+        assert_eq!(r.json()["checks"][check]["ok"], json!(true), "{check}: {}", r.text());
+    }
+    let doc = open.get("/openapi.json").await;
+    expect(&doc, 200, "openapi");
+    assert!(doc.json()["paths"]["/orders/{id}/confirm"]["post"].is_object());
+    let before = metrics(&open).await;
+
+    // --- accounts.
+    let opened = c
+        .post_json(
+            "/accounts",
+            &json!({"account_id": "cust_123", "holder": "张三", "currency": "CNY", "initial_balance": "1000"}),
+        )
+        .await;
+    expect(&opened, 201, "open");
+    assert_eq!(opened.json()["balance"], json!("1000.00"));
+    for (id, initial) in [("merchant", "0"), ("acct_b", "0"), ("acct_c", "0")] {
+        expect(
+            &c.post_json("/accounts", &json!({"account_id": id, "holder": "商户", "initial_balance": initial})).await,
+            201,
+            id,
+        );
+    }
+    let dep = c.post_json("/accounts/cust_123/deposit", &json!({"amount": "500", "description": "工资"})).await;
+    expect(&dep, 200, "deposit");
+    assert_eq!(dep.json()["balance"], json!("1500.00"));
+    expect(&c.post_json("/accounts/cust_123/withdraw", &json!({"amount": "100.50"})).await, 200, "withdraw");
+    let t = c.post_json("/accounts/cust_123/transfer", &json!({"to": "acct_b", "amount": "50"})).await;
+    expect(&t, 202, "transfer");
+    assert!(t.json()["transfer_id"].as_str().is_some());
+    expect(&c.post_json("/accounts/acct_c/freeze", &json!({"reason": "audit"})).await, 200, "freeze");
+    expect(&c.post("/accounts/acct_c/unfreeze", "application/json", b"").await, 200, "unfreeze");
+    expect(&c.post("/accounts/acct_c/close", "application/json", b"").await, 200, "close");
+    // The transfer saga credits acct_b over Kafka.
+    let credited = wait_until_async(Duration::from_secs(60), || {
+        let reader = reader.clone();
+        async move { reader.get("/accounts/acct_b").await.json()["balance"] == json!("50.00") }
+    })
+    .await;
+    assert!(credited, "the transfer saga credited acct_b");
+    let events = reader.get("/accounts/cust_123/events").await;
+    expect(&events, 200, "events");
+    assert!(events.json().as_array().is_some_and(|e| e.len() >= 4), "{}", events.text());
+
+    // --- orders, with the payment saga over Kafka.
+    let created = c
+        .post_json(
+            "/orders",
+            &json!({"order_id": "order_001", "customer_id": "cust_123", "name": "张三", "email": "zhangsan@example.com", "phone": "13800138000"}),
+        )
+        .await;
+    expect(&created, 201, "create order");
+    let item = c
+        .post_json(
+            "/orders/order_001/items",
+            &json!({"product_id": "product_001", "quantity": 2, "unit_price": "99.99"}),
+        )
+        .await;
+    expect(&item, 200, "add item");
+    assert_eq!(item.json()["total_amount"], json!("199.98"));
+    expect(&c.post_json("/orders/order_001/confirm", &json!({})).await, 202, "confirm");
+    let paid = wait_until_async(Duration::from_secs(60), || {
+        let reader = reader.clone();
+        async move { reader.get("/orders/order_001").await.json()["order_status"] == json!("paid") }
+    })
+    .await;
+    assert!(paid, "the payment saga paid order_001: {}", reader.get("/orders/order_001").await.text());
+    let shipped = c.post_json("/orders/order_001/ship", &json!({"address": "北京市朝阳区建国路88号"})).await;
+    expect(&shipped, 200, "ship");
+    expect(&c.post("/orders/order_001/deliver", "application/json", b"").await, 200, "deliver");
+    let second = json!({"order_id": "order_002", "customer_id": "cust_123", "name": "张三", "email": "zhangsan@example.com", "phone": "13800138000"});
+    expect(&c.post_json("/orders", &second).await, 201, "second order");
+    expect(&c.post_json("/orders/order_002/cancel", &json!({"reason": "changed my mind"})).await, 202, "cancel");
+    let mine = reader.get("/orders?customer_id=cust_123").await;
+    expect(&mine, 200, "by customer");
+    let ids: BTreeSet<String> = mine
+        .json()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["order_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids, BTreeSet::from(["order_001".to_owned(), "order_002".to_owned()]));
+
+    // --- registry.
+    let reg = c.post("/registry/contracts", "application/yaml", orders::customers::PRODUCT_DOCUMENTS.as_bytes()).await;
+    expect(&reg, 201, "register");
+    let again =
+        c.post("/registry/contracts", "application/yaml", orders::customers::PRODUCT_DOCUMENTS.as_bytes()).await;
+    expect(&again, 200, "registering the same documents again changes nothing");
+    let products = reader.get("/registry/products").await;
+    expect(&products, 200, "products");
+    assert_eq!(products.json()[0]["id"], json!("customer_data_v1"));
+    expect(&reader.get("/registry/products/customer_data_v1").await, 200, "product");
+    expect(&reader.get("/registry/products/customer_data_v1/quality").await, 200, "quality");
+    expect(&reader.get("/registry/products/customer_data_v1/query/get_all_customers").await, 200, "query");
+    let found = reader.get("/registry/search?q=customer&limit=5").await;
+    expect(&found, 200, "search");
+    assert_eq!(found.json()["hits"][0]["id"], json!("customer_data_v1"));
+    let exported = reader.get("/registry/contracts/customer_data_v1").await;
+    expect(&exported, 200, "export");
+    let yaml = exported.text();
+    assert!(yaml.contains("customer_data_v1"));
+    let diff = c.post_json("/registry/diff", &json!({"old": yaml, "new": yaml})).await;
+    expect(&diff, 200, "diff");
+    assert_eq!(diff.json()["changes"], json!([]));
+
+    // --- time series: line protocol, gzip, a partial write, queries.
+    let lines = "cpu,host=server01 usage_user=12.5 1700000000\ncpu,host=server02 usage_user=40 1700000001\n";
+    expect(&c.post("/write?db=metrics&precision=s", "text/plain", lines.as_bytes()).await, 204, "write");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"cpu,host=server01 usage_user=13.5 1700000060\n").expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let zipped = c.send("POST", "/api/v2/write?precision=s", &[("Content-Encoding", "gzip")], &gz).await.expect("send");
+    expect(&zipped, 204, "gzip write");
+    let partial = c
+        .post(
+            "/write?precision=s",
+            "text/plain",
+            b"cpu,host=server03 usage_user=1 1700000100\ncpu,host=x usage_user= 5\n",
+        )
+        .await;
+    expect(&partial, 400, "partial write");
+    let pj = partial.json();
+    assert_eq!(pj["error"]["code"], json!("partial_write"));
+    assert_eq!(pj["rejected"].as_array().map(Vec::len), Some(1), "{pj}");
+    assert_eq!(pj["points_written"], json!(1), "the good line was written");
+    let q = reader.get("/ts/query?series=cpu_usage_user&from=1699999999000000000&to=1700000200000000000").await;
+    expect(&q, 200, "query");
+    let last = reader.get("/ts/series/cpu_usage_user/last?where=host%3Dserver01").await;
+    expect(&last, 200, "last");
+    assert_eq!(last.json()[0]["value"], json!(13.5), "{}", last.text());
+    expect(&reader.get("/ts/stats").await, 200, "stats");
+
+    // --- lake: bronze fills from the bus.
+    let filled = wait_until_async(Duration::from_secs(90), || {
+        let reader = reader.clone();
+        async move {
+            let t = reader.get("/lake/tables").await;
+            t.status == 200
+                && t.json()
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t["table"] == json!("bronze.events") && t["rows"].as_u64() > Some(0))
+        }
+    })
+    .await;
+    assert!(filled, "bronze.events took the bus's events: {}", reader.get("/lake/tables").await.text());
+    expect(&reader.get("/lake/tables/bronze.events/history?limit=3").await, 200, "history");
+    let counted = reader.post_json("/lake/sql", &json!({"sql": "SELECT COUNT(*) AS n FROM bronze.events"})).await;
+    expect(&counted, 200, "sql with the read scope");
+    assert!(counted.json()["rows"][0]["n"].as_u64() > Some(0), "{}", counted.text());
+
+    // --- bad input: 4xx with a JSON error naming the problem.
+    let bad = |r: &super::http::Reply, status: u16, code: &str, what: &str| {
+        expect(r, status, what);
+        assert_eq!(r.error_code(), code, "{what}: {}", r.text());
+    };
+    bad(&c.post("/orders", "application/json", b"{\"order_id\": ").await, 400, "malformed_json", "truncated JSON");
+    let r =
+        c.post_json("/orders/order_002/items", &json!({"product_id": "p", "quantity": "two", "unit_price": "1"})).await;
+    bad(&r, 422, "invalid_field", "wrong type");
+    assert_eq!(r.json()["error"]["field"], json!("quantity"));
+    let r = c.post_json("/orders", &json!({"name": "张三", "email": "a@b.c", "phone": "13800138000"})).await;
+    bad(&r, 422, "invalid_field", "missing field");
+    assert_eq!(r.json()["error"]["field"], json!("customer_id"));
+    let r = c.post_json("/accounts/cust_123/deposit", &json!({"amount": 5})).await;
+    bad(&r, 422, "invalid_field", "a float for money");
+    assert_eq!(r.json()["error"]["field"], json!("amount"));
+    let r = c.post_json("/accounts/cust_123/withdraw", &json!({"amount": "abc"})).await;
+    bad(&r, 422, "invalid_field", "not an amount");
+    assert_eq!(r.json()["error"]["field"], json!("amount"));
+    bad(&c.post_json("/accounts/cust_123/withdraw", &json!({"amount": "99999"})).await, 409, "refused", "overdraft");
+    bad(&reader.get("/orders/nope").await, 404, "not_found", "unknown order");
+    bad(&c.post_json("/accounts/nope/deposit", &json!({"amount": "1"})).await, 404, "not_found", "unknown account");
+    bad(&reader.get("/lake/tables/silver.nope/history").await, 404, "not_found", "unknown table");
+    bad(&reader.get("/ts/series/nope/last").await, 404, "not_found", "unknown series");
+    bad(&reader.get("/registry/products/nope").await, 404, "not_found", "unknown product");
+    bad(&reader.get("/orders").await, 422, "invalid_field", "by customer without a customer");
+    bad(&reader.get("/registry/search?q=x&limit=lots").await, 422, "invalid_field", "a limit that is not a number");
+    bad(&c.post("/write?precision=hours", "text/plain", b"x v=1").await, 422, "invalid_field", "precision");
+    bad(&c.post("/registry/contracts", "application/yaml", b"kind: [").await, 422, "invalid_document", "bad YAML");
+    bad(
+        &c.post_json("/orders/order_001/items", &json!({"product_id": "p", "quantity": 1, "unit_price": "1"})).await,
+        409,
+        "refused",
+        "items on a delivered order",
+    );
+    let big = vec![b'x'; 70_000];
+    bad(&c.post("/orders", "application/json", &big).await, 413, "body_too_large", "oversized body");
+    for sql in [
+        "DROP TABLE bronze.events",
+        "INSERT INTO bronze.events SELECT * FROM bronze.events",
+        "CREATE TABLE gold.x AS SELECT 1",
+    ] {
+        bad(&reader.post_json("/lake/sql", &json!({"sql": sql})).await, 400, "not_a_query", sql);
+    }
+    bad(&reader.post_json("/lake/sql", &json!({"sql": "SELEC 1"})).await, 400, "invalid_sql", "bad SQL");
+    bad(&open.get("/orders/order_001").await, 401, "unauthorized", "no token");
+    assert_eq!(open.get("/orders/order_001").await.header("www-authenticate"), Some("Bearer"));
+    bad(&open.with_token("guess").get("/orders/order_001").await, 401, "unauthorized", "unknown token");
+    bad(
+        &reader.post_json("/accounts/cust_123/deposit", &json!({"amount": "1"})).await,
+        403,
+        "forbidden",
+        "read token writes",
+    );
+    bad(&reader.get("/no/such/route").await, 404, "not_found", "unknown route");
+    // Still serving, and nothing refused was stored.
+    expect(&open.get("/healthz").await, 200, "healthz after bad input");
+    let account = reader.get("/accounts/cust_123").await;
+    expect(&account, 200, "balance");
+    // 1000 + 500 - 100.50 - 50 (transfer) - 199.98 (order_001, paid from the
+    // customer's account): the refused requests moved nothing.
+    assert_eq!(account.json()["balance"], json!("1149.52"), "only the accepted movements count");
+
+    // --- metrics moved with the traffic.
+    let after = metrics(&open).await;
+    let created_orders = |m: &std::collections::BTreeMap<String, f64>| {
+        sum(m, "platform_http_requests_total", &["route=\"/orders\"", "method=\"POST\"", "status=\"201\""])
+    };
+    assert_eq!(created_orders(&after) - created_orders(&before), 2.0);
+    assert!(sum(&after, "platform_http_requests_total", &["status=\"422\""]) >= 6.0);
+    assert!(sum(&after, "platform_http_request_duration_seconds_count", &["route=\"/accounts/{id}/deposit\""]) >= 1.0);
+    assert!(
+        sum(&after, "platform_events_handled_total", &["group=\"accounts.sagas\""])
+            > sum(&before, "platform_events_handled_total", &["group=\"accounts.sagas\""])
+    );
+    assert!(sum(&after, "platform_outbox_published_total", &["context=\"orders\""]) >= 4.0);
+    assert!(after.keys().any(|k| k.starts_with("platform_outbox_lag_events{")));
+    assert!(after.keys().any(|k| k.starts_with("platform_events_dead_lettered_total{")));
+    let lagged = wait_until_async(Duration::from_secs(30), || {
+        let open = open.clone();
+        async move { metrics(&open).await.keys().any(|k| k.starts_with("platform_consumer_lag_records{")) }
+    })
+    .await;
+    assert!(lagged, "Kafka reported the consumer lag");
+
+    let mut served = served;
+    let status = served.terminate(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM; log:\n{}", served.log());
+    std::fs::remove_dir_all(&data).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_load_loses_no_acknowledged_request() {
+    let data = temp("term");
+    let prefix = format!("{}.", unique("term"));
+    let mut served = Served::start(&["orders", "accounts"], &data, &prefix, &[]).await;
+    let client = served.client();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let (client, acked, stop) = (client.clone(), Arc::clone(&acked), Arc::clone(&stop));
+        writers.push(tokio::spawn(async move {
+            let mut refused_after_stop = 0u32;
+            for n in 0.. {
+                let id = format!("load_{w}_{n}");
+                let body = json!({"order_id": id, "customer_id": "cust_9", "name": "张三", "email": "zhangsan@example.com", "phone": "13800138000"});
+                match client.send("POST", "/orders", &[("Content-Type", "application/json")], body.to_string().as_bytes()).await {
+                    Ok(r) if r.status == 201 => acked.lock().expect("lock").push(id),
+                    Ok(r) => assert!(r.status == 503 || stop.load(std::sync::atomic::Ordering::Relaxed), "{}: {}", r.status, r.text()),
+                    // The listener is closed: the service is going away.
+                    Err(_) => {
+                        refused_after_stop += 1;
+                        if refused_after_stop > 3 {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }));
+    }
+    let enough = wait_until_async(Duration::from_secs(60), || {
+        let acked = Arc::clone(&acked);
+        async move { acked.lock().expect("lock").len() >= 150 }
+    })
+    .await;
+    assert!(enough, "orders were acknowledged under load");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let status = tokio::task::block_in_place(|| served.terminate(Duration::from_secs(60)));
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let log = served.log();
+    assert_eq!(status.code(), Some(0), "exit 0 after SIGTERM; log:\n{log}");
+    assert!(log.contains("stopped:"), "it shut down through the graceful path:\n{log}");
+    drop(served);
+
+    // Every acknowledged order is stored.
+    let acked = acked.lock().expect("lock").clone();
+    let orders = platform::commerce::open_orders(&data).expect("open the orders store");
+    let mut missing = Vec::new();
+    for id in &acked {
+        let found: Option<Value> =
+            orders.get_by_id(id).await.expect("read").map(|o| platform::orders_cli::order_json(&o));
+        if found.is_none() {
+            missing.push(id.clone());
+        }
+    }
+    assert!(missing.is_empty(), "{} of {} acknowledged orders are missing: {missing:?}", missing.len(), acked.len());
+    drop(orders);
+
+    // A restart serves them, and relays what the stop left unrelayed.
+    let served = Served::start(&["orders"], &data, &prefix, &[]).await;
+    let last = acked.last().expect("some acked");
+    expect(&served.client().get(&format!("/orders/{last}")).await, 200, "after the restart");
+    let relayed = wait_until_async(Duration::from_secs(30), || {
+        let c = served.client();
+        async move { sum(&metrics(&c).await, "platform_outbox_lag_events", &["context=\"orders\""]) == 0.0 }
+    })
+    .await;
+    assert!(relayed, "the outbox drained after the restart");
+    drop(served);
+    std::fs::remove_dir_all(&data).ok();
+}
