@@ -81,6 +81,14 @@ pub const BENCHES: &[Bench] = &[
         needs_postgres: false,
     },
     Bench {
+        name: "serve",
+        package: "integration-tests",
+        example: "bench_serve",
+        about: "services: p50/p99 of each context's main read and write endpoint at a fixed rate vs the library call",
+        needs_kafka: false,
+        needs_postgres: false,
+    },
+    Bench {
         name: "timeseries",
         package: "timeseries",
         example: "bench_timeseries",

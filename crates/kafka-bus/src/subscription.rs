@@ -99,6 +99,9 @@ impl ConsumerContext for CommitContext {
     }
 }
 
+/// The longest a wait for a record goes without polling the queue again.
+const RECV_SLICE: Duration = Duration::from_millis(100);
+
 /// The consumer type every subscription uses.
 pub(crate) type GroupConsumer = StreamConsumer<CommitContext>;
 
@@ -175,10 +178,20 @@ impl KafkaSubscription {
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn next(&mut self, timeout: Duration) -> domain_core::Result<Option<Delivery>> {
-        let msg = match tokio::time::timeout(timeout, self.consumer.recv()).await {
-            Err(_) => return Ok(None),
-            Ok(Err(e)) => return Err(bus_error("receive", e)),
-            Ok(Ok(m)) => m,
+        // The wait is cut into slices, each a fresh poll of the queue:
+        // librdkafka wakes a waiting `recv` only when its queue goes from
+        // empty to non-empty, so a record queued behind a statistics event
+        // that a poll served would otherwise wait for the next record
+        // (rust-rdkafka issue 665; seen here as records missing for a minute).
+        let deadline = tokio::time::Instant::now() + timeout;
+        let msg = loop {
+            let slice = deadline.saturating_duration_since(tokio::time::Instant::now()).min(RECV_SLICE);
+            match tokio::time::timeout(slice, self.consumer.recv()).await {
+                Err(_) if tokio::time::Instant::now() >= deadline => return Ok(None),
+                Err(_) => continue,
+                Ok(Err(e)) => return Err(bus_error("receive", e)),
+                Ok(Ok(m)) => break m,
+            }
         };
         let mut headers = Vec::new();
         if let Some(hs) = msg.headers() {

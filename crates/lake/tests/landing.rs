@@ -152,3 +152,43 @@ async fn every_format_lands_and_bad_files_never_block() {
     assert_eq!(count(&lake, "SELECT COUNT(*) FROM bronze.sales").await, 3);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn links_that_lead_out_of_the_landing_folder_are_refused_unread() {
+    let dir = temp("links");
+    let landing_dir = dir.join("landing");
+    let outside = dir.join("secret");
+    let location = LakeLocation::local(dir.join("tables")).expect("location");
+    let row = b"{\"id\":\"1\",\"name\":\"\xe5\xbc\xa0\xe4\xb8\x89\"}\n";
+    let secret = put(&outside, "people.jsonl", row);
+    put(&outside, "nested/more.jsonl", row);
+    let inside = put(&landing_dir, "people/real.jsonl", row);
+    std::fs::create_dir_all(landing_dir.join("people")).expect("dir");
+    std::os::unix::fs::symlink(&secret, landing_dir.join("people/leak.jsonl")).expect("file link");
+    std::os::unix::fs::symlink(&inside, landing_dir.join("people/alias.jsonl")).expect("link inside");
+    std::os::unix::fs::symlink(outside.join("nested"), landing_dir.join("people/linked_dir")).expect("folder link");
+
+    let landing = Landing::new(&landing_dir, location.clone());
+    let outcomes = landing.ingest(&landing_dir, |_| {}).await.expect("ingest");
+    let of = |name: &str| {
+        outcomes
+            .iter()
+            .find(|o| match o {
+                FileOutcome::Ingested { file, .. }
+                | FileOutcome::AlreadyIngested { file, .. }
+                | FileOutcome::Rejected { file, .. } => file.ends_with(name),
+            })
+            .unwrap_or_else(|| panic!("no outcome for {name}: {outcomes:?}"))
+    };
+    match of("leak.jsonl") {
+        FileOutcome::Rejected { reason, .. } => assert!(reason.contains("outside the landing folder"), "{reason}"),
+        other => panic!("a link out is refused: {other:?}"),
+    }
+    assert!(matches!(of("real.jsonl"), FileOutcome::Ingested { .. }));
+    assert!(matches!(of("alias.jsonl"), FileOutcome::Ingested { .. }), "a link within the folder is fine");
+    assert_eq!(outcomes.len(), 3, "the linked folder is not walked: {outcomes:?}");
+    assert!(secret.is_file(), "the link's target is left where it was");
+    let rows = Lake::new(location).table_named("bronze.people").await.expect("table").stats().expect("stats").rows;
+    assert_eq!(rows, 2, "only the files inside the landing folder were read");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -10,6 +10,7 @@ mod redelivery_after_kill;
 mod saga_crash;
 mod saga_properties;
 mod sagas;
+mod secure_bus;
 mod serve;
 mod support;
 mod timeseries_crash;

@@ -145,6 +145,7 @@ async fn picture(shop: &Shop, orders: &[&str]) -> (BTreeMap<String, String>, BTr
 }
 
 pub async fn stories(storage: Storage, bus: Bus) {
+    let _heavy = crate::support::heavy().await;
     let mut shop = shop(storage, bus).await;
     let c = &mut shop.commerce;
     for (id, money) in [

@@ -34,6 +34,7 @@ async fn metrics(c: &Client) -> std::collections::BTreeMap<String, f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_answers_and_bad_input_gets_precise_4xx() {
+    let _heavy = super::support::heavy().await;
     let data = temp("all");
     let env = [("PLATFORM_TOKENS", "writer:read,write;reader:read"), ("PLATFORM_BODY_LIMIT", "65536")];
     let served = Served::start(&["all"], &data, &format!("{}.", unique("serve")), &env).await;
@@ -295,6 +296,7 @@ async fn every_endpoint_answers_and_bad_input_gets_precise_4xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_load_loses_no_acknowledged_request() {
+    let _heavy = super::support::heavy().await;
     let data = temp("term");
     let prefix = format!("{}.", unique("term"));
     let mut served = Served::start(&["orders", "accounts"], &data, &prefix, &[]).await;

@@ -44,6 +44,15 @@ pub async fn wait_until_async<F: Future<Output = bool>>(limit: Duration, mut don
     true
 }
 
+/// Held by the tests that load both cores for a minute or more (the sagas
+/// end to end, the services as processes, the SASL_SSL broker), so they do
+/// not run at once and starve each other past their deadlines (an async
+/// lock: each test has a runtime of its own, and a panic does not poison it).
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("it.{prefix}.{}", uuid::Uuid::now_v7().simple())
 }

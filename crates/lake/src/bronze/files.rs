@@ -42,6 +42,9 @@ pub const REJECTED_DIR: &str = "rejected";
 pub enum Rejection {
     #[error("unknown file type: use .json, .jsonl, .ndjson, .csv, .parquet or .avro")]
     UnknownType,
+    /// A link whose target lies outside the landing folder: never read.
+    #[error("the file is a link to {target}, outside the landing folder; copy the file in instead")]
+    OutsideRoot { target: PathBuf },
     #[error("not UTF-8 text: {0}")]
     NotUtf8(#[source] std::str::Utf8Error),
     #[error("invalid JSON at line {line} column {column}: {source}")]
@@ -158,6 +161,9 @@ impl Landing {
     pub async fn ingest_file(&self, file: &Path) -> Result<FileOutcome> {
         let relative = file.strip_prefix(&self.root).unwrap_or(file).to_path_buf();
         let shown = relative.display().to_string();
+        if let Some(target) = self.escapes(file)? {
+            return self.reject(file, &relative, Rejection::OutsideRoot { target });
+        }
         let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
         let checksum = hex(&Sha256::digest(&bytes));
         let (id, partitions) = target_of(&relative);
@@ -213,6 +219,14 @@ impl Landing {
         Ok(FileOutcome::Ingested { file: shown, table: id.to_string(), rows: rows as u64, version, new_columns })
     }
 
+    /// Where `file` really is, when that is outside the landing folder
+    /// (through a symbolic link of its own or of a folder above it).
+    fn escapes(&self, file: &Path) -> Result<Option<PathBuf>> {
+        let root = std::fs::canonicalize(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        let real = std::fs::canonicalize(file).map_err(|e| Error::io(file, e))?;
+        Ok((!real.starts_with(&root)).then_some(real))
+    }
+
     fn reject(&self, file: &Path, relative: &Path, rejection: Rejection) -> Result<FileOutcome> {
         // The reason is written for people, beside the file and in the outcome.
         let reason = rejection.to_string();
@@ -241,9 +255,16 @@ impl Landing {
 }
 
 fn walk(path: &Path, rejected: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let link = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_file() {
         out.push(path.to_path_buf());
+        return Ok(());
+    }
+    // A linked folder is not walked: it may lead outside the landing
+    // folder, or back into it forever.
+    if link.file_type().is_symlink() {
+        tracing::warn!(folder = %path.display(), "a linked folder in the landing folder is skipped");
         return Ok(());
     }
     for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {

@@ -159,7 +159,12 @@ async fn open_contexts(
     }
     if config.serves(ServiceName::Registry) {
         let registry = Arc::new(
-            crate::registry_cli::open_registry(&config.data, config.database_url.as_deref(), "mesh_registry").await?,
+            crate::registry_cli::open_registry(
+                &config.data,
+                config.database_url.as_deref(),
+                mesh_registry::catalogue::PostgresCatalogue::DEFAULT_SCHEMA,
+            )
+            .await?,
         );
         node.consume(
             mesh_registry::service::ANNOUNCEMENTS_GROUP,
