@@ -42,6 +42,11 @@ fn readings() -> RecordBatch {
     .expect("batch")
 }
 
+/// The outcome of the landing file whose path ends with `name`.
+fn outcome<'a>(outcomes: &'a [FileOutcome], name: &str) -> &'a FileOutcome {
+    outcomes.iter().find(|o| o.file().ends_with(name)).unwrap_or_else(|| panic!("no outcome for {name}: {outcomes:?}"))
+}
+
 async fn count(lake: &Lake, sql: &str) -> i64 {
     let b = lake.sql(sql).await.expect("sql");
     let c = lake::deltalake::arrow::compute::cast(b[0].column(0), &DataType::Int64).expect("cast");
@@ -83,16 +88,7 @@ async fn every_format_lands_and_bad_files_never_block() {
 
     let landing = Landing::new(&landing_dir, location.clone());
     let outcomes = landing.ingest(&landing_dir, |_| {}).await.expect("ingest");
-    let by_file = |name: &str| {
-        outcomes
-            .iter()
-            .find(|o| match o {
-                FileOutcome::Ingested { file, .. }
-                | FileOutcome::AlreadyIngested { file, .. }
-                | FileOutcome::Rejected { file, .. } => file.ends_with(name),
-            })
-            .unwrap_or_else(|| panic!("{name} in {outcomes:?}"))
-    };
+    let by_file = |name: &str| outcome(&outcomes, name);
 
     assert!(matches!(by_file("customers.json"), FileOutcome::Ingested { rows: 3, .. }));
     match by_file("more.jsonl") {
@@ -170,16 +166,7 @@ async fn links_that_lead_out_of_the_landing_folder_are_refused_unread() {
 
     let landing = Landing::new(&landing_dir, location.clone());
     let outcomes = landing.ingest(&landing_dir, |_| {}).await.expect("ingest");
-    let of = |name: &str| {
-        outcomes
-            .iter()
-            .find(|o| match o {
-                FileOutcome::Ingested { file, .. }
-                | FileOutcome::AlreadyIngested { file, .. }
-                | FileOutcome::Rejected { file, .. } => file.ends_with(name),
-            })
-            .unwrap_or_else(|| panic!("no outcome for {name}: {outcomes:?}"))
-    };
+    let of = |name: &str| outcome(&outcomes, name);
     match of("leak.jsonl") {
         FileOutcome::Rejected { reason, .. } => assert!(reason.contains("outside the landing folder"), "{reason}"),
         other => panic!("a link out is refused: {other:?}"),

@@ -27,6 +27,9 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
+/// How often a relay task refreshes its outbox lag in [`Live`].
+const LIVE_SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
 /// Partitions of the topics a node creates.
 pub const PARTITIONS: u32 = 3;
 /// Records a consumer takes at once: records of different keys are handled
@@ -391,12 +394,18 @@ impl Node {
             relays.push(tokio::spawn(async move {
                 let mut relayed = 0u64;
                 let mut failed_attempts = 0u64;
+                let mut sampled: Option<tokio::time::Instant> = None;
                 while !halted(&stopping) {
                     let round = relay.publish_pending().await;
-                    let lag = relay.lag().await.unwrap_or(0);
-                    let mut stats = relay.stats();
-                    stats.failed_attempts += failed_attempts;
-                    locked(&live.relays).insert(relay.name().to_owned(), RelayLive { stats, lag });
+                    // The lag costs two store reads: sampled at most once a
+                    // second, not on every 50 ms round.
+                    if sampled.is_none_or(|t| t.elapsed() >= LIVE_SAMPLE_EVERY) {
+                        sampled = Some(tokio::time::Instant::now());
+                        let lag = relay.lag().await.unwrap_or(0);
+                        let mut stats = relay.stats();
+                        stats.failed_attempts += failed_attempts;
+                        locked(&live.relays).insert(relay.name().to_owned(), RelayLive { stats, lag });
+                    }
                     match round {
                         Ok(0) => relay.wait_for_new(Duration::from_millis(50)).await,
                         Ok(n) => relayed += n as u64,

@@ -31,6 +31,9 @@ pub enum Error {
     Agg(#[from] crate::aggregate::AggError),
     #[error(transparent)]
     LineProtocol(#[from] crate::line_protocol::StreamError),
+    /// A strict batch refused at its first bad line.
+    #[error(transparent)]
+    Batch(#[from] crate::line_protocol::BatchError),
     #[error("field `{field}` of measurement `{measurement}` is a string; time series hold numbers")]
     StringField { measurement: String, field: String },
     #[error("{0}")]

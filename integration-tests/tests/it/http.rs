@@ -51,21 +51,19 @@ impl Served {
         Self { child: Some(child), addr, log }
     }
 
-    /// Waits for the process to end on its own.
+    /// Waits for the process to end (killing it and failing after `limit`).
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the service did not exit within {limit:?}; its log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut status = None;
+        super::support::wait_until(limit, || {
+            status = child.try_wait().expect("wait");
+            status.is_some()
+        });
+        status.unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the service did not exit within {limit:?}; its log:\n{}", self.log())
+        })
     }
 
     pub fn client(&self) -> Client {
@@ -95,19 +93,7 @@ impl Served {
         let pid = self.pid().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
         assert!(sent.success(), "SIGTERM to {pid}");
-        let mut child = self.child.take().expect("running");
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the service did not stop within {limit:?} of SIGTERM; its log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_exit(limit)
     }
 }
 

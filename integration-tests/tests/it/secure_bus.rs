@@ -40,18 +40,10 @@ async fn a_sasl_ssl_listener_takes_the_right_credentials_and_refuses_wrong_ones(
     // The right credentials: a topic, a record published and read back.
     let bus = KafkaBus::connect(secure(&listener, &alice.name, &alice.password, true)).expect("connect");
     // The port accepts before the broker serves: wait until alice gets in.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let (mut reached, mut last) = (false, String::new());
-    while !reached && tokio::time::Instant::now() < deadline {
-        match bus.ping().await {
-            Ok(()) => reached = true,
-            Err(e) => {
-                last = e.to_string();
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-    assert!(reached, "alice reaches the broker: {last}; see {}", broker.log_path().display());
+    let shared = &bus;
+    let reached =
+        super::support::wait_until_async(Duration::from_secs(90), || async move { shared.ping().await.is_ok() }).await;
+    assert!(reached, "alice reaches the broker: {:?}; see {}", bus.ping().await.err(), broker.log_path().display());
     let topic = unique("secure");
     bus.create_topics(&[TopicSpec::new(&topic, 1)]).await.expect("create topic over SASL_SSL");
     bus.publish(&topic, &[counted("acct-1", 1, 7)]).await.expect("publish over SASL_SSL");

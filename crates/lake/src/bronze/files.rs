@@ -126,6 +126,17 @@ pub struct Landing {
     location: LakeLocation,
 }
 
+impl FileOutcome {
+    /// The landing file the outcome is about (relative to the landing folder).
+    pub fn file(&self) -> &str {
+        match self {
+            FileOutcome::Ingested { file, .. }
+            | FileOutcome::AlreadyIngested { file, .. }
+            | FileOutcome::Rejected { file, .. } => file,
+        }
+    }
+}
+
 impl Landing {
     pub fn new(root: impl Into<PathBuf>, location: LakeLocation) -> Self {
         Self { root: root.into(), location }

@@ -190,6 +190,7 @@ fn timeseries_status(e: &timeseries::Error) -> (StatusCode, &'static str) {
         | T::TooManyBuckets { .. }
         | T::Agg(_)
         | T::LineProtocol(_)
+        | T::Batch(_)
         | T::StringField { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }

@@ -82,16 +82,18 @@ async fn healthz(State(ops): Shared) -> Json<Value> {
     Json(json!({ "status": "ok", "contexts": ops.contexts }))
 }
 
-async fn check(probe: &Probe) -> Result<(), String> {
+/// Reads from the probe's storage; the error stays typed until the answer
+/// renders it.
+async fn check(probe: &Probe) -> crate::Result<()> {
     match probe {
-        Probe::Store(_, s) => s.head_position().await.map(|_| ()).map_err(|e| e.to_string()),
-        Probe::Registry(r) => r.products().await.map(|_| ()).map_err(|e| e.to_string()),
-        Probe::Lake(l) => l.tables().await.map(|_| ()).map_err(|e| e.to_string()),
+        Probe::Store(_, s) => s.head_position().await.map(|_| ())?,
+        Probe::Registry(r) => r.products().await.map(|_| ())?,
+        Probe::Lake(l) => l.tables().await.map(|_| ())?,
         Probe::Timeseries(t) => {
             let _ = t.stats();
-            Ok(())
         }
     }
+    Ok(())
 }
 
 fn name(probe: &Probe) -> &'static str {
@@ -106,18 +108,23 @@ fn name(probe: &Probe) -> &'static str {
 async fn readyz(State(ops): Shared) -> impl IntoResponse {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
-    let mut record = |what: &str, r: Result<(), String>| {
-        ready &= r.is_ok();
-        checks
-            .insert(what.to_owned(), r.map_or_else(|e| json!({ "ok": false, "error": e }), |()| json!({ "ok": true })));
+    let mut record = |what: &str, failure: Option<String>| {
+        ready &= failure.is_none();
+        let check = failure.map_or_else(|| json!({ "ok": true }), |e| json!({ "ok": false, "error": e }));
+        checks.insert(what.to_owned(), check);
     };
-    let bus = tokio::time::timeout(PROBE_TIMEOUT, ops.bus.ping()).await;
-    record("bus", bus.map_err(|_| "timed out".to_owned()).and_then(|r| r.map_err(|e| e.to_string())));
-    for p in &ops.probes {
-        let r = tokio::time::timeout(PROBE_TIMEOUT, check(p)).await.map_err(|_| "timed out".to_owned()).and_then(|r| r);
-        record(name(p), r);
+    let timed_out = || Some("timed out".to_owned());
+    match tokio::time::timeout(PROBE_TIMEOUT, ops.bus.ping()).await {
+        Ok(r) => record("bus", r.err().map(|e| e.to_string())),
+        Err(_) => record("bus", timed_out()),
     }
-    record("workers", ops.live.failure().map_or(Ok(()), Err));
+    for p in &ops.probes {
+        match tokio::time::timeout(PROBE_TIMEOUT, check(p)).await {
+            Ok(r) => record(name(p), r.err().map(|e| e.to_string())),
+            Err(_) => record(name(p), timed_out()),
+        }
+    }
+    record("workers", ops.live.failure());
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({ "ready": ready, "checks": checks })))
 }
