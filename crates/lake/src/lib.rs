@@ -17,6 +17,7 @@ mod catalog;
 mod error;
 pub mod gold;
 pub mod location;
+mod s3;
 pub mod scenario;
 pub mod silver;
 pub mod table;

@@ -161,6 +161,7 @@ impl LakeLocation {
                 Ok(this)
             }
             "s3" | "s3a" | "memory" => {
+                crate::s3::register();
                 if !root.path().ends_with('/') {
                     let path = format!("{}/", root.path());
                     root.set_path(&path);

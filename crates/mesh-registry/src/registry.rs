@@ -315,6 +315,12 @@ impl Registry {
         self.catalogue.products().await
     }
 
+    /// Whether the catalogue answers: one point lookup, whatever the
+    /// number of products (a readiness probe must not scan them all).
+    pub async fn ping(&self) -> Result<()> {
+        self.catalogue.product("").await.map(|_| ())
+    }
+
     /// A contract version, or the highest one when `version` is `None`.
     pub async fn contract(&self, id: &str, version: Option<&str>) -> Result<Arc<Contract>> {
         let versions = self.catalogue.contract_versions(id).await?;

@@ -369,3 +369,93 @@ async fn sigterm_during_load_loses_no_acknowledged_request() {
     drop(served);
     std::fs::remove_dir_all(&data).ok();
 }
+
+/// A database of its own on the test server (`DATABASE_URL`), so the
+/// contexts' fixed schemas (`orders`, `accounts`, `orders_read`,
+/// `mesh_registry`) do not meet another test's.
+struct Database {
+    admin: tokio_postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create() -> Self {
+        let base = super::sagas::database_url();
+        let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
+        tokio::spawn(conn);
+        let name = format!("serve_{}", uuid::Uuid::now_v7().simple());
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+        let (path, query) = base.split_once('?').map_or((base.as_str(), None), |(p, q)| (p, Some(q)));
+        let (server, _db) = path.rsplit_once('/').expect("the URL names a database");
+        let url = match query {
+            Some(q) => format!("{server}/{name}?{q}"),
+            None => format!("{server}/{name}"),
+        };
+        Self { admin, name, url }
+    }
+
+    async fn drop_it(self) {
+        self.admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name)).await.expect("drop database");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_every_context_keeps_its_state_in_the_database() {
+    let _heavy = super::support::heavy().await;
+    let db = Database::create().await;
+    let prefix = format!("{}.", unique("pg"));
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let first = temp("pg-first");
+    let mut served = Served::start(&["orders", "accounts", "registry"], &first, &prefix, &env).await;
+    let c = served.client();
+    let ready = c.get("/readyz").await;
+    expect(&ready, 200, "readyz on PostgreSQL");
+    for (id, initial) in [("cust_123", "1000"), ("merchant", "0")] {
+        let body = json!({"account_id": id, "holder": "张三", "currency": "CNY", "initial_balance": initial});
+        expect(&c.post_json("/accounts", &body).await, 201, id);
+    }
+    let order = json!({"order_id": "order_pg", "customer_id": "cust_123", "name": "张三", "email": "zhangsan@example.com", "phone": "13800138000"});
+    expect(&c.post_json("/orders", &order).await, 201, "create order");
+    let item = json!({"product_id": "product_001", "quantity": 2, "unit_price": "99.99"});
+    expect(&c.post_json("/orders/order_pg/items", &item).await, 200, "add item");
+    expect(&c.post_json("/orders/order_pg/confirm", &json!({})).await, 202, "confirm");
+    let paid = wait_until_async(Duration::from_secs(60), || {
+        let c = c.clone();
+        async move { c.get("/orders/order_pg").await.json()["order_status"] == json!("paid") }
+    })
+    .await;
+    assert!(paid, "the payment saga paid the order: {}", c.get("/orders/order_pg").await.text());
+    let docs = orders::customers::PRODUCT_DOCUMENTS.as_bytes();
+    expect(&c.post("/registry/contracts", "application/yaml", docs).await, 201, "register");
+    let status = served.terminate(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM; log:\n{}", served.log());
+    drop(served);
+
+    // A fresh --data directory: whatever answers now came from PostgreSQL.
+    let second = temp("pg-second");
+    let served = Served::start(&["orders", "accounts", "registry"], &second, &prefix, &env).await;
+    let c = served.client();
+    let o = c.get("/orders/order_pg").await;
+    expect(&o, 200, "the order after the restart");
+    assert_eq!((o.json()["order_status"].clone(), o.json()["total_amount"].clone()), (json!("paid"), json!("199.98")));
+    let mine = c.get("/orders?customer_id=cust_123").await;
+    assert_eq!(mine.json().as_array().map(Vec::len), Some(1), "the read model is in the database: {}", mine.text());
+    let cust = c.get("/accounts/cust_123").await;
+    assert_eq!(cust.json()["balance"], json!("800.02"), "{}", cust.text());
+    let merchant = c.get("/accounts/merchant").await;
+    assert_eq!(merchant.json()["balance"], json!("199.98"), "{}", merchant.text());
+    let products = c.get("/registry/products").await;
+    assert_eq!(products.json()[0]["id"], json!("customer_data_v1"), "{}", products.text());
+    let local: Vec<_> =
+        std::fs::read_dir(&second).expect("data dir").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert!(
+        local.iter().all(|n| n.to_str().is_some_and(|n| n == "serve.log" || n.starts_with("registry"))),
+        "no event store or read model written to the data directory: {local:?}"
+    );
+    drop(served);
+    db.drop_it().await;
+    for dir in [first, second] {
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -87,7 +87,7 @@ async fn healthz(State(ops): Shared) -> Json<Value> {
 async fn check(probe: &Probe) -> crate::Result<()> {
     match probe {
         Probe::Store(_, s) => s.head_position().await.map(|_| ())?,
-        Probe::Registry(r) => r.products().await.map(|_| ())?,
+        Probe::Registry(r) => r.ping().await?,
         Probe::Lake(l) => l.tables().await.map(|_| ())?,
         Probe::Timeseries(t) => {
             let _ = t.stats();
