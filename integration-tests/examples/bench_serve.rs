@@ -91,7 +91,9 @@ async fn start_services(data: &Path) -> (String, tokio::sync::oneshot::Sender<()
         data: Some(data.to_owned()),
         ..Flags::default()
     };
-    let config = ServeConfig::resolve(flags, &|_| None, FileConfig::default()).expect("config");
+    let mut config = ServeConfig::resolve(flags, &|_| None, FileConfig::default()).expect("config");
+    // No refinement in the background while latency is measured.
+    config.lake_refine_secs = 0;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         platform::serve::serve(config, async {
@@ -228,7 +230,9 @@ async fn main() {
 
     // --- registry.
     let docs = orders::customers::PRODUCT_DOCUMENTS;
-    check(&c.post("/registry/contracts", "application/yaml", docs.as_bytes()).await, 201, "register");
+    // The orders service announced the same product on the bus already.
+    let reg = c.post("/registry/contracts", "application/yaml", docs.as_bytes()).await;
+    assert!(matches!(reg.status, 200 | 201), "register: {}", reg.text());
     registry.register_text("bench", docs).await.expect("register");
     let http = paced(n, rate, |_| {
         let c = c.clone();

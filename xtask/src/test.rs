@@ -24,19 +24,33 @@ pub fn run(extra: &[String]) -> Result<()> {
     // on purpose), so they need the jars even when KAFKA_BOOTSTRAP is given.
     kafka::ensure_jars()?;
     // `--workspace` also covers the members outside default-members (xtask,
-    // integration-tests).
-    let outcome = process::status(
-        process::cargo_command()
-            .args(["test", "--workspace"])
-            .args(extra)
-            .env(kafka::BOOTSTRAP_ENV, &bootstrap)
-            .env(pg::URL_ENV, &database_url)
-            .env(kafka::LIBS_ENV, kafka::libs_dir())
-            .env(datacontract::BIN_ENV, &datacontract_cli)
-            .env(pylake::PYTHON_ENV, &lake_python)
-            .env(pylake::S3_ENV, &s3)
-            .current_dir(paths::workspace_root()),
-    );
+    // integration-tests). Without arguments: every test target, then the
+    // doc tests; the examples (benches) are not linked here, `lint`'s
+    // clippy `--all-targets` type-checks them, and linking eight release
+    // harnesses in debug was minutes of a cold CI run for nothing.
+    let phases: Vec<Vec<String>> = if extra.is_empty() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        vec![args(&["test", "--workspace", "--lib", "--bins", "--tests"]), args(&["test", "--workspace", "--doc"])]
+    } else {
+        vec![["test".to_owned(), "--workspace".to_owned()].into_iter().chain(extra.iter().cloned()).collect()]
+    };
+    let mut outcome = Ok(std::process::ExitStatus::default());
+    for phase in &phases {
+        outcome = process::status(
+            process::cargo_command()
+                .args(phase)
+                .env(kafka::BOOTSTRAP_ENV, &bootstrap)
+                .env(pg::URL_ENV, &database_url)
+                .env(kafka::LIBS_ENV, kafka::libs_dir())
+                .env(datacontract::BIN_ENV, &datacontract_cli)
+                .env(pylake::PYTHON_ENV, &lake_python)
+                .env(pylake::S3_ENV, &s3)
+                .current_dir(paths::workspace_root()),
+        );
+        if !outcome.as_ref().is_ok_and(std::process::ExitStatus::success) || interrupt::requested() {
+            break;
+        }
+    }
     let servers = services.describe();
     let stopped = services.stop();
     let secs = started.elapsed().as_secs();

@@ -36,6 +36,8 @@ pub const PARTITIONS: u32 = 3;
 /// concurrently (so the stores' group commit has company), those of one key
 /// in order.
 pub const BATCH: usize = 512;
+/// The first wait before a failed consumer group joins again (doubling to 10 s).
+const RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Which bus a node talks on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +116,8 @@ impl<H: SharedHandler> SharedHandler for Seen<H> {
 /// One consumer group of the node.
 struct Worker {
     group: String,
+    /// The group's name on the bus (with the group prefix).
+    bus_group: String,
     /// Full topic names (with the prefix).
     topics: Vec<String>,
     consumer: Consumer,
@@ -264,7 +268,8 @@ impl Node {
     ) -> Result<()> {
         let names: Vec<String> = topics.iter().map(|t| format!("{}{t}", self.prefix)).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let sub = self.bus.subscribe(&format!("{}{group}", self.group_prefix), &refs).await?;
+        let bus_group = format!("{}{group}", self.group_prefix);
+        let sub = self.bus.subscribe(&bus_group, &refs).await?;
         let policy = RetryPolicy {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(20),
@@ -273,7 +278,7 @@ impl Node {
         let pending: Pending = Arc::default();
         let consumer = Consumer::new(sub, policy).with_max_record_bytes(self.bus.max_record_bytes());
         let handler = Box::new(Seen { inner: handler, pending: Arc::clone(&pending) });
-        self.workers.push(Worker { group: group.to_owned(), topics: names, consumer, handler, pending });
+        self.workers.push(Worker { group: group.to_owned(), bus_group, topics: names, consumer, handler, pending });
         Ok(())
     }
 
@@ -423,46 +428,65 @@ impl Node {
         for mut w in std::mem::take(&mut self.workers) {
             let stopping = Arc::clone(&stopping);
             let live = Arc::clone(&self.live);
+            let bus = Arc::clone(&self.bus);
             workers.push(tokio::spawn(async move {
-                let mut result = Ok(0u64);
+                let mut handled = 0u64;
+                let mut backoff = RESUBSCRIBE_BACKOFF;
+                let mine = format!("consumer group {}:", w.group);
                 while !halted(&stopping) {
                     let polled = w.consumer.poll_batch(w.handler.as_ref(), BATCH, Duration::from_millis(50)).await;
                     let sample = GroupLive { stats: w.consumer.stats(), lag: w.consumer.lag() };
                     locked(&live.groups).insert(w.group.clone(), sample);
                     match polled {
-                        Ok(n) => result = result.map(|t| t + n as u64),
+                        Ok(n) => {
+                            handled += n as u64;
+                            backoff = RESUBSCRIBE_BACKOFF;
+                            let mut failed = locked(&live.failed);
+                            if failed.as_deref().is_some_and(|f| f.starts_with(&mine)) {
+                                *failed = None;
+                            }
+                        }
+                        // The bus went away (a broker restart) or a batch
+                        // could not finish: join the group again, which
+                        // resumes at its committed offsets, so what the
+                        // failed batch fetched is delivered again, not
+                        // skipped. Readiness reports the failure meanwhile.
                         Err(e) => {
-                            *locked(&live.failed) = Some(format!("consumer group {}: {e}", w.group));
-                            result = Err(e);
-                            break;
+                            tracing::warn!(group = %w.group, error = %e, "consumer failed; joining the group again in {backoff:?}");
+                            *locked(&live.failed) = Some(format!("{mine} {e}"));
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                            let refs: Vec<&str> = w.topics.iter().map(String::as_str).collect();
+                            match bus.subscribe(&w.bus_group, &refs).await {
+                                Ok(fresh) => {
+                                    let old = w.consumer.replace_subscription(fresh);
+                                    if let Err(e) = old.close().await {
+                                        tracing::debug!(group = %w.group, error = %e, "closing the failed subscription");
+                                    }
+                                }
+                                Err(e) => tracing::warn!(group = %w.group, error = %e, "joining the group again failed"),
+                            }
                         }
                     }
                 }
-                (w, result)
+                (w, handled)
             }));
         }
         stop.await;
         stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut stats = SettleStats::default();
-        let mut failure = None;
         for task in relays {
             let (relay, relayed) = task.await?;
             stats.relayed += relayed;
             self.relays.push(relay);
         }
         for task in workers {
-            let (w, result) = task.await?;
+            let (w, handled) = task.await?;
             stats.dead_lettered += w.consumer.stats().dead_lettered;
-            match result {
-                Ok(n) => stats.handled += n,
-                Err(e) => failure = Some(e),
-            }
+            stats.handled += handled;
             self.workers.push(w);
         }
-        match failure {
-            Some(e) => Err(e.into()),
-            None => Ok(stats),
-        }
+        Ok(stats)
     }
 
     /// Leaves the consumer groups (commits made durable).

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain_core::bus::{Delivery, Handler, topics};
+use domain_core::bus::{Delivery, Handler, SharedHandler, topics};
 use domain_core::{Envelope, EventType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -44,6 +44,15 @@ pub struct DeriveRule {
     /// Tag key -> JSON pointer in the payload; `@subject` means the aggregate id.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Events carry their time to the microsecond, so two aggregates'
+    /// events in the same microsecond would land on one point (the second
+    /// overwriting the first). With this set, the nanosecond digits hold
+    /// a hash of the subject: distinct aggregates stay distinct points
+    /// (but for a 1-in-1000 clash within one microsecond), a redelivered
+    /// event still lands on its own point, and no tag per aggregate makes
+    /// the series count grow with the traffic.
+    #[serde(default)]
+    pub spread_by_subject: bool,
 }
 
 impl DeriveRule {
@@ -69,15 +78,21 @@ impl DeriveRule {
             };
             tags.insert(key.clone(), v);
         }
-        Ok(Point {
-            series: self.series.clone(),
-            tags,
-            timestamp: nanos(env),
-            value,
-            quality: Quality::Good,
-            unit: None,
-        })
+        let mut timestamp = nanos(env);
+        if self.spread_by_subject {
+            timestamp = timestamp - timestamp.rem_euclid(1000) + subject_nanos(&env.subject);
+        }
+        Ok(Point { series: self.series.clone(), tags, timestamp, value, quality: Quality::Good, unit: None })
     }
+}
+
+/// 0..1000 from the subject (FNV-1a: stable across builds and machines).
+fn subject_nanos(subject: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in subject.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % 1000) as i64
 }
 
 fn nanos(env: &Envelope) -> i64 {
@@ -116,9 +131,10 @@ impl TelemetryHandler {
     }
 }
 
-#[async_trait]
-impl Handler for TelemetryHandler {
-    async fn handle(&mut self, event: &Envelope, _: &Delivery) -> domain_core::Result<()> {
+impl TelemetryHandler {
+    /// Writes the event's points; a bad point is a rejection (to the DLQ),
+    /// a failing disk a transient error (retried).
+    async fn store(&self, event: &Envelope) -> domain_core::Result<()> {
         let points = self.points(event)?;
         if points.is_empty() {
             return Ok(());
@@ -136,6 +152,26 @@ impl Handler for TelemetryHandler {
             }
             Err(e) => Err(domain_core::Error::Rejected(e.to_string())),
         }
+    }
+}
+
+#[async_trait]
+impl Handler for TelemetryHandler {
+    async fn handle(&mut self, event: &Envelope, _: &Delivery) -> domain_core::Result<()> {
+        self.store(event).await
+    }
+}
+
+/// The same writes from a service's consumer group; events neither a
+/// `PointWritten` nor named by a rule are committed unread.
+#[async_trait]
+impl SharedHandler for TelemetryHandler {
+    async fn handle(&self, event: &Envelope, _: &Delivery) -> domain_core::Result<()> {
+        self.store(event).await
+    }
+
+    fn wants(&self, event_type: &str) -> bool {
+        event_type.split('.').nth(1) == Some("PointWritten") || self.rules.iter().any(|r| r.event_type == event_type)
     }
 }
 
@@ -232,6 +268,38 @@ mod tests {
         Envelope::raw("devices", ty, device, 1, data)
     }
 
+    #[test]
+    fn spreading_by_subject_keeps_same_microsecond_events_apart_and_redeliveries_together() {
+        let paid = |order: &str| {
+            let mut e = Envelope::raw(
+                "orders",
+                EventType::new("orders", "OrderPaid", 1).expect("type"),
+                order,
+                3,
+                json!({ "amount": { "amount": "19.99", "currency": "CNY" } }),
+            );
+            e.time = chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("time");
+            e
+        };
+        let mut rule = DeriveRule {
+            event_type: "orders.OrderPaid.v1".into(),
+            series: "order_paid_amount".into(),
+            value: "/amount/amount".into(),
+            tags: [("currency".to_owned(), "/amount/currency".to_owned())].into(),
+            spread_by_subject: false,
+        };
+        let at = |rule: &DeriveRule, order: &str| rule.point(&paid(order)).expect("point").timestamp;
+        assert_eq!(at(&rule, "order_1"), at(&rule, "order_2"), "without spreading they collide");
+        rule.spread_by_subject = true;
+        let (a, b) = (at(&rule, "order_1"), at(&rule, "order_2"));
+        assert_ne!(a, b, "spread: two points");
+        assert_eq!(a, at(&rule, "order_1"), "a redelivery lands on its own point");
+        assert_eq!(a / 1000, 1_700_000_000_123_456, "still within the event's microsecond");
+        let p = rule.point(&paid("order_1")).expect("point");
+        assert!((p.value - 19.99).abs() < 1e-9);
+        assert_eq!(p.tags.get("currency").map(String::as_str), Some("CNY"));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn telemetry_and_derived_points_land_once_and_bad_ones_go_to_the_dlq() {
         let dir = std::env::temp_dir().join(format!("ts-bus-{}", uuid::Uuid::now_v7().simple()));
@@ -283,6 +351,7 @@ mod tests {
             value: "/total_amount".into(),
             tags: [("currency".to_owned(), "/currency".to_owned()), ("order_id".to_owned(), "@subject".to_owned())]
                 .into(),
+            spread_by_subject: false,
         };
         let mut handler = TelemetryHandler::new(Arc::clone(&engine), vec![rule]);
         let sub = bus.subscribe("timeseries", &[topics::TELEMETRY, topics::ORDERS]).await.expect("subscribe");

@@ -27,10 +27,24 @@ impl Served {
     /// Starts `platform serve CONTEXTS` over the brokers at `bootstrap`
     /// without waiting for it.
     pub fn spawn(bootstrap: &str, contexts: &[&str], data: &Path, prefix: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn_at(&free_addr(), bootstrap, contexts, data, prefix, env)
+    }
+
+    /// [`Served::spawn`] listening on `addr`, so a restarted service is
+    /// found where its clients left it.
+    pub fn spawn_at(
+        addr: &str,
+        bootstrap: &str,
+        contexts: &[&str],
+        data: &Path,
+        prefix: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         std::fs::create_dir_all(data).expect("data dir");
-        let addr = free_addr();
+        let addr = addr.to_owned();
         let log = data.join("serve.log");
-        let out = std::fs::File::create(&log).expect("log file");
+        // Appended to, so a restarted service's log follows the one killed.
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_platform-cli"));
         cmd.arg("--data")

@@ -134,8 +134,10 @@ async fn every_endpoint_answers_and_bad_input_gets_precise_4xx() {
     assert_eq!(ids, BTreeSet::from(["order_001".to_owned(), "order_002".to_owned()]));
 
     // --- registry.
+    // The orders service announces the same product on the bus at start:
+    // whichever comes first registers it, the other changes nothing.
     let reg = c.post("/registry/contracts", "application/yaml", orders::customers::PRODUCT_DOCUMENTS.as_bytes()).await;
-    expect(&reg, 201, "register");
+    assert!(matches!(reg.status, 200 | 201), "register: {}", reg.text());
     let again =
         c.post("/registry/contracts", "application/yaml", orders::customers::PRODUCT_DOCUMENTS.as_bytes()).await;
     expect(&again, 200, "registering the same documents again changes nothing");
@@ -427,7 +429,8 @@ async fn on_postgresql_every_context_keeps_its_state_in_the_database() {
     .await;
     assert!(paid, "the payment saga paid the order: {}", c.get("/orders/order_pg").await.text());
     let docs = orders::customers::PRODUCT_DOCUMENTS.as_bytes();
-    expect(&c.post("/registry/contracts", "application/yaml", docs).await, 201, "register");
+    let reg = c.post("/registry/contracts", "application/yaml", docs).await;
+    assert!(matches!(reg.status, 200 | 201), "register: {}", reg.text());
     let status = served.terminate(Duration::from_secs(60));
     assert_eq!(status.code(), Some(0), "exit after SIGTERM; log:\n{}", served.log());
     drop(served);

@@ -107,6 +107,14 @@ impl Consumer {
         self.stats
     }
 
+    /// Swaps in a fresh subscription (the same group, after a failure),
+    /// keeping the totals; returns the old one to be closed. A fresh
+    /// subscription starts at the group's committed offsets, so records a
+    /// failed batch fetched but never committed are delivered again.
+    pub fn replace_subscription(&mut self, subscription: Box<dyn Subscription>) -> Box<dyn Subscription> {
+        std::mem::replace(&mut self.subscription, subscription)
+    }
+
     /// The subscription's consumer lag, when the bus reports one.
     pub fn lag(&self) -> Option<u64> {
         self.subscription.lag()

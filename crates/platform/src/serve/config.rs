@@ -113,6 +113,8 @@ pub struct FileConfig {
     pub lake: Option<String>,
     pub merchant_account: Option<String>,
     pub body_limit_bytes: Option<usize>,
+    /// Seconds between the lake's refinements (0: only on demand).
+    pub lake_refine_secs: Option<u64>,
     /// token -> scopes.
     pub tokens: Option<BTreeMap<String, Vec<Scope>>>,
 }
@@ -148,6 +150,8 @@ pub struct ServeConfig {
     pub lake: Option<String>,
     pub merchant_account: String,
     pub body_limit_bytes: usize,
+    /// Seconds between the lake's refinements (0: only on demand).
+    pub lake_refine_secs: u64,
     pub tokens: BTreeMap<String, Vec<Scope>>,
 }
 
@@ -168,11 +172,13 @@ pub const ENV: &[(&str, &str)] = &[
     ("PLATFORM_LAKE", "lake location (a directory or s3://bucket/path)"),
     ("PLATFORM_MERCHANT_ACCOUNT", "the account order payments are credited to"),
     ("PLATFORM_BODY_LIMIT", "largest request body in bytes"),
+    ("PLATFORM_LAKE_REFINE_SECS", "seconds between bronze -> silver -> gold runs (0: only POST /lake/refine)"),
     ("PLATFORM_TOKENS", "bearer tokens: TOKEN:read,write;TOKEN2:read"),
 ];
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+pub const DEFAULT_LAKE_REFINE_SECS: u64 = 30;
 
 /// `TOKEN:read,write;TOKEN2:read`.
 fn parse_tokens(s: &str) -> Result<BTreeMap<String, Vec<Scope>>> {
@@ -231,6 +237,13 @@ impl ServeConfig {
                 .map_err(|_| Error::Usage(format!("PLATFORM_BODY_LIMIT `{v}` is not a number of bytes")))?,
             None => file.body_limit_bytes.unwrap_or(DEFAULT_BODY_LIMIT),
         };
+        let lake_refine_secs = match env("PLATFORM_LAKE_REFINE_SECS") {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| Error::Usage(format!("PLATFORM_LAKE_REFINE_SECS `{v}` is not a number of seconds")))?,
+            None => file.lake_refine_secs.unwrap_or(DEFAULT_LAKE_REFINE_SECS),
+        };
         let tokens = match env("PLATFORM_TOKENS") {
             Some(v) => parse_tokens(&v)?,
             None => file.tokens.unwrap_or_default(),
@@ -251,6 +264,7 @@ impl ServeConfig {
             merchant_account: pick(None, "PLATFORM_MERCHANT_ACCOUNT", file.merchant_account)
                 .unwrap_or_else(|| "merchant".to_owned()),
             body_limit_bytes,
+            lake_refine_secs,
             tokens,
         })
     }
@@ -288,6 +302,10 @@ mod tests {
         assert_eq!(c.tokens.get("t1"), Some(&vec![Scope::Read]));
         assert_eq!(c.data, PathBuf::from("./data"), "default");
         assert_eq!(c.merchant_account, "merchant");
+        assert_eq!(c.lake_refine_secs, DEFAULT_LAKE_REFINE_SECS);
+        let env = env_of(&[("PLATFORM_CONTEXTS", "lake"), ("PLATFORM_LAKE_REFINE_SECS", "0")]);
+        let file: FileConfig = serde_norway::from_str("lake_refine_secs: 5\n").expect("yaml");
+        assert_eq!(ServeConfig::resolve(Flags::default(), &env, file).expect("resolve").lake_refine_secs, 0);
     }
 
     #[test]
@@ -310,6 +328,7 @@ mod tests {
         assert!(err(&[("PLATFORM_CONTEXTS", "orders"), ("PLATFORM_HTTP", "nowhere")]).contains("`nowhere`"));
         assert!(err(&[("PLATFORM_CONTEXTS", "orders"), ("PLATFORM_TOKENS", "abc:admin")]).contains("`admin`"));
         assert!(err(&[("PLATFORM_CONTEXTS", "orders"), ("PLATFORM_BODY_LIMIT", "big")]).contains("`big`"));
+        assert!(err(&[("PLATFORM_CONTEXTS", "lake"), ("PLATFORM_LAKE_REFINE_SECS", "-1")]).contains("`-1`"));
         let tokens = parse_tokens("w:read,write; r:read").expect("tokens");
         assert_eq!(tokens.get("w"), Some(&vec![Scope::Read, Scope::Write]));
         assert_eq!(tokens.get("r"), Some(&vec![Scope::Read]));

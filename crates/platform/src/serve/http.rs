@@ -327,7 +327,7 @@ fn route_of(req: &Request) -> String {
 /// The context a route belongs to, for the metrics' labels.
 pub fn context_of(route: &str) -> &'static str {
     match route.trim_start_matches('/').split('/').next().unwrap_or("") {
-        "orders" => "orders",
+        "orders" | "customers" => "orders",
         "accounts" => "accounts",
         "registry" => "registry",
         "lake" => "lake",

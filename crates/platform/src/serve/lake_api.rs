@@ -1,6 +1,6 @@
 //! The lake service's HTTP API: tables with their statistics, a table's
-//! commit history, and read-only SQL (anything that would write is
-//! refused before it runs).
+//! commit history, read-only SQL (anything that would write is refused
+//! before it runs), and a refinement run on demand with the last one's report.
 
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ pub const MAX_ROWS: usize = 10_000;
 #[derive(Debug)]
 pub struct LakeApi {
     pub lake: Lake,
+    pub refiner: Arc<super::refine::Refiner>,
 }
 
 type Shared = State<Arc<LakeApi>>;
@@ -28,6 +29,7 @@ pub fn router(api: Arc<LakeApi>) -> Router {
         .route("/lake/tables", get(tables))
         .route("/lake/tables/{table}/history", get(history))
         .route("/lake/sql", post(sql))
+        .route("/lake/refine", post(refine).get(last_refined))
         .with_state(api)
 }
 
@@ -72,4 +74,16 @@ async fn sql(State(api): Shared, Body(q): Body<Sql>) -> ApiResult<Json<Value>> {
     }
     let rows = lake::rows_json(&kept).map_err(crate::Error::from)?;
     Ok(Json(json!({ "rows": rows, "row_count": total, "truncated": total > MAX_ROWS })))
+}
+
+/// Runs bronze -> silver -> gold now and answers with what it did.
+async fn refine(State(api): Shared) -> ApiResult<Json<Value>> {
+    let done = api.refiner.run_once().await?;
+    Ok(Json(serde_json::to_value(done).map_err(crate::Error::from)?))
+}
+
+/// The last refinement that succeeded, and the run counts.
+async fn last_refined(State(api): Shared) -> ApiResult<Json<Value>> {
+    let (runs, failures) = api.refiner.counts();
+    Ok(Json(json!({ "runs": runs, "failures": failures, "last": api.refiner.last() })))
 }

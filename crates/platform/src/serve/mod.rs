@@ -15,6 +15,7 @@ pub mod lake_api;
 pub mod metrics;
 pub mod ops;
 pub mod orders_api;
+pub mod refine;
 pub mod registry_api;
 pub mod ts_api;
 
@@ -131,6 +132,38 @@ async fn orders_repository(config: &ServeConfig) -> Result<EventSourcedOrders> {
     Ok(EventSourcedOrders::new(store, read_model))
 }
 
+/// The time-series service's consumer group.
+pub const TIMESERIES_GROUP: &str = "timeseries-points";
+
+/// The business metrics the time-series service derives from the orders'
+/// events (read as JSON by their wire names, not through the orders crate):
+/// the amount of every order confirmed and paid, by currency.
+pub fn business_metrics() -> Vec<timeseries::bus::DeriveRule> {
+    let rule = |event: &str, series: &str, money: &str| timeseries::bus::DeriveRule {
+        event_type: format!("orders.{event}.v1"),
+        series: series.to_owned(),
+        value: format!("/{money}/amount"),
+        tags: [("currency".to_owned(), format!("/{money}/currency"))].into(),
+        spread_by_subject: true,
+    };
+    vec![
+        rule("OrderConfirmed", "order_confirmed_amount", "total_amount"),
+        rule("OrderPaid", "order_paid_amount", "amount"),
+    ]
+}
+
+/// The series a derived metric lands in (created at start; the same
+/// schema again is a no-op). Events arrive as late as the bus delivers
+/// them, after a restart or a replay: a day of lateness is accepted, an
+/// older event is refused to the DLQ where it stays visible.
+fn metric_schema(rule: &timeseries::bus::DeriveRule) -> timeseries::model::SeriesSchema {
+    let tags: Vec<&str> = rule.tags.keys().map(String::as_str).collect();
+    let mut schema =
+        timeseries::model::SeriesSchema::new(&rule.series, &tags, "", 365, &["raw", "1min", "1hour", "1day"]);
+    schema.out_of_order_secs = 86_400;
+    schema
+}
+
 /// Background work beside the node: the registry's enforcers and the
 /// lake's bronze ingester.
 type Background = Vec<tokio::task::JoinHandle<Result<()>>>;
@@ -147,7 +180,11 @@ async fn open_contexts(
         let orders = orders_repository(config).await?;
         node.relay("orders", Arc::clone(orders.store()));
         node.consume(ORDERS_GROUP, &[topics::ACCOUNTS], PaymentOutcomeHandler::new(Arc::clone(orders.store()))).await?;
-        contexts.orders = Some(Arc::new(orders_api::OrdersApi { orders }));
+        let customers = orders::customers::Customers::new(Arc::clone(orders.store()));
+        contexts.orders = Some(Arc::new(orders_api::OrdersApi { orders, customers }));
+        let topic = format!("{}{}", config.topic_prefix, orders::customers::ANNOUNCE_TOPIC);
+        let announcement = orders::customers::announcement()?;
+        background.push(spawn_announce(Arc::clone(node.bus()), topic, announcement, stop.clone()));
     }
     if config.serves(ServiceName::Accounts) {
         let accounts = Accounts::new(event_store(config, "accounts").await?);
@@ -189,38 +226,107 @@ async fn open_contexts(
         if matches!(node.choice(), BusChoice::Kafka(_)) {
             background.push(spawn_bronze(location.clone(), Arc::clone(node.bus()), &config.topic_prefix, stop.clone()));
         }
-        contexts.lake = Some(Arc::new(lake_api::LakeApi { lake: lake::Lake::new(location) }));
+        let refiner = Arc::new(refine::Refiner::new(location.clone(), Arc::clone(node.bus()), &config.topic_prefix));
+        if config.lake_refine_secs > 0 {
+            let every = Duration::from_secs(config.lake_refine_secs);
+            background.push(tokio::spawn(Arc::clone(&refiner).every(every, stop.clone())));
+        }
+        contexts.lake = Some(Arc::new(lake_api::LakeApi { lake: lake::Lake::new(location), refiner }));
     }
     if config.serves(ServiceName::Timeseries) {
         let dir = crate::ts::dir(&config.data);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let engine = Arc::new(timeseries::Engine::open(&dir)?);
+        let rules = business_metrics();
+        for rule in &rules {
+            engine.create_series(metric_schema(rule))?;
+        }
+        let telemetry = timeseries::bus::TelemetryHandler::new(Arc::clone(&engine), rules);
+        node.consume(TIMESERIES_GROUP, &[topics::TELEMETRY, topics::ORDERS], telemetry).await?;
         contexts.timeseries = Some(Arc::new(ts_api::TsApi { engine, body_limit: config.body_limit_bytes }));
     }
     Ok((contexts, background))
 }
 
 /// Bronze from every `*.events` topic, exactly once, until `stop`.
+/// Publishes a data product announcement, retrying until the bus takes it
+/// (the registry registers the same documents once, however often they come).
+fn spawn_announce(
+    bus: Arc<dyn EventBus>,
+    topic: String,
+    announcement: domain_core::Envelope,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Result<()>> {
+    tokio::spawn(async move {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match bus.publish(&topic, std::slice::from_ref(&announcement)).await {
+                Ok(()) => {
+                    tracing::info!(product = %announcement.subject, %topic, "data product announced");
+                    return Ok(());
+                }
+                Err(e) => tracing::warn!(error = %e, "announcing the data product failed; retrying"),
+            }
+            if *stop.borrow() {
+                return Ok(());
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
+        }
+    })
+}
+
 fn spawn_bronze(
     location: lake::LakeLocation,
     bus: Arc<dyn EventBus>,
     prefix: &str,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<Result<()>> {
     let names: Vec<String> = topics::ALL.iter().map(|t| format!("{prefix}{t}")).collect();
-    let group_prefix = format!("{prefix}{}", lake::bronze::BronzeConfig::default().group);
+    let group = format!("{prefix}{}", lake::bronze::BronzeConfig::default().group);
     tokio::spawn(async move {
-        let config = lake::bronze::BronzeConfig { group: group_prefix, ..lake::bronze::BronzeConfig::default() };
-        let mut ingester = lake::bronze::BronzeIngester::open(&location, config).await?;
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let mut sub = bus.subscribe(&ingester.group(), &refs).await?;
-        let stopping = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        ingester.run(sub.as_mut(), None, stopping).await?;
-        sub.close().await?;
-        Ok(())
+        // A failure (the broker away too long, a storage error) ends one
+        // run; the next resumes from the offsets the table holds, so
+        // nothing is lost or doubled, and the service keeps ingesting
+        // instead of serving a lake that silently stopped filling.
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match ingest_bronze(&location, &bus, &names, &group, stop.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "bronze ingestion failed; resuming from the table's offsets in {wait:?}")
+                }
+            }
+            let mut stopped = stop.clone();
+            tokio::select! {
+                _ = stopped.wait_for(|s| *s) => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
     })
+}
+
+/// One run of the bronze ingester, until `stop` (Ok) or a failure.
+async fn ingest_bronze(
+    location: &lake::LakeLocation,
+    bus: &Arc<dyn EventBus>,
+    names: &[String],
+    group: &str,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let config = lake::bronze::BronzeConfig { group: group.to_owned(), ..lake::bronze::BronzeConfig::default() };
+    let mut ingester = lake::bronze::BronzeIngester::open(location, config).await?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut sub = bus.subscribe(&ingester.group(), &refs).await?;
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let ran = ingester.run(sub.as_mut(), None, stopping).await;
+    let closed = sub.close().await;
+    ran?;
+    closed?;
+    Ok(())
 }
 
 /// The whole HTTP API of the contexts served.

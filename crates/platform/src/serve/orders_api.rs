@@ -1,5 +1,7 @@
-//! The orders service's HTTP API: the order's life cycle and the seed's
-//! `find_by_customer`. A command answers once its events are stored; the
+//! The orders service's HTTP API: the order's life cycle, the seed's
+//! `find_by_customer`, and the customer master data the orders context owns
+//! (each change is a `CustomerRegistered`/`CustomerUpdated` event on
+//! `orders.events`, the `customer_data_v1` product's port). A command answers once its events are stored; the
 //! payment and refund sagas go on over the bus (`confirm` and `cancel`
 //! answer 202 with the order as it is then).
 
@@ -10,6 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain_core::{Currency, Money};
+use orders::customers::{CustomerProfile, CustomerStatus, Customers};
 use orders::{CustomerInfo, EventSourcedOrders, OrderCommand, OrderRepository};
 use serde::Deserialize;
 use serde_json::Value;
@@ -23,6 +26,7 @@ const RETRIES: u32 = 50;
 #[derive(Debug)]
 pub struct OrdersApi {
     pub orders: EventSourcedOrders,
+    pub customers: Customers,
 }
 
 type Shared = State<Arc<OrdersApi>>;
@@ -36,6 +40,7 @@ pub fn router(api: Arc<OrdersApi>) -> Router {
         .route("/orders/{id}/ship", post(ship))
         .route("/orders/{id}/deliver", post(deliver))
         .route("/orders/{id}/cancel", post(cancel))
+        .route("/customers/{id}", get(customer).put(put_customer))
         .with_state(api)
 }
 
@@ -151,4 +156,34 @@ async fn by_customer(State(api): Shared, Query(q): Query<ByCustomer>) -> ApiResu
         .ok_or_else(|| ApiError::field("customer_id", "give the customer: GET /orders?customer_id=cust_123"))?;
     let rows = api.orders.find_by_customer(&customer).await.map_err(crate::Error::from)?;
     Ok(Json(serde_json::to_value(rows).map_err(crate::Error::from)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Profile {
+    name: String,
+    email: String,
+    /// `YYYY-MM-DD`; today (UTC) when absent.
+    registration_date: Option<chrono::NaiveDate>,
+    status: Option<CustomerStatus>,
+    segment: String,
+}
+
+/// Registers the customer or replaces its profile (the same profile again
+/// changes nothing, so a retried PUT is harmless).
+async fn put_customer(State(api): Shared, Path(id): Path<String>, Body(p): Body<Profile>) -> ApiResult<Json<Value>> {
+    let date = p.registration_date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let profile =
+        CustomerProfile::new(id, p.name, p.email, date, p.status.unwrap_or(CustomerStatus::Active), p.segment)
+            .map_err(|e| crate::Error::from(orders::Error::from(e)))?;
+    let answer = serde_json::to_value(&profile).map_err(crate::Error::from)?;
+    api.customers.upsert(profile).await.map_err(crate::Error::from)?;
+    Ok(Json(answer))
+}
+
+async fn customer(State(api): Shared, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    match api.customers.get(&id).await.map_err(crate::Error::from)? {
+        Some(p) => Ok(Json(serde_json::to_value(p).map_err(crate::Error::from)?)),
+        None => Err(ApiError::not_found(format!("customer `{id}` is not registered"))),
+    }
 }
