@@ -204,6 +204,14 @@ async fn every_endpoint_answers_and_bad_input_gets_precise_4xx() {
     let counted = reader.post_json("/lake/sql", &json!({"sql": "SELECT COUNT(*) AS n FROM bronze.events"})).await;
     expect(&counted, 200, "sql with the read scope");
     assert!(counted.json()["rows"][0]["n"].as_u64() > Some(0), "{}", counted.text());
+    expect(&reader.post("/lake/refine", "application/json", b"").await, 403, "refining needs the write scope");
+    let refined = c.post("/lake/refine", "application/json", b"").await;
+    expect(&refined, 200, "refine");
+    assert!(refined.json()["silver"]["bronze_rows"].as_u64() > Some(0), "{}", refined.text());
+    let last = reader.get("/lake/refine").await;
+    assert_eq!(last.json()["runs"], json!(1), "{}", last.text());
+    let orders = reader.post_json("/lake/sql", &json!({"sql": "SELECT COUNT(*) AS n FROM silver.orders"})).await;
+    assert!(orders.json()["rows"][0]["n"].as_u64() > Some(0), "silver.orders filled: {}", orders.text());
 
     // --- bad input: 4xx with a JSON error naming the problem.
     let bad = |r: &super::http::Reply, status: u16, code: &str, what: &str| {
@@ -215,6 +223,23 @@ async fn every_endpoint_answers_and_bad_input_gets_precise_4xx() {
         c.post_json("/orders/order_002/items", &json!({"product_id": "p", "quantity": "two", "unit_price": "1"})).await;
     bad(&r, 422, "invalid_field", "wrong type");
     assert_eq!(r.json()["error"]["field"], json!("quantity"));
+    let profile = json!({"name": "张三", "email": "zhangsan@example.com", "segment": "premium"});
+    let put_json = |body: Value| {
+        let c = c.clone();
+        async move {
+            let bytes = body.to_string().into_bytes();
+            c.send("PUT", "/customers/cust_123", &[("Content-Type", "application/json")], &bytes).await.expect("PUT")
+        }
+    };
+    let put = put_json(profile).await;
+    expect(&put, 200, "register the customer");
+    assert_eq!(put.json()["status"], json!("active"));
+    expect(&reader.get("/customers/cust_123").await, 200, "the customer");
+    bad(&reader.get("/customers/nobody").await, 404, "not_found", "unknown customer");
+    let wrong = json!({"name": "张三", "email": "not-an-email", "segment": "premium"});
+    let r = put_json(wrong).await;
+    bad(&r, 422, "invalid_value", "a bad email");
+    assert_eq!(r.json()["error"]["field"], json!("email"), "{}", r.text());
     let r = c.post_json("/orders", &json!({"name": "张三", "email": "a@b.c", "phone": "13800138000"})).await;
     bad(&r, 422, "invalid_field", "missing field");
     assert_eq!(r.json()["error"]["field"], json!("customer_id"));

@@ -102,7 +102,14 @@ impl From<Error> for ApiError {
             Error::Kafka(_) => (S::SERVICE_UNAVAILABLE, "bus_unavailable"),
             _ => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
-        Self { status, code, message: e.to_string(), field: None, hint }
+        // A value the domain refused names its field, as a body that does not parse does.
+        let field = match &e {
+            Error::Orders(orders::Error::Customer(orders::customers::CustomerError::Invalid { field, .. })) => {
+                Some((*field).to_owned())
+            }
+            _ => None,
+        };
+        Self { status, code, message: e.to_string(), field, hint }
     }
 }
 
