@@ -66,12 +66,21 @@ enum Command {
     },
 }
 
+/// `$PLATFORM_LOG` (default `warn`). The Delta kernel logs every table
+/// snapshot at INFO, so it stays at `warn` unless the filter names it.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let mut spec = std::env::var("PLATFORM_LOG").ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "warn".into());
+    for quiet in ["buoyant_kernel", "deltalake_core"] {
+        if !spec.contains(quiet) {
+            spec.push_str(&format!(",{quiet}=warn"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| "warn".into())
+}
+
 /// Parses the arguments, runs the command, prints the error and its hint.
 pub async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLATFORM_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).init();
     let matches = Cli::command().get_matches();
     let data_given = matches.value_source("data") == Some(ValueSource::CommandLine);
     let cli = match Cli::from_arg_matches(&matches) {
