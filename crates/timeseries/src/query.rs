@@ -86,8 +86,10 @@ pub struct LastPoint {
     pub value: f64,
 }
 
-/// What a query returns, and which rollup level answered it.
+/// What a query returns, and which rollup level answered it. On the wire:
+/// `{"raw": [{"tags", "points": [[time, value]]}]}` or `{"buckets": {"level", "groups"}}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum QueryResult {
     Raw(Vec<SeriesPoints>),
     Buckets { level: Option<String>, groups: Vec<GroupBuckets> },

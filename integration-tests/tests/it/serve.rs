@@ -180,6 +180,12 @@ async fn every_endpoint_answers_and_bad_input_gets_precise_4xx() {
     assert_eq!(pj["points_written"], json!(1), "the good line was written");
     let q = reader.get("/ts/query?series=cpu_usage_user&from=1699999999000000000&to=1700000200000000000").await;
     expect(&q, 200, "query");
+    assert!(q.json()["raw"][0]["points"].as_array().is_some_and(|p| !p.is_empty()), "raw points: {}", q.text());
+    let b = reader
+        .get("/ts/query?series=cpu_usage_user&from=1699999999000000000&to=1700000200000000000&every=1h&agg=count")
+        .await;
+    expect(&b, 200, "aggregate query");
+    assert!(b.json()["buckets"]["groups"].is_array(), "buckets: {}", b.text());
     let last = reader.get("/ts/series/cpu_usage_user/last?where=host%3Dserver01").await;
     expect(&last, 200, "last");
     assert_eq!(last.json()[0]["value"], json!(13.5), "{}", last.text());

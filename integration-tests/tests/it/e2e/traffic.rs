@@ -293,7 +293,7 @@ async fn paid_points(ts: String) -> Result<(f64, f64), String> {
     let answer = r.json();
     let (mut n, mut sum) = (0.0, 0.0);
     // Without `every` the answer is raw: series with [time, value] pairs.
-    for series in answer["Raw"].as_array().ok_or_else(|| format!("not a raw answer: {answer}"))? {
+    for series in answer["raw"].as_array().ok_or_else(|| format!("not a raw answer: {answer}"))? {
         for p in series["points"].as_array().ok_or_else(|| format!("no points in {series}"))? {
             n += 1.0;
             sum += p[1].as_f64().ok_or_else(|| format!("no value in {p}"))?;
