@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use accounts::{AccountCommand, Accounts};
 use domain_core::testkit::bench;
@@ -103,11 +103,12 @@ async fn start_services(data: &Path) -> (String, tokio::sync::oneshot::Sender<()
         .expect("serve");
     });
     let client = Client::new(&http);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !client.send("GET", "/readyz", &[], &[]).await.is_ok_and(|r| r.status == 200) {
-        assert!(Instant::now() < deadline, "the services did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ready = integration_tests::wait::wait_until_async(Duration::from_secs(60), || {
+        let client = client.clone();
+        async move { client.send("GET", "/readyz", &[], &[]).await.is_ok_and(|r| r.status == 200) }
+    })
+    .await;
+    assert!(ready, "the services did not become ready");
     (http, stop, task)
 }
 

@@ -2,3 +2,4 @@
 //! package: what talks to a running service from outside.
 
 pub mod http_client;
+pub mod wait;

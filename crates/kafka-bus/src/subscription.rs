@@ -189,6 +189,16 @@ impl Subscription for KafkaSubscription {
             match tokio::time::timeout(slice, self.consumer.recv()).await {
                 Err(_) if tokio::time::Instant::now() >= deadline => return Ok(None),
                 Err(_) => continue,
+                // librdkafka reconnects by itself; these say it is trying.
+                // Returned as errors they queued up during an outage and
+                // were served one per caller retry long after the broker
+                // was back, stalling the consumer for minutes.
+                Ok(Err(e)) if is_connection_news(&e) => {
+                    tracing::debug!(error = %e, "consumer connection news");
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                }
                 Ok(Err(e)) => return Err(bus_error("receive", e)),
                 Ok(Ok(m)) => break m,
             }
@@ -244,4 +254,22 @@ impl Subscription for KafkaSubscription {
         .await
         .map_err(|e| domain_core::Error::Bus(e.to_string()))?
     }
+}
+
+/// Errors librdkafka reports while it recovers on its own (brokers down or
+/// unreachable, a coordinator moving): no record was lost, none skipped.
+fn is_connection_news(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::NotCoordinator
+        )
+    )
 }

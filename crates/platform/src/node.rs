@@ -390,11 +390,13 @@ impl Node {
     /// halfway. Returns the totals. On the in-process bus the relays'
     /// deferred checkpoints stay where they were: [`Node::settle`] moves them.
     pub async fn run(&mut self, stop: impl std::future::Future<Output = ()>) -> Result<SettleStats> {
-        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let halted = |s: &std::sync::atomic::AtomicBool| s.load(std::sync::atomic::Ordering::Relaxed);
+        // A watch rather than a flag: a task waiting out a backoff wakes
+        // when the node stops instead of finishing the wait first.
+        let (stop_all, stopping) = tokio::sync::watch::channel(false);
+        let halted = |s: &tokio::sync::watch::Receiver<bool>| *s.borrow();
         let mut relays = Vec::new();
         for mut relay in std::mem::take(&mut self.relays) {
-            let stopping = Arc::clone(&stopping);
+            let stopping = stopping.clone();
             let live = Arc::clone(&self.live);
             relays.push(tokio::spawn(async move {
                 let mut relayed = 0u64;
@@ -426,7 +428,7 @@ impl Node {
         }
         let mut workers = Vec::new();
         for mut w in std::mem::take(&mut self.workers) {
-            let stopping = Arc::clone(&stopping);
+            let stopping = stopping.clone();
             let live = Arc::clone(&self.live);
             let bus = Arc::clone(&self.bus);
             workers.push(tokio::spawn(async move {
@@ -454,7 +456,11 @@ impl Node {
                         Err(e) => {
                             tracing::warn!(group = %w.group, error = %e, "consumer failed; joining the group again in {backoff:?}");
                             *locked(&live.failed) = Some(format!("{mine} {e}"));
-                            tokio::time::sleep(backoff).await;
+                            let mut stopped = stopping.clone();
+                            tokio::select! {
+                                _ = stopped.wait_for(|s| *s) => break,
+                                () = tokio::time::sleep(backoff) => {}
+                            }
                             backoff = (backoff * 2).min(Duration::from_secs(10));
                             let refs: Vec<&str> = w.topics.iter().map(String::as_str).collect();
                             match bus.subscribe(&w.bus_group, &refs).await {
@@ -473,7 +479,7 @@ impl Node {
             }));
         }
         stop.await;
-        stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        stop_all.send_replace(true);
         let mut stats = SettleStats::default();
         for task in relays {
             let (relay, relayed) = task.await?;

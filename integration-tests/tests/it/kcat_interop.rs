@@ -13,8 +13,14 @@ use tokio::process::Command;
 use crate::support::{bootstrap, bus, counted, unique};
 
 async fn kcat(args: &[&str], stdin: Option<&str>) -> String {
+    kcat_on(&bootstrap(), args, stdin).await
+}
+
+/// Runs kcat against the brokers at `bootstrap` (the shared one above, or
+/// a test's private broker), feeding it `stdin`; its output.
+pub async fn kcat_on(bootstrap: &str, args: &[&str], stdin: Option<&str>) -> String {
     let mut child = Command::new("kcat")
-        .args(["-b", &bootstrap()])
+        .args(["-b", bootstrap])
         .args(args)
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())

@@ -32,6 +32,24 @@ async fn metrics(c: &Client) -> std::collections::BTreeMap<String, f64> {
     parse_prometheus(&r.text()).unwrap_or_else(|e| panic!("{e}\n{}", r.text()))
 }
 
+/// Creates order `id` for cust_123 (two items at 99.99), confirms it with
+/// `writer` and waits, reading with `reader`, until the payment saga paid it.
+async fn order_paid(writer: &Client, reader: &Client, id: &str) {
+    let body = json!({"order_id": id, "customer_id": "cust_123", "name": "张三", "email": "zhangsan@example.com", "phone": "13800138000"});
+    expect(&writer.post_json("/orders", &body).await, 201, "create order");
+    let line = json!({"product_id": "product_001", "quantity": 2, "unit_price": "99.99"});
+    let item = writer.post_json(&format!("/orders/{id}/items"), &line).await;
+    expect(&item, 200, "add item");
+    assert_eq!(item.json()["total_amount"], json!("199.98"));
+    expect(&writer.post_json(&format!("/orders/{id}/confirm"), &json!({})).await, 202, "confirm");
+    let paid = wait_until_async(Duration::from_secs(60), || {
+        let (reader, path) = (reader.clone(), format!("/orders/{id}"));
+        async move { reader.get(&path).await.json()["order_status"] == json!("paid") }
+    })
+    .await;
+    assert!(paid, "the payment saga paid {id}: {}", reader.get(&format!("/orders/{id}")).await.text());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_answers_and_bad_input_gets_precise_4xx() {
     let _heavy = super::support::heavy().await;
@@ -94,28 +112,7 @@ async fn every_endpoint_answers_and_bad_input_gets_precise_4xx() {
     assert!(events.json().as_array().is_some_and(|e| e.len() >= 4), "{}", events.text());
 
     // --- orders, with the payment saga over Kafka.
-    let created = c
-        .post_json(
-            "/orders",
-            &json!({"order_id": "order_001", "customer_id": "cust_123", "name": "张三", "email": "zhangsan@example.com", "phone": "13800138000"}),
-        )
-        .await;
-    expect(&created, 201, "create order");
-    let item = c
-        .post_json(
-            "/orders/order_001/items",
-            &json!({"product_id": "product_001", "quantity": 2, "unit_price": "99.99"}),
-        )
-        .await;
-    expect(&item, 200, "add item");
-    assert_eq!(item.json()["total_amount"], json!("199.98"));
-    expect(&c.post_json("/orders/order_001/confirm", &json!({})).await, 202, "confirm");
-    let paid = wait_until_async(Duration::from_secs(60), || {
-        let reader = reader.clone();
-        async move { reader.get("/orders/order_001").await.json()["order_status"] == json!("paid") }
-    })
-    .await;
-    assert!(paid, "the payment saga paid order_001: {}", reader.get("/orders/order_001").await.text());
+    order_paid(&c, &reader, "order_001").await;
     let shipped = c.post_json("/orders/order_001/ship", &json!({"address": "北京市朝阳区建国路88号"})).await;
     expect(&shipped, 200, "ship");
     expect(&c.post("/orders/order_001/deliver", "application/json", b"").await, 200, "deliver");
@@ -448,17 +445,7 @@ async fn on_postgresql_every_context_keeps_its_state_in_the_database() {
         let body = json!({"account_id": id, "holder": "张三", "currency": "CNY", "initial_balance": initial});
         expect(&c.post_json("/accounts", &body).await, 201, id);
     }
-    let order = json!({"order_id": "order_pg", "customer_id": "cust_123", "name": "张三", "email": "zhangsan@example.com", "phone": "13800138000"});
-    expect(&c.post_json("/orders", &order).await, 201, "create order");
-    let item = json!({"product_id": "product_001", "quantity": 2, "unit_price": "99.99"});
-    expect(&c.post_json("/orders/order_pg/items", &item).await, 200, "add item");
-    expect(&c.post_json("/orders/order_pg/confirm", &json!({})).await, 202, "confirm");
-    let paid = wait_until_async(Duration::from_secs(60), || {
-        let c = c.clone();
-        async move { c.get("/orders/order_pg").await.json()["order_status"] == json!("paid") }
-    })
-    .await;
-    assert!(paid, "the payment saga paid the order: {}", c.get("/orders/order_pg").await.text());
+    order_paid(&c, &c, "order_pg").await;
     let docs = orders::customers::PRODUCT_DOCUMENTS.as_bytes();
     let reg = c.post("/registry/contracts", "application/yaml", docs).await;
     assert!(matches!(reg.status, 200 | 201), "register: {}", reg.text());

@@ -1,8 +1,5 @@
 //! Shared helpers: the broker address, unique names, sample events, and
-//! waiting for a condition with a deadline.
-
-use std::future::Future;
-use std::time::{Duration, Instant};
+//! (from the package's library) waiting for a condition with a deadline.
 
 use domain_core::{Envelope, EventType};
 use kafka_bus::KafkaBus;
@@ -17,32 +14,7 @@ pub fn bus() -> KafkaBus {
     KafkaBus::from_env().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// How often the waits below look at their condition.
-const POLL: Duration = Duration::from_millis(100);
-
-/// Waits until `done` holds; false if `limit` passed first.
-pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(POLL);
-    }
-    true
-}
-
-/// [`wait_until`] for a condition that has to be awaited.
-pub async fn wait_until_async<F: Future<Output = bool>>(limit: Duration, mut done: impl FnMut() -> F) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !done().await {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    true
-}
+pub use integration_tests::wait::{eventually, wait_until, wait_until_async};
 
 /// Held by the tests that load both cores for a minute or more (the sagas
 /// end to end, the services as processes, the SASL_SSL broker), so they do

@@ -230,20 +230,20 @@ impl ServeConfig {
             sasl_password: pick(None, "KAFKA_SASL_PASSWORD", sec.sasl_password),
             ssl_ca_location: pick(None, "KAFKA_SSL_CA_LOCATION", sec.ssl_ca_location),
         };
-        let body_limit_bytes = match env("PLATFORM_BODY_LIMIT") {
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| Error::Usage(format!("PLATFORM_BODY_LIMIT `{v}` is not a number of bytes")))?,
-            None => file.body_limit_bytes.unwrap_or(DEFAULT_BODY_LIMIT),
+        // A number from the environment, else the file's, else the default.
+        let number = |var: &str, unit: &str, from_file: Option<u64>, default: u64| -> Result<u64> {
+            match env(var) {
+                Some(v) => v.trim().parse().map_err(|_| Error::Usage(format!("{var} `{v}` is not a number of {unit}"))),
+                None => Ok(from_file.unwrap_or(default)),
+            }
         };
-        let lake_refine_secs = match env("PLATFORM_LAKE_REFINE_SECS") {
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| Error::Usage(format!("PLATFORM_LAKE_REFINE_SECS `{v}` is not a number of seconds")))?,
-            None => file.lake_refine_secs.unwrap_or(DEFAULT_LAKE_REFINE_SECS),
-        };
+        let body_limit =
+            number("PLATFORM_BODY_LIMIT", "bytes", file.body_limit_bytes.map(|b| b as u64), DEFAULT_BODY_LIMIT as u64)?;
+        let body_limit_bytes = usize::try_from(body_limit).map_err(|_| {
+            Error::Usage(format!("PLATFORM_BODY_LIMIT {body_limit} is larger than this machine addresses"))
+        })?;
+        let lake_refine_secs =
+            number("PLATFORM_LAKE_REFINE_SECS", "seconds", file.lake_refine_secs, DEFAULT_LAKE_REFINE_SECS)?;
         let tokens = match env("PLATFORM_TOKENS") {
             Some(v) => parse_tokens(&v)?,
             None => file.tokens.unwrap_or_default(),

@@ -267,10 +267,11 @@ fn spawn_announce(
                 }
                 Err(e) => tracing::warn!(error = %e, "announcing the data product failed; retrying"),
             }
-            if *stop.borrow() {
-                return Ok(());
+            let mut stopped = stop.clone();
+            tokio::select! {
+                _ = stopped.wait_for(|s| *s) => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
             }
-            tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(10));
         }
     })

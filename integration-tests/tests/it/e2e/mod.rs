@@ -11,7 +11,6 @@ mod suite;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::broker::PrivateBroker;
 use super::http::{Client, Served, free_addr};
@@ -83,10 +82,13 @@ impl Platform {
         self.running[service].wait_ready().await;
     }
 
-    /// Stops the broker (SIGTERM), leaves it down for `down`, starts it again.
-    pub async fn restart_broker(&mut self, down: Duration) {
+    /// Stops the broker (SIGTERM) and waits for it to exit.
+    pub fn stop_broker(&mut self) {
         tokio::task::block_in_place(|| self.broker.stop());
-        tokio::time::sleep(down).await;
+    }
+
+    /// Starts the broker again on its data and waits until it listens.
+    pub fn resume_broker(&mut self) {
         tokio::task::block_in_place(|| self.broker.resume());
     }
 

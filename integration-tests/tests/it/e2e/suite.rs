@@ -1,16 +1,21 @@
 //! The end state every context must agree on, after a clean run and after
 //! a run through kills, a broker restart and poison records.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::traffic::{self, check_lake, check_money, check_registry, check_timeseries};
 use super::{Platform, SERVICES};
 use crate::http::{parse_prometheus, sum};
+use crate::kcat_interop::kcat_on;
+use crate::support::{eventually, wait_until_async};
 
 const ORDERS: usize = 1_000;
 const CLIENTS: usize = 8;
-/// Orders placed once the broker is back.
-const AFTER_RESTART: usize = 200;
+/// Orders placed while the broker is down, and as many after it is back.
+const DURING_OUTAGE: usize = 100;
+const TOTAL: usize = ORDERS + 2 * DURING_OUTAGE;
 
 async fn check_everything(p: &Platform, run: &str, n: usize, money: rust_decimal::Decimal) {
     let addrs = p.addrs();
@@ -31,7 +36,7 @@ async fn check_everything(p: &Platform, run: &str, n: usize, money: rust_decimal
 async fn no_partition_stalled(p: &Platform) {
     for s in SERVICES {
         let c = p.client(s);
-        traffic::eventually(Duration::from_secs(120), &format!("{s} catching up"), || {
+        eventually(Duration::from_secs(120), &format!("{s} catching up"), || {
             let c = c.clone();
             async move {
                 let text = c.get("/metrics").await.text();
@@ -59,47 +64,8 @@ async fn a_thousand_orders_end_the_same_in_every_context() {
     let addrs = p.addrs();
     let money = traffic::open_accounts(&addrs).await;
     traffic::register_customers(&addrs).await;
-    traffic::place_orders(&addrs, "clean", 0..ORDERS, CLIENTS).await;
+    traffic::place_orders(&addrs, "clean", 0..ORDERS, CLIENTS, Arc::default()).await;
     check_everything(&p, "clean", ORDERS, money).await;
-}
-
-/// A record for kcat: key, headers, value.
-type RawRecord<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
-
-/// Sends `records` to `topic` with kcat, an independent client.
-async fn kcat_produce(bootstrap: &str, topic: &str, records: &[RawRecord<'_>]) {
-    for (key, headers, value) in records {
-        let mut args =
-            vec!["-P".to_owned(), "-b".into(), bootstrap.into(), "-t".into(), topic.into(), "-k".into(), (*key).into()];
-        for (k, v) in *headers {
-            args.push("-H".into());
-            args.push(format!("{k}={v}"));
-        }
-        let mut child = tokio::process::Command::new("kcat")
-            .args(&args)
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("kcat is needed (apt-get install kcat): {e}"));
-        use tokio::io::AsyncWriteExt as _;
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(value.as_bytes()).await.expect("write");
-        drop(pipe);
-        let out = child.wait_with_output().await.expect("kcat ran");
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && !said.contains("failed"), "kcat produce to {topic}: {said}");
-    }
-}
-
-/// How many records `topic` holds, read with kcat.
-async fn kcat_count(bootstrap: &str, topic: &str) -> usize {
-    let out = tokio::process::Command::new("kcat")
-        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%o\n"])
-        .output()
-        .await
-        .expect("kcat ran");
-    assert!(out.status.success(), "kcat consume {topic}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,39 +75,56 @@ async fn kills_a_broker_restart_and_poison_records_change_nothing() {
     let addrs = p.addrs();
     let money = traffic::open_accounts(&addrs).await;
     traffic::register_customers(&addrs).await;
-    let traffic_addrs = addrs.clone();
-    let load = tokio::spawn(async move { traffic::place_orders(&traffic_addrs, "faults", 0..ORDERS, CLIENTS).await });
+    let placed: Arc<AtomicUsize> = Arc::default();
+    let (traffic_addrs, counter) = (addrs.clone(), Arc::clone(&placed));
+    let load =
+        tokio::spawn(async move { traffic::place_orders(&traffic_addrs, "faults", 0..ORDERS, CLIENTS, counter).await });
 
-    for s in SERVICES {
-        tokio::time::sleep(Duration::from_secs(3)).await;
+    // Each service is killed once the clients have got that much further,
+    // so every kill lands in the middle of the traffic.
+    for (k, s) in SERVICES.iter().enumerate() {
+        let mark = (k + 1) * ORDERS / (SERVICES.len() + 1);
+        let reached = wait_until_async(Duration::from_secs(120), || {
+            let placed = Arc::clone(&placed);
+            async move { placed.load(Ordering::Relaxed) >= mark }
+        })
+        .await;
+        assert!(reached, "the clients placed {mark} orders before {s} was killed\n{}", p.logs());
         p.kill_and_restart(s).await;
     }
-    p.restart_broker(Duration::from_secs(5)).await;
+    load.await.unwrap_or_else(|e| panic!("the order clients failed: {e}\n{}", p.logs()));
+    // With the broker away the services still take orders (they wait in
+    // the outboxes); once it is back every relay and consumer resumes.
+    p.stop_broker();
+    traffic::place_orders(&addrs, "faults", ORDERS..ORDERS + DURING_OUTAGE, CLIENTS, Arc::clone(&placed)).await;
+    p.resume_broker();
+    traffic::place_orders(&addrs, "faults", ORDERS + DURING_OUTAGE..TOTAL, CLIENTS, Arc::clone(&placed)).await;
+    assert_eq!(placed.load(Ordering::Relaxed), TOTAL, "every order was answered");
+
     // Poison, once every service runs its last incarnation (the counters
     // in /metrics are a process's own): an unreadable record and an event
     // whose payload is not what its type promises.
+    let bootstrap = p.broker.bootstrap();
     let orders_topic = format!("{}orders.events", p.prefix());
-    let no_headers: &[(&str, &str)] = &[];
-    let bad_type: &[(&str, &str)] = &[
-        ("ce_specversion", "1.0"),
-        ("ce_type", "orders.OrderConfirmed.v1"),
-        ("ce_source", "kcat"),
-        ("ce_id", "0190c0de-0000-7000-8000-000000000001"),
-        ("content-type", "application/json"),
+    kcat_on(&bootstrap, &["-P", "-t", &orders_topic, "-k", "poison_1"], Some("not an event")).await;
+    let bad_type = [
+        "ce_specversion=1.0",
+        "ce_type=orders.OrderConfirmed.v1",
+        "ce_source=kcat",
+        "ce_id=0190c0de-0000-7000-8000-000000000001",
+        "content-type=application/json",
     ];
-    kcat_produce(
-        &p.broker.bootstrap(),
-        &orders_topic,
-        &[("poison_1", no_headers, "not an event"), ("poison_2", bad_type, "{\"total_amount\": 12}")],
-    )
-    .await;
+    let mut args = vec!["-P", "-t", &orders_topic, "-k", "poison_2"];
+    for h in &bad_type {
+        args.extend(["-H", h]);
+    }
+    kcat_on(&bootstrap, &args, Some("{\"total_amount\": 12}")).await;
 
-    load.await.unwrap_or_else(|e| panic!("the order clients failed: {e}\n{}", p.logs()));
-    // More orders after the broker came back: every consumer must resume.
-    traffic::place_orders(&addrs, "faults", ORDERS..ORDERS + AFTER_RESTART, CLIENTS).await;
-
-    check_everything(&p, "faults", ORDERS + AFTER_RESTART, money).await;
-    let dlq = kcat_count(&p.broker.bootstrap(), &format!("{orders_topic}.dlq")).await;
+    check_everything(&p, "faults", TOTAL, money).await;
+    let dlq_topic = format!("{orders_topic}.dlq");
+    let parked =
+        kcat_on(&bootstrap, &["-C", "-t", &dlq_topic, "-o", "beginning", "-e", "-q", "-f", "%o\n"], None).await;
+    let dlq = parked.lines().filter(|l| !l.trim().is_empty()).count();
     let mut dead = String::new();
     for s in SERVICES {
         let m = parse_prometheus(&p.client(s).get("/metrics").await.text()).expect("metrics");

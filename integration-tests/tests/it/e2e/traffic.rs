@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::Addrs;
 use crate::http::{Client, Reply};
+use crate::support::eventually;
 
 pub const CUSTOMERS: usize = 20;
 pub const MERCHANT: &str = "merchant";
@@ -48,23 +50,26 @@ fn decimal(v: &Value) -> Decimal {
 }
 
 /// Sends until the service answers something other than 503; an answer
-/// lost on the way (the process was killed) is retried.
+/// lost on the way (the process was killed) is retried. Also says whether
+/// it took more than one attempt.
 async fn call(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (Reply, bool) {
     let client = Client::new(addr);
-    let bytes = body.map(Value::to_string).unwrap_or_default();
+    let bytes = body.map(Value::to_string).unwrap_or_default().into_bytes();
     let headers: &[(&str, &str)] = if body.is_some() { &[("Content-Type", "application/json")] } else { &[] };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
-    let mut retried = false;
-    loop {
-        match client.send(method, path, headers, bytes.as_bytes()).await {
-            Ok(r) if r.status != 503 => return (r, retried),
-            Ok(_) | Err(_) => {
-                assert!(tokio::time::Instant::now() < deadline, "{method} {path}: no answer for 240 s");
-                retried = true;
-                tokio::time::sleep(Duration::from_millis(250)).await;
+    let attempts = AtomicUsize::new(0);
+    let reply = eventually(Duration::from_secs(240), &format!("an answer to {method} {path}"), || {
+        attempts.fetch_add(1, Ordering::Relaxed);
+        let (client, bytes) = (client.clone(), bytes.clone());
+        async move {
+            match client.send(method, path, headers, &bytes).await {
+                Ok(r) if r.status != 503 => Ok(r),
+                Ok(r) => Err(format!("503 {}", r.text())),
+                Err(e) => Err(e.to_string()),
             }
         }
-    }
+    })
+    .await;
+    (reply, attempts.load(Ordering::Relaxed) > 1)
 }
 
 /// `call` for a step whose retry may find it done already (409).
@@ -129,16 +134,24 @@ async fn place(orders: &str, run: &str, i: usize) {
     }
 }
 
-/// Places orders `range` with `clients` concurrent clients.
-pub async fn place_orders(addrs: &Addrs, run: &str, range: std::ops::Range<usize>, clients: usize) {
+/// Places orders `range` with `clients` concurrent clients, counting in
+/// `placed` the orders whose last step was answered.
+pub async fn place_orders(
+    addrs: &Addrs,
+    run: &str,
+    range: std::ops::Range<usize>,
+    clients: usize,
+    placed: Arc<AtomicUsize>,
+) {
     let orders: Arc<str> = addrs["orders"].as_str().into();
     let run: Arc<str> = run.into();
     let mut tasks = Vec::new();
     for w in 0..clients {
-        let (orders, run, range) = (Arc::clone(&orders), Arc::clone(&run), range.clone());
+        let (orders, run, range, placed) = (Arc::clone(&orders), Arc::clone(&run), range.clone(), Arc::clone(&placed));
         tasks.push(tokio::spawn(async move {
             for i in range.filter(|i| i % clients == w) {
                 place(&orders, &run, i).await;
+                placed.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
@@ -153,25 +166,6 @@ pub struct Ended {
     pub customer: String,
     pub status: String,
     pub total: Decimal,
-}
-
-/// Polls `probe` every half second until it answers `Ok`; panics with the
-/// last `Err` (what was seen) after `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match probe().await {
-            Ok(v) => return v,
-            Err(seen) => {
-                assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {limit:?}: {seen}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
 }
 
 async fn open_orders(orders: String, run: String) -> Result<(), String> {
