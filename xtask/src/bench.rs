@@ -89,6 +89,14 @@ pub const BENCHES: &[Bench] = &[
         needs_postgres: false,
     },
     Bench {
+        name: "e2e",
+        package: "integration-tests",
+        example: "bench_e2e",
+        about: "five services over Kafka: highest order rate with create -> paid p99 < 100 ms, 60 s at it, lag, RSS",
+        needs_kafka: true,
+        needs_postgres: false,
+    },
+    Bench {
         name: "timeseries",
         package: "timeseries",
         example: "bench_timeseries",

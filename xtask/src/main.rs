@@ -16,6 +16,7 @@ mod paths;
 mod pg;
 mod process;
 mod pylake;
+mod screenshot;
 mod services;
 mod test;
 mod venv;
@@ -83,6 +84,11 @@ enum Cmd {
         /// Output folder [default: target/demo in the workspace].
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Also render report.html in headless Chromium into FILE [default:
+        /// <out>/report.png] and check the picture is not blank. Installs Debian's
+        /// chromium and fonts-noto-cjk when missing (as root).
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+        screenshot: Option<PathBuf>,
     },
     /// Run a benchmark; figures go to target/bench/<NAME>.json.
     #[command(after_help = bench_help())]
@@ -139,7 +145,7 @@ fn run(command: Cmd) -> Result<()> {
         Cmd::Test { args } => test::run(&args),
         Cmd::Lint => lint::run(),
         Cmd::Boundary => boundary::run(),
-        Cmd::Demo { kafka, out } => demo::run(kafka, out.as_deref()),
+        Cmd::Demo { kafka, out, screenshot } => demo::run(kafka, out.as_deref(), screenshot.as_deref()),
         Cmd::Bench { name, quick, args } => bench::run(&name, quick, &args),
     }
 }

@@ -17,6 +17,9 @@
 //! repeat from deciding differently the second time (the source is asked
 //! whether it was already paid back before the target is asked again).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use domain_core::bus::{Delivery, Handler, SharedHandler};
 use domain_core::{Envelope, Money};
@@ -59,6 +62,8 @@ struct OrderCancelled {
 pub struct AccountSagas {
     accounts: Accounts,
     config: SagaConfig,
+    /// Steps that found their effect already there ([`Step::Repeat`]).
+    repeats: Arc<AtomicU64>,
 }
 
 /// What one delivery did, for counters and tests. (The step of an event
@@ -94,7 +99,7 @@ fn payload<T: serde::de::DeserializeOwned>(env: &Envelope) -> domain_core::Resul
 
 impl AccountSagas {
     pub fn new(accounts: Accounts, config: SagaConfig) -> Self {
-        Self { accounts, config }
+        Self { accounts, config, repeats: Arc::default() }
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -230,6 +235,9 @@ impl AccountSagas {
 impl Handler for AccountSagas {
     async fn handle(&mut self, event: &Envelope, _delivery: &Delivery) -> domain_core::Result<()> {
         let step = self.step(event).await?;
+        if step == Step::Repeat {
+            self.repeats.fetch_add(1, Ordering::Relaxed);
+        }
         tracing::debug!(event = %event.event_type, subject = %event.subject, ?step, "accounts saga step");
         Ok(())
     }
@@ -238,11 +246,18 @@ impl Handler for AccountSagas {
 #[async_trait]
 impl SharedHandler for AccountSagas {
     async fn handle(&self, event: &Envelope, _delivery: &Delivery) -> domain_core::Result<()> {
-        self.step(event).await.map(|_| ())
+        if self.step(event).await? == Step::Repeat {
+            self.repeats.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn wants(&self, event_type: &str) -> bool {
         wanted(event_type)
+    }
+
+    fn duplicates(&self) -> u64 {
+        self.repeats.load(Ordering::Relaxed)
     }
 }
 

@@ -14,6 +14,7 @@
 //! and records nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use domain_core::bus::{Delivery, Handler, SharedHandler};
@@ -53,6 +54,8 @@ struct Refunded {
 pub struct PaymentOutcomeHandler {
     repository: Repository<Order>,
     conflict_retries: u32,
+    /// Outcomes that found the order already paid, rejected or refunded.
+    repeats: AtomicU64,
 }
 
 impl PaymentOutcomeHandler {
@@ -60,7 +63,11 @@ impl PaymentOutcomeHandler {
     pub const DEFAULT_CONFLICT_RETRIES: u32 = 20;
 
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self { repository: event_repository(store), conflict_retries: Self::DEFAULT_CONFLICT_RETRIES }
+        Self {
+            repository: event_repository(store),
+            conflict_retries: Self::DEFAULT_CONFLICT_RETRIES,
+            repeats: AtomicU64::new(0),
+        }
     }
 
     pub fn with_conflict_retries(mut self, retries: u32) -> Self {
@@ -129,6 +136,9 @@ impl PaymentOutcomeHandler {
         let outcome = self.repository.execute(&order_id, || command.clone(), Some(event), self.conflict_retries).await;
         match outcome {
             Ok(Ok((root, appended))) => {
+                if appended.is_none() {
+                    self.repeats.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::debug!(order_id, event = %event.event_type, status = %root.state().status(),
                     changed = appended.is_some(), "payment outcome applied");
                 Ok(())
@@ -157,6 +167,10 @@ impl SharedHandler for PaymentOutcomeHandler {
     fn wants(&self, event_type: &str) -> bool {
         let name = event_type.rsplit_once(".v").map_or(event_type, |(name, _)| name);
         matches!(name, "accounts.PaymentCaptured" | "accounts.PaymentRejected" | "accounts.RefundIssued")
+    }
+
+    fn duplicates(&self) -> u64 {
+        self.repeats.load(Ordering::Relaxed)
     }
 
     fn ordering_key(&self, event: &Envelope, delivery: &Delivery) -> Option<Vec<u8>> {

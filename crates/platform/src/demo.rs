@@ -18,7 +18,7 @@ use accounts::SagaConfig;
 use crate::commerce::Commerce;
 use crate::error::{Result, io};
 use crate::node::{BusChoice, Node};
-use crate::output::{Format, table};
+use crate::output::{Format, Progress, table};
 use crate::scenarios::{self, WorkloadSize};
 
 /// How long the demo waits for its events to come back.
@@ -135,15 +135,16 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
     bus.create_topics(&specs).await?;
 
     say("[2/7] demo_domain_driven_modeling and demo_event_sourcing on the orders and accounts contexts");
-    let commerce = run_commerce(&bus, args.kafka.is_some(), &data_dir, &say).await?;
+    let commerce = run_commerce(&bus, args.kafka.is_some(), &data_dir, format, &say).await?;
 
     say("[3/7] demo_time_series_modeling on the time-series engine");
     let ts_dir = crate::ts::dir(&data_dir);
-    let (time_series, ts_stats) = {
+    let (time_series, (ts_stats, per_city)) = {
         let engine = timeseries::Engine::open(&ts_dir)?;
         let report = timeseries::scenario::run(&engine)?;
+        let per_city = timeseries::scenario::hourly_by_city(&engine)?;
         engine.flush()?;
-        (report, engine.stats())
+        (report, (engine.stats(), per_city))
     };
     let sent = samples()?;
 
@@ -200,6 +201,7 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
         "points": ts_stats.points,
         "disk_bytes": ts_stats.disk_bytes,
         "bytes_per_point": (ts_stats.bytes_per_point * 100.0).round() / 100.0,
+        "per_city": per_city,
     });
     write_outputs(&args.out, &summary)?;
     match format {
@@ -332,6 +334,7 @@ async fn run_commerce(
     bus: &Arc<dyn EventBus>,
     kafka: bool,
     data: &Path,
+    format: Format,
     say: &impl Fn(&str),
 ) -> Result<CommerceReport> {
     // On a broker kept between runs, a run's own topic and group names keep
@@ -348,7 +351,11 @@ async fn run_commerce(
     let domain_driven_modeling = scenarios::domain_driven_modeling(&mut commerce).await?;
     let event_sourcing = scenarios::event_sourcing(&mut commerce).await?;
     say("      generated workload through both sagas (fixed seed)");
-    let workload = scenarios::workload(&mut commerce, WorkloadSize::default(), |m| say(&format!("      {m}"))).await?;
+    let size = WorkloadSize::default();
+    let progress = Progress::new(format, (size.customers + size.orders + size.transfers) as u64);
+    let workload = scenarios::workload(&mut commerce, size, |done, _, m| progress.update(done, m)).await;
+    progress.finish();
+    let workload = workload?;
     say("      demo_data_mesh: the registry registers, enforces and serves the customer product");
     let others = vec![timeseries::bus::announcement(&timeseries::scenario::schema())?];
     let data_mesh = crate::mesh::data_mesh(&mut commerce, data, &prefix, others).await?;
@@ -385,152 +392,6 @@ fn write_outputs(out: &Path, summary: &Value) -> Result<()> {
     let path = out.join("summary.json");
     std::fs::write(&path, serde_json::to_vec_pretty(summary)?).map_err(io(&path))?;
     let path = out.join("report.html");
-    std::fs::write(&path, report_html(summary)).map_err(io(&path))?;
+    std::fs::write(&path, crate::report::html(summary)).map_err(io(&path))?;
     Ok(())
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-/// A self-contained page: events per topic as bars, then every event.
-/// Horizontal bars, one per entry of a JSON object of counts.
-fn bars(counts: &Value) -> String {
-    let counts = counts.as_object().cloned().unwrap_or_default();
-    let max = counts.values().filter_map(Value::as_u64).max().unwrap_or(1).max(1);
-    counts
-        .iter()
-        .map(|(t, n)| {
-            let n = n.as_u64().unwrap_or(0);
-            format!(
-                "<div class=row><span>{}</span><div class=bar style=\"width:{}%\">{n}</div></div>",
-                escape(t),
-                n * 100 / max
-            )
-        })
-        .collect()
-}
-
-/// The seed's order and account stories and the workload's outcomes.
-fn commerce_html(summary: &Value) -> String {
-    let ddm = &summary["scenarios"]["demo_domain_driven_modeling"];
-    let es = &summary["scenarios"]["demo_event_sourcing"];
-    let w = &summary["platform"]["sagas"];
-    let text = |v: &Value| escape(v.as_str().map_or_else(|| v.to_string(), str::to_owned).as_str());
-    let facts = [
-        ("order_status", &ddm["order_status"]),
-        ("total_amount", &ddm["total_amount"]),
-        ("shipping_address", &ddm["shipping_address"]),
-        ("account_holder", &es["account_holder"]),
-        ("balance", &es["balance"]),
-        ("account_002 balance", &es["account_002"]["balance"]),
-        ("money_conserved (workload)", &w["money_conserved"]),
-    ];
-    let rows: String = facts.iter().map(|(k, v)| format!("<tr><td>{k}</td><td>{}</td></tr>", text(v))).collect();
-    let transfers = serde_json::json!({
-        "completed": w["transfers_completed"], "compensated": w["transfers_compensated"],
-        "refused at once": w["transfers_refused_at_once"],
-    });
-    format!(
-        "<h2>Orders and accounts</h2><table>{rows}</table><h3>Orders per terminal state</h3>{}<h3>Cancelled orders</h3>{}\
-<h3>Transfers</h3>{}<h3>Compensated transfers by reason</h3>{}",
-        bars(&w["orders_per_terminal_state"]),
-        bars(&w["cancelled_orders"]),
-        bars(&transfers),
-        bars(&w["transfers_compensated_by_reason"])
-    )
-}
-
-/// The registry's products and the customer product's measured quality.
-fn mesh_html(dm: &Value) -> String {
-    let text = |v: &Value| escape(v.as_str().map_or_else(|| v.to_string(), str::to_owned).as_str());
-    let products: String = dm["products"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                text(&p["id"]),
-                text(&p["name"]),
-                text(&p["domain"]),
-                text(&p["status"])
-            )
-        })
-        .collect();
-    let quality = bars(&serde_json::json!({
-        "completeness %": dm["quality_metrics"]["completeness"].as_f64().map(|x| (x * 100.0).round() as u64),
-        "accuracy %": dm["quality_metrics"]["accuracy"].as_f64().map(|x| (x * 100.0).round() as u64),
-        "timeliness %": dm["quality_metrics"]["timeliness"].as_f64().map(|x| (x * 100.0).round() as u64),
-        "consistency %": dm["quality_metrics"]["consistency"].as_f64().map(|x| (x * 100.0).round() as u64),
-    }));
-    format!(
-        "<h2>demo_data_mesh</h2><p>cust_001: <code>{}</code></p><table><tr><th>product</th><th>name</th><th>domain</th><th>status</th></tr>{products}</table>
-<h3>Customer Master Data quality, measured on {} records</h3>{quality}",
-        text(&dm["customer_data"]),
-        dm["records_measured"]
-    )
-}
-
-/// The lake's tables and the seed's gold objects.
-fn lake_html(summary: &Value) -> String {
-    let dl = &summary["scenarios"]["demo_data_lake_modeling"];
-    let tables: String = summary["platform"]["lake"]["tables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(t["table"].as_str().unwrap_or("")),
-                t["version"],
-                t["files"],
-                t["rows"],
-                t["bytes"]
-            )
-        })
-        .collect();
-    let gold: String = dl["gold_layer_objects"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|o| {
-            format!("<li><code>{}</code> ({} bytes)</li>", escape(o["path"].as_str().unwrap_or("")), o["size_bytes"])
-        })
-        .collect();
-    format!(
-        "<h2>demo_data_lake_modeling</h2><p>Total objects: {}; total partitions: {}; gold statistics: <code>{}</code></p><ul>{gold}</ul>
-<table><tr><th>table</th><th>version</th><th>files</th><th>rows</th><th>bytes</th></tr>{tables}</table>",
-        dl["total_objects"],
-        dl["total_partitions"],
-        escape(&dl["gold_statistics"].to_string())
-    )
-}
-
-fn report_html(summary: &Value) -> String {
-    let bars_topics = bars(&summary["platform"]["events_per_topic"]);
-    let commerce = commerce_html(summary);
-    let mesh = mesh_html(&summary["scenarios"]["demo_data_mesh"]);
-    let lake = lake_html(summary);
-    let rows: String = summary["platform"]["round_trip"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                escape(e["topic"].as_str().unwrap_or("")),
-                e["offset"],
-                escape(e["type"].as_str().unwrap_or("")),
-                escape(e["subject"].as_str().unwrap_or("")),
-                escape(&e["data"].to_string())
-            )
-        })
-        .collect();
-    format!("<!doctype html><meta charset=utf-8><title>platform demo</title>
-<style>body{{font:14px sans-serif;margin:2em}}.row{{display:flex;gap:1em;margin:4px 0}}.row span{{width:12em}}
-.bar{{background:#4a7;color:#fff;padding:2px 6px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px}}</style>
-<h1>Platform demo</h1><p>bus: {}; generated {}</p>{commerce}{mesh}{lake}<h2>Sample events per topic</h2>{bars_topics}
-<h2>Round trip</h2><table><tr><th>topic</th><th>offset</th><th>type</th><th>subject</th><th>data</th></tr>{rows}</table>",
-        escape(summary["bus"].as_str().unwrap_or("")), escape(summary["generated_at"].as_str().unwrap_or("")))
 }

@@ -19,6 +19,7 @@ pub mod node;
 pub mod orders_cli;
 pub mod output;
 pub mod registry_cli;
+pub mod report;
 pub mod scenarios;
 pub mod serve;
 pub mod ts;

@@ -102,6 +102,10 @@ impl<H: SharedHandler> SharedHandler for Seen<H> {
         self.inner.wants(event_type)
     }
 
+    fn duplicates(&self) -> u64 {
+        self.inner.duplicates()
+    }
+
     async fn handle(&self, event: &Envelope, delivery: &Delivery) -> domain_core::Result<()> {
         let result = self.inner.handle(event, delivery).await;
         // Seen once handled or refused for good; a retryable failure is
@@ -136,6 +140,8 @@ impl std::fmt::Debug for Worker {
 pub struct GroupLive {
     pub stats: ConsumerStats,
     pub lag: Option<u64>,
+    /// Deliveries the handler absorbed as repeats.
+    pub duplicates: u64,
 }
 
 /// A relay's counters and outbox lag, as its task last saw them.
@@ -437,7 +443,11 @@ impl Node {
                 let mine = format!("consumer group {}:", w.group);
                 while !halted(&stopping) {
                     let polled = w.consumer.poll_batch(w.handler.as_ref(), BATCH, Duration::from_millis(50)).await;
-                    let sample = GroupLive { stats: w.consumer.stats(), lag: w.consumer.lag() };
+                    let sample = GroupLive {
+                        stats: w.consumer.stats(),
+                        lag: w.consumer.lag(),
+                        duplicates: w.handler.duplicates(),
+                    };
                     locked(&live.groups).insert(w.group.clone(), sample);
                     match polled {
                         Ok(n) => {

@@ -82,3 +82,42 @@ mod tests {
         assert_eq!(lines[3], "bob   22");
     }
 }
+
+/// Progress of a long stage for people: a bar when stderr is a terminal,
+/// plain lines when it is not (CI logs, pipes), nothing for JSON output.
+#[derive(Debug)]
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    lines: bool,
+}
+
+impl Progress {
+    pub fn new(format: Format, total: u64) -> Self {
+        use std::io::IsTerminal;
+        let people = format == Format::Table;
+        let bar = (people && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template("      [{bar:30}] {pos}/{len} {msg}") {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Self { lines: people && bar.is_none(), bar }
+    }
+
+    /// `done` of the total steps are done; `message` says where it stands.
+    pub fn update(&self, done: u64, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            bar.set_message(message.to_owned());
+        } else if self.lines {
+            eprintln!("      {message}");
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

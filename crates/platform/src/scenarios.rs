@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use accounts::AccountCommand;
+use accounts::{Account, AccountCommand, AccountEvent};
+use domain_core::Aggregate;
 use domain_core::seeded::SplitMix64;
 use domain_core::{Currency, Money};
 use orders::{CustomerInfo, OrderCommand, OrderStatus};
@@ -99,7 +100,12 @@ pub async fn event_sourcing(c: &mut Commerce) -> Result<Value> {
         })
         .collect();
     let s = reloaded.state();
+    let balances = json!({
+        "account_001": balance_over_time(c, a).await?,
+        "account_002": balance_over_time(c, "account_002").await?,
+    });
     Ok(json!({
+        "balance_over_time": balances,
         "account_holder": s.account_holder,
         "balance": s.balance_money().map(|m| m.to_minor_string()),
         "currency": s.currency.map(|c| c.to_string()),
@@ -110,6 +116,23 @@ pub async fn event_sourcing(c: &mut Commerce) -> Result<Value> {
             "credited_by": "MoneyTransferredIn",
         },
     }))
+}
+
+/// The account's balance after each of its stored events, replayed from
+/// the store: `[{timestamp, event_type, balance}]`, oldest first.
+async fn balance_over_time(c: &Commerce, id: &str) -> Result<Vec<Value>> {
+    let mut state = Account::default();
+    let mut out = Vec::new();
+    for e in c.accounts.history(id).await? {
+        let event: AccountEvent = domain_core::event::from_wire(&e.envelope.event_type, &e.envelope.data)?;
+        state.apply(&event);
+        out.push(json!({
+            "timestamp": e.envelope.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "event_type": e.envelope.event_type.name(),
+            "balance": state.balance_money().map(|m| m.to_minor_string()),
+        }));
+    }
+    Ok(out)
 }
 
 /// Size of the generated workload.
@@ -130,8 +153,11 @@ impl Default for WorkloadSize {
 /// balances (some too poor, some frozen, a few in USD), orders that are
 /// paid, rejected, cancelled before or after payment, shipped and
 /// delivered, and transfers of which some fail for every reason.
-pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl FnMut(&str)) -> Result<Value> {
+///
+/// `progress(done, total, message)` counts accounts, orders and transfers.
+pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl FnMut(u64, u64, &str)) -> Result<Value> {
     let started = Instant::now();
+    let total = (size.customers + size.orders + size.transfers) as u64;
     let mut rng = SplitMix64::new(WORKLOAD_SEED);
     ensure_open(c, "merchant", "商家").await?;
     let mut customers = Vec::with_capacity(size.customers);
@@ -154,7 +180,8 @@ pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl F
         c.accounts.open(&id, "已销户", cny("0")?).await?;
         c.accounts.execute(&id, AccountCommand::Close, None).await?;
     }
-    progress(&format!("{} accounts opened", size.customers));
+    let opened = size.customers as u64;
+    progress(opened, total, &format!("{} accounts opened", size.customers));
 
     let mut order_ids = Vec::with_capacity(size.orders);
     for n in 0..size.orders {
@@ -179,7 +206,7 @@ pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl F
         order_ids.push(id);
         if n % 100 == 99 {
             c.settle(SETTLE).await?;
-            progress(&format!("{} orders placed", n + 1));
+            progress(opened + n as u64 + 1, total, &format!("{} orders placed", n + 1));
         }
     }
     c.settle(SETTLE).await?;
@@ -197,12 +224,16 @@ pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl F
         }
     }
     c.settle(SETTLE).await?;
-    progress("orders shipped, delivered or cancelled");
+    let placed = opened + size.orders as u64;
+    progress(placed, total, "orders shipped, delivered or cancelled");
 
     // Transfers, some of which must fail: missing, frozen or closed
     // targets, another currency, and some too large (refused at once).
     let mut refused_at_once = 0;
-    for _ in 0..size.transfers {
+    for t in 0..size.transfers {
+        if t % 100 == 99 {
+            progress(placed + t as u64 + 1, total, &format!("{} transfers requested", t + 1));
+        }
         let (from, _) = rng.pick(&customers).clone();
         let to = match rng.below(10) {
             0 => format!("w_missing_{}", rng.below(1000)),
@@ -221,7 +252,7 @@ pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl F
         }
     }
     c.settle(SETTLE).await?;
-    progress("transfers settled");
+    progress(total, total, "transfers settled");
 
     let mut per_status: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut cancelled: BTreeMap<&'static str, u64> = BTreeMap::new();

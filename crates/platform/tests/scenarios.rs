@@ -41,9 +41,19 @@ async fn the_seed_scenarios_report_the_seed_figures() {
     let history: Vec<&str> =
         es["event_history"].as_array().expect("history").iter().filter_map(|e| e["event_type"].as_str()).collect();
     assert_eq!(history, ["AccountCreated", "MoneyDeposited", "MoneyWithdrawn", "MoneyTransferredOut"]);
+    let balances = |id: &str| -> Vec<String> {
+        es["balance_over_time"][id]
+            .as_array()
+            .expect(id)
+            .iter()
+            .filter_map(|b| b["balance"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(balances("account_001"), ["1000.00", "1500.00", "1300.00", "1000.00"], "replayed after each event");
+    assert_eq!(balances("account_002"), ["0.00", "300.00"]);
 
     let size = WorkloadSize { customers: 40, orders: 150, transfers: 60 };
-    let w = scenarios::workload(&mut c, size, |_| {}).await.expect("workload");
+    let w = scenarios::workload(&mut c, size, |_, _, _| {}).await.expect("workload");
     assert_eq!(w["money_conserved"], true, "{w}");
     assert_eq!(w["orders_not_terminal"], 0, "{w}");
     let states = w["orders_per_terminal_state"].as_object().expect("states");

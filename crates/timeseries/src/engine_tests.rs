@@ -364,3 +364,36 @@ fn qualities_and_points_of_every_series_survive_a_checkpoint() {
     drop(engine);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn hourly_by_city_matches_the_points_of_each_city_and_hour() {
+    let dir = temp_dir();
+    let engine = Engine::open(&dir).expect("open");
+    engine.create_series(seed_schema()).expect("create");
+    engine.write(&seed_points()).expect("write");
+    let cities = crate::scenario::hourly_by_city(&engine).expect("per city");
+    let mut names: Vec<&str> = cities.iter().map(|c| c.location.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["beijing", "guangzhou", "shanghai"]);
+    let points = seed_points();
+    for city in &cities {
+        assert!(city.hours.len() >= 80, "{}: {} hours", city.location, city.hours.len());
+        for (start, avg, p95) in &city.hours {
+            let t = chrono::DateTime::parse_from_rfc3339(start).expect("rfc 3339").timestamp_nanos_opt().expect("ns");
+            let values: Vec<f64> = points
+                .iter()
+                .filter(|p| p.tags["location"] == city.location && p.timestamp >= t && p.timestamp < t + HOUR)
+                .map(|p| p.value)
+                .collect();
+            assert!(!values.is_empty(), "a bucket without points at {start}");
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            assert!((avg - (mean * 100.0).round() / 100.0).abs() < 0.011, "{} {start}: {avg} vs {mean}", city.location);
+            // The sketch's p95 lies within the bucket's values (1% relative error).
+            let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+            assert!(*p95 <= max * 1.01 + 0.01 && *p95 >= min * 0.99 - 0.01, "p95 {p95} outside [{min}, {max}]");
+        }
+    }
+    drop(engine);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -116,3 +116,47 @@ pub fn run(engine: &Engine) -> Result<Report> {
         answered_from: level.unwrap_or_else(|| "raw".into()),
     })
 }
+
+/// One city's hourly figures over the whole scenario, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CityHours {
+    pub location: String,
+    /// `(bucket start as RFC 3339, avg, p95)`, oldest first.
+    pub hours: Vec<(String, f64, f64)>,
+}
+
+/// The scenario's series per city: 1-hour average and p95 over every
+/// point written (not only the seed's Beijing window).
+pub fn hourly_by_city(engine: &Engine) -> Result<Vec<CityHours>> {
+    let to = BASE_TIME + 1000 * 5 * MINUTE;
+    let mut q = Query::aggregate(
+        &schema().series_name,
+        BASE_TIME,
+        to,
+        Vec::new(),
+        Interval::HOUR,
+        vec![Agg::Avg, Agg::Percentile(0.95)],
+    );
+    q.group_by = vec!["location".to_owned()];
+    let groups = match engine.query(&q)? {
+        QueryResult::Buckets { groups, .. } => groups,
+        QueryResult::Raw(_) => Vec::new(),
+    };
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    Ok(groups
+        .into_iter()
+        .map(|g| CityHours {
+            location: g.group.iter().find(|(k, _)| k == "location").map(|(_, v)| v.clone()).unwrap_or_default(),
+            hours: g
+                .buckets
+                .iter()
+                .filter_map(|b| {
+                    let avg = b.values.first().copied().flatten()?;
+                    let p95 = b.values.get(1).copied().flatten()?;
+                    let start = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(b.start).to_rfc3339();
+                    Some((start, round(avg), round(p95)))
+                })
+                .collect(),
+        })
+        .collect())
+}

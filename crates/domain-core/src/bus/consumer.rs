@@ -66,6 +66,13 @@ pub trait SharedHandler: Send + Sync {
     fn wants(&self, _event_type: &str) -> bool {
         true
     }
+
+    /// Deliveries so far that changed nothing because their effect was
+    /// already there (a redelivery after a crash, a duplicate on the bus):
+    /// absorbed by the handler's idempotence, counted for `/metrics`.
+    fn duplicates(&self) -> u64 {
+        0
+    }
 }
 
 /// What happened to one delivery.

@@ -136,14 +136,17 @@ async fn redelivered_outcomes_change_nothing() {
         "amount": {"amount": "399.97", "currency": "CNY"}, "reason": "insufficient_funds"}),
     );
     w.deliver(&[capture.clone(), reject.clone()]).await;
+    assert_eq!(w.handler.duplicates(), 0, "first deliveries are not repeats");
     let head = w.orders.store().head_position().await.expect("head");
     let versions = (w.order("order_001").await.version(), w.order("order_002").await.version());
 
     let stats = w.deliver(&[capture.clone(), reject.clone(), capture, reject]).await;
     assert_eq!((stats.handled, stats.dead_lettered), (6, 0), "repeats are handled, not dead-lettered");
+    assert_eq!(w.handler.duplicates(), 4, "the four repeats are counted for /metrics");
     let mut replay = consumer(&w.bus, "orders-payments-replay").await;
     let stats = replay.run(&mut w.handler, Duration::from_secs(10), |s| s.handled >= 6).await.expect("replay");
     assert_eq!((stats.handled, stats.dead_lettered), (6, 0), "a fresh group replays the topic from offset 0");
+    assert_eq!(w.handler.duplicates(), 10, "every replayed outcome was a repeat");
 
     assert_eq!(w.orders.store().head_position().await.expect("head"), head, "nothing was appended");
     assert_eq!((w.order("order_001").await.version(), w.order("order_002").await.version()), versions);

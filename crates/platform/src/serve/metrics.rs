@@ -47,6 +47,9 @@ pub struct GroupSample {
     pub handled: u64,
     pub failed: u64,
     pub dead_lettered: u64,
+    /// Deliveries that changed nothing because their effect was already
+    /// there (redeliveries, duplicates on the bus).
+    pub deduplicated: u64,
     /// Records on the group's partitions not yet read (None when the bus
     /// does not say yet).
     pub lag: Option<u64>,
@@ -132,6 +135,12 @@ impl Metrics {
             "Events sent to the dead-letter topic.",
             &mut groups.iter().map(|s| (g(s), s.dead_lettered)),
         );
+        counter(
+            &mut out,
+            "platform_events_deduplicated_total",
+            "Deliveries absorbed as repeats: their effect was already there.",
+            &mut groups.iter().map(|s| (g(s), s.deduplicated)),
+        );
         out.push_str("# HELP platform_consumer_lag_records Records on a group's partitions not yet consumed.\n");
         out.push_str("# TYPE platform_consumer_lag_records gauge\n");
         for s in groups {
@@ -171,7 +180,14 @@ mod tests {
         m.observe("orders", "/orders/{id}", "GET", 200, Duration::from_millis(3));
         m.observe("orders", "/orders/{id}", "GET", 404, Duration::from_millis(700));
         let text = m.render(
-            &[GroupSample { group: "a\"b".into(), handled: 5, failed: 1, dead_lettered: 1, lag: Some(2) }],
+            &[GroupSample {
+                group: "a\"b".into(),
+                handled: 5,
+                failed: 1,
+                dead_lettered: 1,
+                deduplicated: 3,
+                lag: Some(2),
+            }],
             &[RelaySample { context: "orders".into(), published: 7, failed_attempts: 0, lag: 3 }],
         );
         let line = |prefix: &str| {
@@ -190,6 +206,10 @@ mod tests {
             .ends_with(" 1")
         );
         assert_eq!(line("platform_events_handled_total"), "platform_events_handled_total{group=\"a\\\"b\"} 5");
+        assert_eq!(
+            line("platform_events_deduplicated_total"),
+            "platform_events_deduplicated_total{group=\"a\\\"b\"} 3"
+        );
         assert_eq!(line("platform_outbox_lag_events"), "platform_outbox_lag_events{context=\"orders\"} 3");
         assert_eq!(line("platform_consumer_lag_records"), "platform_consumer_lag_records{group=\"a\\\"b\"} 2");
     }

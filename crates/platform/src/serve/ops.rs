@@ -139,6 +139,7 @@ async fn metrics(State(ops): Shared) -> impl IntoResponse {
             handled: g.stats.handled,
             failed: g.stats.retries + g.stats.dead_lettered,
             dead_lettered: g.stats.dead_lettered,
+            deduplicated: g.duplicates,
             lag: g.lag,
         })
         .collect();

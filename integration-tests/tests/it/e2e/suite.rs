@@ -10,6 +10,8 @@ use super::{Platform, SERVICES};
 use crate::http::{parse_prometheus, sum};
 use crate::kcat_interop::kcat_on;
 use crate::support::{eventually, wait_until_async};
+use domain_core::bus::EventBus;
+use kafka_bus::{KafkaBus, KafkaConfig};
 
 const ORDERS: usize = 1_000;
 const CLIENTS: usize = 8;
@@ -119,6 +121,20 @@ async fn kills_a_broker_restart_and_poison_records_change_nothing() {
         args.extend(["-H", h]);
     }
     kcat_on(&bootstrap, &args, Some("{\"total_amount\": 12}")).await;
+    // A duplicated delivery: an order's OrderConfirmed once more, same id.
+    let bus = KafkaBus::connect(KafkaConfig::new(bootstrap.as_str())).expect("bus");
+    let mut sub =
+        bus.subscribe(&format!("{}dup-reader", p.prefix()), &[orders_topic.as_str()]).await.expect("subscribe");
+    let confirmed = loop {
+        let d = sub.next(Duration::from_secs(30)).await.expect("read").expect("an OrderConfirmed on the topic");
+        if let Ok(env) = domain_core::codec::decode(&d.record)
+            && env.event_type.name() == "OrderConfirmed"
+        {
+            break env;
+        }
+    };
+    sub.close().await.expect("close");
+    bus.publish(&orders_topic, std::slice::from_ref(&confirmed)).await.expect("publish the duplicate");
 
     check_everything(&p, "faults", TOTAL, money).await;
     let dlq_topic = format!("{orders_topic}.dlq");
@@ -136,4 +152,14 @@ async fn kills_a_broker_restart_and_poison_records_change_nothing() {
         sum(&m, "platform_events_dead_lettered_total", &[]) >= 2.0,
         "the accounts service counted its dead letters"
     );
+    // The duplicate changed nothing (check_everything) and was counted.
+    eventually(Duration::from_secs(60), "the duplicate counted", || {
+        let client = p.client("accounts");
+        async move {
+            let m = parse_prometheus(&client.get("/metrics").await.text())?;
+            let n = sum(&m, "platform_events_deduplicated_total", &[]);
+            if n >= 1.0 { Ok(n) } else { Err(format!("{n} deduplicated")) }
+        }
+    })
+    .await;
 }
