@@ -70,7 +70,7 @@ pub fn take(page: &Path, png: &Path) -> Result<Picture> {
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        "--window-size=1280,3600",
+        "--window-size=1280,4000",
     ])
     .arg(format!("--user-data-dir={}", profile.display()))
     .arg(format!("--screenshot={}", png.display()))
