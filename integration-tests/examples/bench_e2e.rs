@@ -126,12 +126,7 @@ impl Deployment {
         }
         let d = Self { services, root, prefix };
         for s in &d.services {
-            let client = Client::new(&s.addr);
-            let ready = integration_tests::wait::wait_until_async(Duration::from_secs(120), || {
-                let client = client.clone();
-                async move { client.send("GET", "/readyz", &[], &[]).await.is_ok_and(|r| r.status == 200) }
-            })
-            .await;
+            let ready = Client::new(&s.addr).ready_within(Duration::from_secs(120)).await;
             assert!(ready, "{} did not become ready; see {}", s.name, d.root.join(&s.name).join("serve.log").display());
         }
         d
@@ -149,7 +144,7 @@ impl Deployment {
 
     /// Samples consumer lag (records) and outbox lag (events) over every
     /// service once a second until `stop`; the largest of each.
-    fn sample_lag(&self, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<(f64, f64)> {
+    fn sample_lag(&self, mut stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<(f64, f64)> {
         let addrs: Vec<String> = self.services.iter().map(|s| s.addr.clone()).collect();
         tokio::spawn(async move {
             let (mut max_consumer, mut max_outbox) = (0.0_f64, 0.0_f64);
@@ -164,7 +159,8 @@ impl Deployment {
                 }
                 max_consumer = max_consumer.max(consumer);
                 max_outbox = max_outbox.max(outbox);
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Once a second, or at once when the run ends.
+                let _ = tokio::time::timeout(Duration::from_secs(1), stop.changed()).await;
             }
             (max_consumer, max_outbox)
         })
@@ -177,10 +173,9 @@ impl Drop for Deployment {
             let _ = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status();
         }
         for s in &mut self.services {
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while s.child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            integration_tests::wait::wait_until(Duration::from_secs(20), || {
+                s.child.try_wait().ok().flatten().is_some()
+            });
             let _ = s.child.kill();
             let _ = s.child.wait();
         }
@@ -287,11 +282,6 @@ impl Run {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or(f64::NAN)
-}
-
 /// Places orders at `rate` for `seconds` (open loop), then waits up to 30 s
 /// for the last of them to be paid.
 async fn drive(d: &Deployment, clock: &Shared, tag: &str, rate: f64, seconds: f64) -> Run {
@@ -323,10 +313,11 @@ async fn drive(d: &Deployment, clock: &Shared, tag: &str, rate: f64, seconds: f6
         let _ = t.await;
     }
     let placed = n - errors.load(Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while locked(clock).paid_ms.len() < placed && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Unpaid orders after this count as not sustained (paid < placed).
+    integration_tests::wait::wait_until_async(Duration::from_secs(30), || async {
+        locked(clock).paid_ms.len() >= placed
+    })
+    .await;
     let rss_end = d.rss();
     stop_sampling.send_replace(true);
     let (max_consumer, max_outbox) = sampler.await.unwrap_or((f64::NAN, f64::NAN));
@@ -351,8 +342,8 @@ async fn drive(d: &Deployment, clock: &Shared, tag: &str, rate: f64, seconds: f6
         paid: ms.len(),
         errors: errors.load(Ordering::Relaxed),
         throughput: ms.len() as f64 / took,
-        p50: percentile(&ms, 0.5),
-        p99: percentile(&ms, 0.99),
+        p50: bench::percentile(&ms, 0.5),
+        p99: bench::percentile(&ms, 0.99),
         max_consumer_lag: max_consumer,
         max_outbox_lag: max_outbox,
         rss,

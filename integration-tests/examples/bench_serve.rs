@@ -31,11 +31,6 @@ fn temp(name: &str) -> PathBuf {
     dir
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or(f64::NAN)
-}
-
 /// Runs `op(k)` for k in 0..n at `rate` per second; latencies in ms from
 /// each tick.
 async fn paced<F, Fut>(n: usize, rate: f64, mut op: F) -> Vec<f64>
@@ -57,7 +52,7 @@ where
 
 fn figures(out: &mut Vec<Value>, metric: &str, http: &[f64], direct: &[f64], what: &str) {
     for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
-        let (ours, base) = (percentile(http, p), percentile(direct, p));
+        let (ours, base) = (bench::percentile(http, p), bench::percentile(direct, p));
         out.push(bench::figure(
             NAME,
             &format!("{metric}_{label}"),
@@ -103,11 +98,7 @@ async fn start_services(data: &Path) -> (String, tokio::sync::oneshot::Sender<()
         .expect("serve");
     });
     let client = Client::new(&http);
-    let ready = integration_tests::wait::wait_until_async(Duration::from_secs(60), || {
-        let client = client.clone();
-        async move { client.send("GET", "/readyz", &[], &[]).await.is_ok_and(|r| r.status == 200) }
-    })
-    .await;
+    let ready = client.ready_within(Duration::from_secs(60)).await;
     assert!(ready, "the services did not become ready");
     (http, stop, task)
 }

@@ -54,6 +54,14 @@ impl Client {
         Self { token: Some(token.to_owned()), ..self.clone() }
     }
 
+    /// Polls `/readyz` until it answers 200; false if `limit` passed first.
+    pub async fn ready_within(&self, limit: std::time::Duration) -> bool {
+        crate::wait::wait_until_async(limit, || async {
+            self.send("GET", "/readyz", &[], &[]).await.is_ok_and(|r| r.status == 200)
+        })
+        .await
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.send("GET", path, &[], &[]).await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }

@@ -149,6 +149,16 @@ mod tests {
     use super::*;
     use crate::event::sample::CounterEvent;
 
+    #[test]
+    fn percentile_is_the_rounded_nearest_rank() {
+        let v: Vec<f64> = (1..=101).map(f64::from).collect();
+        assert_eq!(bench::percentile(&v, 0.5), 51.0);
+        assert_eq!(bench::percentile(&v, 0.99), 100.0);
+        assert_eq!(bench::percentile(&v, 1.0), 101.0);
+        assert_eq!(bench::percentile(&[7.0], 0.99), 7.0);
+        assert!(bench::percentile(&[], 0.5).is_nan());
+    }
+
     #[derive(Debug, Default, Clone)]
     struct Counter {
         value: u32,
@@ -240,6 +250,15 @@ mod tests {
 /// `target/bench/<name>.json`.
 pub mod bench {
     use serde_json::{Value, json};
+
+    /// The `q` quantile (0..=1) of ascending `sorted` values, nearest rank
+    /// rounded; NaN when there are none.
+    pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        sorted[((sorted.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize]
+    }
 
     /// One figure; `ratio` is against `baseline`, measured in the same run.
     pub fn figure(

@@ -149,7 +149,7 @@ async fn hops(orders: &Arc<dyn EventStore>, accounts: &Arc<dyn EventStore>) -> V
         .map(|name| {
             let mut v = steps.remove(name).unwrap_or_default();
             v.sort_by(f64::total_cmp);
-            (name, percentile(&v, 0.5), percentile(&v, 0.99))
+            (name, bench::percentile(&v, 0.5), bench::percentile(&v, 0.99))
         })
         .collect()
 }
@@ -200,13 +200,6 @@ async fn timeline(store: &Arc<dyn EventStore>, warmup: usize) -> Timeline {
         _ => f64::NAN,
     };
     Timeline { orders, paid: latencies.len(), seconds, latencies }
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 /// The baseline: the same orders placed by the same clients on the same
@@ -320,7 +313,7 @@ async fn main() {
         figures.push(bench::figure(
             "sagas",
             "confirm_to_paid_p50_in_process_under_load",
-            percentile(&t.latencies, 0.5),
+            bench::percentile(&t.latencies, 0.5),
             "ms",
             None,
             None,
@@ -348,7 +341,7 @@ async fn main() {
             let count = if args.quick { 1_000 } else { 6_000 };
             // The first second (200 orders) warms up: groups join, fetches start.
             let t = run(kafka_shop(&args.bootstrap, "lat").await, count + 200, Some(200.0), 200).await;
-            let (p50, p99) = (percentile(&t.latencies, 0.5), percentile(&t.latencies, 0.99));
+            let (p50, p99) = (bench::percentile(&t.latencies, 0.5), bench::percentile(&t.latencies, 0.99));
             eprintln!("kafka at 200/s: p50 {p50:.1} ms, p99 {p99:.1} ms over {} orders", t.paid);
             figures.push(bench::figure(
                 "sagas",

@@ -19,7 +19,7 @@ const VALUE_ROOM: f64 = 190.0;
 /// Series longer than this get no point markers (hover the line instead).
 const MARKERS_UP_TO: usize = 40;
 
-pub fn escape(s: &str) -> String {
+fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

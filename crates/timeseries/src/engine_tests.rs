@@ -41,6 +41,15 @@ fn seed_points() -> Vec<Point> {
     crate::scenario::points()
 }
 
+/// A fresh engine in a temp dir holding the seed's series and 1000 points.
+fn seeded_engine() -> (PathBuf, Engine) {
+    let dir = temp_dir();
+    let engine = Engine::open(&dir).expect("open");
+    engine.create_series(seed_schema()).expect("create");
+    engine.write(&seed_points()).expect("write");
+    (dir, engine)
+}
+
 fn buckets(r: QueryResult) -> Vec<(i64, u64, Vec<Option<f64>>)> {
     match r {
         QueryResult::Buckets { groups, .. } => {
@@ -184,10 +193,7 @@ fn late_points_update_their_buckets_and_retention_hides_expired_data() {
 
 #[test]
 fn group_by_splits_buckets_by_tag() {
-    let dir = temp_dir();
-    let engine = Engine::open(&dir).expect("open");
-    engine.create_series(seed_schema()).expect("create");
-    engine.write(&seed_points()).expect("write");
+    let (dir, engine) = seeded_engine();
     let mut q = Query::aggregate(
         "sensor_temperature",
         T0,
@@ -367,10 +373,7 @@ fn qualities_and_points_of_every_series_survive_a_checkpoint() {
 
 #[test]
 fn hourly_by_city_matches_the_points_of_each_city_and_hour() {
-    let dir = temp_dir();
-    let engine = Engine::open(&dir).expect("open");
-    engine.create_series(seed_schema()).expect("create");
-    engine.write(&seed_points()).expect("write");
+    let (dir, engine) = seeded_engine();
     let cities = crate::scenario::hourly_by_city(&engine).expect("per city");
     let mut names: Vec<&str> = cities.iter().map(|c| c.location.as_str()).collect();
     names.sort_unstable();

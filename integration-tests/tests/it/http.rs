@@ -93,12 +93,7 @@ impl Served {
     }
 
     pub async fn wait_ready(&self) {
-        let client = self.client();
-        let ready = super::support::wait_until_async(Duration::from_secs(90), || {
-            let client = client.clone();
-            async move { client.send("GET", "/readyz", &[], &[]).await.is_ok_and(|r| r.status == 200) }
-        })
-        .await;
+        let ready = self.client().ready_within(Duration::from_secs(90)).await;
         assert!(ready, "the service did not become ready; its log:\n{}", self.log());
     }
 
