@@ -6,6 +6,7 @@
 
 mod bench;
 mod boundary;
+mod clippy;
 mod datacontract;
 mod demo;
 mod error;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::services::Services;
-use crate::{datacontract, interrupt, kafka, paths, pg, process, pylake};
+use crate::{clippy, datacontract, interrupt, kafka, paths, pg, process, pylake};
 
 /// Runs `cargo test --workspace <extra>` with `KAFKA_BOOTSTRAP` and `DATABASE_URL` set,
 /// starting the servers that are not given and stopping them afterwards, and with
@@ -25,9 +25,10 @@ pub fn run(extra: &[String]) -> Result<()> {
     kafka::ensure_jars()?;
     // `--workspace` also covers the members outside default-members (xtask,
     // integration-tests). Without arguments: every test target, then the
-    // doc tests; the examples (benches) are not linked here, `lint`'s
-    // clippy `--all-targets` type-checks them, and linking eight release
-    // harnesses in debug was minutes of a cold CI run for nothing.
+    // doc tests; the examples (bench harnesses) are not linked here, only
+    // by `lint`, which builds every target. Members compile through clippy
+    // (see `clippy`), so `lint` reuses this build instead of type-checking
+    // every dependency once more.
     let phases: Vec<Vec<String>> = if extra.is_empty() {
         let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         vec![args(&["test", "--workspace", "--lib", "--bins", "--tests"]), args(&["test", "--workspace", "--doc"])]
@@ -36,8 +37,10 @@ pub fn run(extra: &[String]) -> Result<()> {
     };
     let mut outcome = Ok(std::process::ExitStatus::default());
     for phase in &phases {
+        let mut cargo = process::cargo_command();
+        clippy::apply(&mut cargo);
         outcome = process::status(
-            process::cargo_command()
+            cargo
                 .args(phase)
                 .env(kafka::BOOTSTRAP_ENV, &bootstrap)
                 .env(pg::URL_ENV, &database_url)
