@@ -28,12 +28,18 @@ const WRAPPER_ENV: &str = "RUSTC_WORKSPACE_WRAPPER";
 /// tests' build.
 const ARGS_ENV: &str = "CLIPPY_ARGS";
 
-/// The toolchain's `clippy-driver`, next to its `rustc`.
+/// The toolchain's `clippy-driver`, next to its `rustc` (looked up once:
+/// `test` builds in two phases).
 pub fn driver() -> Option<PathBuf> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let sysroot = process::output(Command::new(rustc).args(["--print", "sysroot"])).ok()?;
-    let path = PathBuf::from(sysroot.trim()).join("bin").join("clippy-driver");
-    path.is_file().then_some(path)
+    static DRIVER: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DRIVER
+        .get_or_init(|| {
+            let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+            let sysroot = process::output(Command::new(rustc).args(["--print", "sysroot"])).ok()?;
+            let path = PathBuf::from(sysroot.trim()).join("bin").join("clippy-driver");
+            path.is_file().then_some(path)
+        })
+        .clone()
 }
 
 /// Makes `cmd` (a cargo build) compile workspace members with clippy, when
