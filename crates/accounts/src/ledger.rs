@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 use domain_core::{Currency, Money};
 use event_store::RecordedEvent;
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{AccountEvent, AccountStatus, Accounts, Result, TransferPurpose};
 
 /// Totals of one currency.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CurrencyTotals {
     /// Sum of the balances of every account.
     pub balances: Decimal,
@@ -37,7 +37,7 @@ impl CurrencyTotals {
 /// Counts of saga outcomes seen in the log. Transfers are the ones holders
 /// asked for; payments and refunds move money by the same two steps and are
 /// counted apart.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SagaCounts {
     pub transfers_started: u64,
     pub transfers_completed: u64,
@@ -204,7 +204,7 @@ impl Ledger {
 }
 
 /// The result of [`audit`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Audit {
     pub accounts: usize,
     /// Per currency, balances summed from the accounts as loaded.

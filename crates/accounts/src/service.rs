@@ -84,15 +84,7 @@ impl Accounts {
     pub async fn history(&self, id: &str) -> Result<Vec<RecordedEvent>> {
         validate_account_id(id)?;
         let stream = Repository::<Account>::stream_of(id)?;
-        let mut out = Vec::new();
-        loop {
-            let page = self.store.read_stream(&stream, out.len() as u64 + 1, PAGE).await?;
-            let done = page.len() < PAGE;
-            out.extend(page);
-            if done {
-                return Ok(out);
-            }
-        }
+        Ok(event_store::read_whole_stream(self.store.as_ref(), &stream).await?)
     }
 
     pub async fn open(&self, id: &str, account_holder: &str, initial_balance: Money) -> Result<AggregateRoot<Account>> {

@@ -40,5 +40,5 @@ pub use outbox::OutboxRelay;
 pub use postgres::PostgresEventStore;
 pub use projection::{Parked, Projection, ProjectionRunner, ProjectionStatus};
 pub use repository::{Repository, SnapshotPolicy};
-pub use store::EventStore;
+pub use store::{EventStore, read_whole_stream};
 pub use subscription::LogSubscription;

@@ -53,3 +53,19 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
 
     async fn save_checkpoint(&self, name: &str, next_position: u64) -> Result<()>;
 }
+
+/// Events per read of [`read_whole_stream`].
+const WHOLE_STREAM_PAGE: usize = 1024;
+
+/// Every event of `stream`, oldest first, read page by page.
+pub async fn read_whole_stream(store: &dyn EventStore, stream: &StreamId) -> Result<Vec<RecordedEvent>> {
+    let mut out: Vec<RecordedEvent> = Vec::new();
+    loop {
+        let page = store.read_stream(stream, out.len() as u64 + 1, WHOLE_STREAM_PAGE).await?;
+        let done = page.len() < WHOLE_STREAM_PAGE;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}

@@ -56,6 +56,10 @@ pub enum Error {
     /// A landing file that could not be ingested; it was moved to `rejected/`.
     #[error("file {path} rejected: {reason}")]
     Rejected { path: PathBuf, reason: String },
+    /// A lake reached through a [`crate::port::LakePort`] adapter outside
+    /// this crate (a service's HTTP API) failed.
+    #[error("{what}: {source}")]
+    Remote { what: String, source: Box<dyn std::error::Error + Send + Sync> },
     /// The bus failed (subscribe, poll, commit, publish).
     #[error("bus: {0}")]
     Bus(#[from] domain_core::Error),

@@ -17,6 +17,7 @@ mod catalog;
 mod error;
 pub mod gold;
 pub mod location;
+pub mod port;
 mod s3;
 pub mod scenario;
 pub mod silver;

@@ -10,10 +10,10 @@ use std::path::Path;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::bronze::files::{FileOutcome, Landing};
+use crate::bronze::files::FileOutcome;
 use crate::location::{LakeLocation, Layer, TableId};
-use crate::table::{Commit, LakeTable};
-use crate::{Error, Lake, Result};
+use crate::port::{LakePort, LocalLake, Pipeline};
+use crate::{Error, Result};
 
 /// The seed's raw data.
 pub fn raw_data() -> serde_json::Value {
@@ -27,14 +27,7 @@ pub fn raw_data() -> serde_json::Value {
 pub const PARTITION_KEY: &str = "date";
 pub const PARTITION_VALUE: &str = "2023-01-01";
 
-/// A data file of the scenario's tables.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObjectSummary {
-    pub table: String,
-    pub path: String,
-    pub size_bytes: u64,
-    pub record_count: u64,
-}
+pub use crate::port::ObjectSummary;
 
 /// What the seed prints, computed from the tables.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,103 +47,82 @@ fn id(layer: Layer, name: &str) -> TableId {
     TableId { layer, name: name.to_owned() }
 }
 
-async fn objects(location: &LakeLocation, table: &TableId) -> Result<Vec<ObjectSummary>> {
-    let t = LakeTable::open(location, table)
-        .await?
-        .ok_or_else(|| Error::UnknownTable { name: table.to_string(), known: "(the scenario writes it)".into() })?;
-    Ok(t.objects(Some((PARTITION_KEY, PARTITION_VALUE)))?
-        .into_iter()
-        .map(|o| ObjectSummary {
-            table: table.to_string(),
-            path: format!("{}/{}", table.relative_path(), o.path),
-            size_bytes: o.size_bytes,
-            record_count: o.record_count.unwrap_or(0),
-        })
-        .collect())
+/// Runs the scenario on the lake at `location`; `landing` is the landing
+/// folder the raw file is dropped in.
+pub async fn run(location: &LakeLocation, landing: &Path) -> Result<Report> {
+    run_on(&LocalLake::new(location.clone(), landing)).await
 }
 
-/// Runs the scenario; `landing` is the landing folder the raw file is dropped in.
-pub async fn run(location: &LakeLocation, landing: &Path) -> Result<Report> {
-    let lake = Lake::new(location.clone());
+/// Runs the scenario through `lake` (these tables, or the lake service).
+pub async fn run_on(lake: &dyn LakePort) -> Result<Report> {
     let created_partitions: Vec<String> =
         Layer::ALL.iter().map(|l| format!("{l}/{PARTITION_KEY}={PARTITION_VALUE}/")).collect();
+    let partition = Some((PARTITION_KEY, PARTITION_VALUE));
 
     // Upload to bronze: the raw records as a JSON file in the landing folder.
-    let file = landing.join("customers").join(format!("{PARTITION_KEY}={PARTITION_VALUE}")).join("customers.json");
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    std::fs::write(&file, serde_json::to_vec_pretty(&raw_data())?).map_err(|e| Error::io(&file, e))?;
-    match Landing::new(landing, location.clone()).ingest_file(&file).await? {
-        FileOutcome::Rejected { reason, .. } => return Err(Error::Rejected { path: file, reason }),
+    let file = format!("customers/{PARTITION_KEY}={PARTITION_VALUE}/customers.json");
+    match lake.upload(&file, &serde_json::to_vec_pretty(&raw_data())?).await? {
+        FileOutcome::Rejected { reason, .. } => return Err(Error::Rejected { path: file.into(), reason }),
         FileOutcome::Ingested { .. } | FileOutcome::AlreadyIngested { .. } => {}
     }
     let bronze = id(Layer::Bronze, "customers");
 
     // Bronze to silver: typed, trimmed, each row scored by the checks it passes.
-    let silver_sql = format!(
-        "SELECT CAST(id AS VARCHAR) AS id, trim(name) AS name, CAST(age AS BIGINT) AS age, \
-         CAST(to_timestamp(\"timestamp\") AS TIMESTAMP) AS event_time, 'cleaned' AS status, \
-         (CAST(id IS NOT NULL AND id <> '' AS DOUBLE) + CAST(name IS NOT NULL AND trim(name) <> '' AS DOUBLE) \
-          + CAST(COALESCE(age BETWEEN 0 AND 150, false) AS DOUBLE) + CAST(to_timestamp(\"timestamp\") IS NOT NULL AS DOUBLE)) / 4.0 AS quality_score, \
-         {PARTITION_KEY} FROM bronze.customers WHERE {PARTITION_KEY} = '{PARTITION_VALUE}'"
-    );
-    let rows = lake.sql(&silver_sql).await?;
-    let rows = crate::utc(rows)?;
     let silver = id(Layer::Silver, "customer_records");
-    let schema = rows
-        .first()
-        .map(|b| b.schema())
-        .ok_or_else(|| Error::UnknownTable { name: bronze.to_string(), known: "(empty)".into() })?;
-    let mut table = LakeTable::open_or_create(location, &silver, schema, &[PARTITION_KEY]).await?;
-    let predicate = format!("{PARTITION_KEY} = '{PARTITION_VALUE}'");
-    table
-        .replace(
-            rows,
-            Some(&predicate),
-            &Commit::default().with_info("lake.writer", "scenario.silver").with_info(
-                "lake.lineage",
-                serde_json::json!({"bronze.customers": LakeTable::open(location, &bronze).await?.map(|t| t.version())}),
+    let replace_where = Some(format!("{PARTITION_KEY} = '{PARTITION_VALUE}'"));
+    let lineage = |t: &TableId, v: Option<i64>| serde_json::json!({ t.to_string(): v });
+    let silver_run = lake
+        .run_pipeline(&Pipeline {
+            target: silver.to_string(),
+            sql: format!(
+                "SELECT CAST(id AS VARCHAR) AS id, trim(name) AS name, CAST(age AS BIGINT) AS age, \
+                 CAST(to_timestamp(\"timestamp\") AS TIMESTAMP) AS event_time, 'cleaned' AS status, \
+                 (CAST(id IS NOT NULL AND id <> '' AS DOUBLE) + CAST(name IS NOT NULL AND trim(name) <> '' AS DOUBLE) \
+                  + CAST(COALESCE(age BETWEEN 0 AND 150, false) AS DOUBLE) + CAST(to_timestamp(\"timestamp\") IS NOT NULL AS DOUBLE)) / 4.0 AS quality_score, \
+                 {PARTITION_KEY} FROM bronze.customers WHERE {PARTITION_KEY} = '{PARTITION_VALUE}'"
             ),
-        )
+            partition_by: vec![PARTITION_KEY.to_owned()],
+            replace_where: replace_where.clone(),
+            info: [
+                ("lake.writer".to_owned(), "scenario.silver".into()),
+                ("lake.lineage".to_owned(), lineage(&bronze, lake.table_version(&bronze).await?)),
+            ]
+            .into(),
+        })
         .await?;
 
     // Silver to gold: the seed's statistics, from the silver partition.
-    let silver_objects = objects(location, &silver).await?;
+    let silver_objects = lake.objects(&silver, partition).await?;
     let silver_bytes: u64 = silver_objects.iter().map(|o| o.size_bytes).sum();
-    let gold_sql = format!(
-        "SELECT CAST(COUNT(*) AS BIGINT) AS total_records, CAST({silver_bytes} AS BIGINT) AS total_size_bytes, \
-         AVG(quality_score) AS avg_quality_score, MAX(event_time) AS data_freshness, \
-         CAST(to_timestamp('{now}') AS TIMESTAMP) AS aggregation_timestamp, '{PARTITION_VALUE}' AS {PARTITION_KEY} \
-         FROM silver.customer_records WHERE {PARTITION_KEY} = '{PARTITION_VALUE}'",
-        now = Utc::now().to_rfc3339()
-    );
-    let rows = crate::utc(lake.sql(&gold_sql).await?)?;
     let gold = id(Layer::Gold, "customer_statistics");
-    let schema = rows
-        .first()
-        .map(|b| b.schema())
-        .ok_or_else(|| Error::UnknownTable { name: silver.to_string(), known: "(empty)".into() })?;
-    let mut gold_table = LakeTable::open_or_create(location, &gold, schema, &[PARTITION_KEY]).await?;
-    gold_table
-        .replace(
-            rows,
-            Some(&predicate),
-            &Commit::default()
-                .with_info("lake.writer", "scenario.gold")
-                .with_info("lake.lineage", serde_json::json!({"silver.customer_records": table.version()})),
-        )
-        .await?;
+    lake.run_pipeline(&Pipeline {
+        target: gold.to_string(),
+        sql: format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS total_records, CAST({silver_bytes} AS BIGINT) AS total_size_bytes, \
+             AVG(quality_score) AS avg_quality_score, MAX(event_time) AS data_freshness, \
+             CAST(to_timestamp('{now}') AS TIMESTAMP) AS aggregation_timestamp, '{PARTITION_VALUE}' AS {PARTITION_KEY} \
+             FROM silver.customer_records WHERE {PARTITION_KEY} = '{PARTITION_VALUE}'",
+            now = Utc::now().to_rfc3339()
+        ),
+        partition_by: vec![PARTITION_KEY.to_owned()],
+        replace_where,
+        info: [
+            ("lake.writer".to_owned(), "scenario.gold".into()),
+            ("lake.lineage".to_owned(), lineage(&silver, Some(silver_run.version))),
+        ]
+        .into(),
+    })
+    .await?;
 
-    let bronze_objects = objects(location, &bronze).await?;
-    let gold_objects = objects(location, &gold).await?;
+    let bronze_objects = lake.objects(&bronze, partition).await?;
+    let gold_objects = lake.objects(&gold, partition).await?;
     let stats = lake
-        .sql(&format!(
+        .query_json(&format!(
             "SELECT total_records, total_size_bytes, avg_quality_score, CAST(data_freshness AS VARCHAR) AS data_freshness \
              FROM gold.customer_statistics WHERE {PARTITION_KEY} = '{PARTITION_VALUE}'"
         ))
         .await?;
-    let gold_statistics = crate::rows_json(&stats)?.get(0).cloned().unwrap_or_default();
+    let gold_statistics = stats.into_iter().next().unwrap_or_default();
     let first = |v: &[ObjectSummary], t: &TableId| {
         v.first().cloned().ok_or_else(|| Error::UnknownTable { name: t.to_string(), known: "(no file)".into() })
     };

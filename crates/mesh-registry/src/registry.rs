@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::binding::{self, Contract};
 use crate::catalogue::{Catalogue, Registration, StoredContract, StoredRecord};
@@ -58,7 +58,7 @@ pub struct RegisteredContract {
 }
 
 /// A port's quality as its enforcer last checkpointed it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PortQuality {
     pub port: String,
     pub contract_id: String,
@@ -67,7 +67,7 @@ pub struct PortQuality {
     pub measurement: Option<Measurement>,
     /// What another context reported about this port (the lake's
     /// `QualityMeasured`), as it reported it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reported: Option<serde_json::Value>,
 }
 

@@ -77,6 +77,12 @@ impl EventSourcedOrders {
         &self.projector
     }
 
+    /// Every stored event of the order, oldest first; empty if it never was.
+    pub async fn history(&self, order_id: &str) -> Result<Vec<event_store::RecordedEvent>> {
+        let stream = event_store::Repository::<Order>::stream_of(order_id)?;
+        Ok(event_store::read_whole_stream(self.store.as_ref(), &stream).await?)
+    }
+
     /// Loads the order, runs `command`, appends what it decided, retrying
     /// the whole cycle on a version conflict up to `retries` times. `cause`
     /// puts the new events in the cause's correlation chain.

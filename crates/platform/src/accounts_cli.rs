@@ -214,19 +214,19 @@ fn print_account(root: &AggregateRoot<accounts::Account>, format: Format) -> Res
 
 /// The history as JSON rows: time, type, data.
 pub async fn history_json(accounts: &Accounts, id: &str) -> Result<Vec<Value>> {
-    Ok(accounts
-        .history(id)
-        .await?
-        .into_iter()
-        .map(|e| {
-            json!({
-                "version": e.version,
-                "timestamp": e.envelope.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "event_type": e.envelope.event_type.name(),
-                "data": e.envelope.data,
-            })
-        })
-        .collect())
+    Ok(accounts.history(id).await?.iter().map(recorded_json).collect())
+}
+
+/// One stored event as the APIs and `--format json` show it: `type` is the
+/// full wire type (`accounts.MoneyDeposited.v1`), `event_type` its name.
+pub fn recorded_json(e: &event_store::RecordedEvent) -> Value {
+    json!({
+        "version": e.version,
+        "timestamp": e.envelope.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "type": e.envelope.event_type.to_string(),
+        "event_type": e.envelope.event_type.name(),
+        "data": e.envelope.data,
+    })
 }
 
 async fn print_history(accounts: &Accounts, id: &str, format: Format) -> Result<()> {

@@ -33,6 +33,10 @@ pub enum Error {
     Lake(#[from] lake::Error),
     #[error("{0}")]
     Usage(String),
+    #[error("the {context} service did not answer {request}: {source}")]
+    Http { context: &'static str, request: String, source: std::io::Error },
+    #[error("the {context} service answered {request} with {status}: {body}")]
+    Service { context: &'static str, request: String, status: u16, body: String },
     #[error("a relay or consumer task of the node failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -73,6 +77,7 @@ impl Error {
             Error::Lake(lake::Error::Bus(_)) => {
                 Some("is Kafka running? `cargo xtask kafka up` starts one on 127.0.0.1:9092")
             }
+            Error::Http { .. } => Some("the service process may have stopped; its log is in the demo's logs folder"),
             Error::NotSettled { .. } => Some(
                 "the events are stored; they are handled the next time the consumers run (any platform command on this --data)",
             ),

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::error::Result;
 
-const REVENUE_PER_PRODUCT: &str = "SELECT product_id, currency, CAST(SUM(revenue) AS VARCHAR) AS revenue, \
+pub const REVENUE_PER_PRODUCT: &str = "SELECT product_id, currency, CAST(SUM(revenue) AS VARCHAR) AS revenue, \
     CAST(SUM(orders) AS BIGINT) AS orders FROM gold.revenue_per_product_day \
     GROUP BY product_id, currency ORDER BY product_id, currency";
 
@@ -26,16 +26,7 @@ pub async fn data_lake_modeling(bus: &dyn EventBus, prefix: &str, data: &Path) -
     let root = data.join("lake");
     let location = LakeLocation::local(&root)?;
     let report = lake::scenario::run(&location, &root.join("landing")).await?;
-    let scenario = json!({
-        "created_partitions": report.created_partitions,
-        "uploaded_to_bronze": report.uploaded_to_bronze.path,
-        "silver_pipeline_completed": report.silver_pipeline_completed.path,
-        "gold_pipeline_completed": report.gold_pipeline_completed.path,
-        "total_objects": report.total_objects,
-        "total_partitions": report.total_partitions,
-        "gold_layer_objects": report.gold_layer_objects.iter().map(|o| json!({"path": o.path, "size_bytes": o.size_bytes})).collect::<Vec<_>>(),
-        "gold_statistics": report.gold_statistics,
-    });
+    let scenario = scenario_json(&report);
 
     // Everything the demo sent, from the bus into bronze, then refined.
     let config = BronzeConfig { max_wait: Duration::from_millis(200), ..BronzeConfig::default() };
@@ -72,4 +63,18 @@ pub async fn data_lake_modeling(bus: &dyn EventBus, prefix: &str, data: &Path) -
         "tables": tables.iter().map(|s| json!({"table": s.table, "version": s.version, "files": s.files, "rows": s.rows, "bytes": s.bytes})).collect::<Vec<_>>(),
     });
     Ok((scenario, platform))
+}
+
+/// `demo_data_lake_modeling`'s summary (the seed's labels) from its report.
+pub fn scenario_json(report: &lake::scenario::Report) -> Value {
+    json!({
+        "created_partitions": report.created_partitions,
+        "uploaded_to_bronze": report.uploaded_to_bronze.path,
+        "silver_pipeline_completed": report.silver_pipeline_completed.path,
+        "gold_pipeline_completed": report.gold_pipeline_completed.path,
+        "total_objects": report.total_objects,
+        "total_partitions": report.total_partitions,
+        "gold_layer_objects": report.gold_layer_objects.iter().map(|o| json!({"path": o.path, "size_bytes": o.size_bytes})).collect::<Vec<_>>(),
+        "gold_statistics": report.gold_statistics,
+    })
 }

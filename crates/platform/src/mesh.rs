@@ -12,6 +12,8 @@ use std::time::Duration;
 use domain_core::bus::{Consumer, EventBus, RetryPolicy, topics};
 use mesh_registry::catalogue::RedbCatalogue;
 use mesh_registry::enforcer::EnforcerConfig;
+use mesh_registry::product::DataProduct;
+use mesh_registry::quality::Measurement;
 use mesh_registry::registry::{Answer, Registry};
 use mesh_registry::search::SearchFilter;
 use mesh_registry::service::{ANNOUNCEMENTS_GROUP, Announcements, Enforcement};
@@ -112,14 +114,27 @@ pub async fn data_mesh(
         let p = registry.product(&hit.id).await?;
         search_results.push(json!({ "id": p.id, "name": p.name, "description": p.description, "score": hit.score }));
     }
+    let products: Vec<DataProduct> = registry.products().await?;
+    Ok(summary(&product, customer, all, search_results, &measured, &products))
+}
+
+/// `demo_data_mesh`'s summary from what the registry answered (in this
+/// process or over its API): the registered product, the seed's query
+/// answers, search hits, and the quality measured from what flowed.
+pub fn summary(
+    product: &DataProduct,
+    customer: Value,
+    all: Vec<Value>,
+    search_results: Vec<Value>,
+    measured: &Measurement,
+    products: &[DataProduct],
+) -> Value {
     let t = &measured.totals;
-    let products: Vec<Value> = registry
-        .products()
-        .await?
+    let products: Vec<Value> = products
         .iter()
         .map(|p| json!({ "id": p.id, "name": p.name, "domain": p.domain, "status": p.status, "version": p.version }))
         .collect();
-    Ok(json!({
+    json!({
         "registered_data_product": product.name,
         "registered_contract_for_product": product.output_ports.first().map(|o| o.contract.to_string()),
         "endpoints": product.endpoints(),
@@ -136,5 +151,5 @@ pub async fn data_mesh(
         "invalid_records": t.invalid,
         "quality_rules": measured.rules,
         "products": products,
-    }))
+    })
 }

@@ -1,6 +1,7 @@
 //! The seed's commerce scenarios on the real contexts, and a generated
 //! workload through both sagas. Each returns what the seed function prints,
-//! under snake_case versions of its labels, for `summary.json`.
+//! under snake_case versions of its labels, for `summary.json`. They run on
+//! a [`CommercePort`]: the contexts in this process, or their services.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use domain_core::{Currency, Money};
 use orders::{CustomerInfo, OrderCommand, OrderStatus};
 use serde_json::{Value, json};
 
-use crate::commerce::Commerce;
+use crate::commerce::{CommercePort, Recorded};
 use crate::error::Result;
 
 /// How long one settle may take in a scenario.
@@ -28,25 +29,30 @@ fn cny(s: &str) -> Result<Money> {
 
 /// `demo_domain_driven_modeling`: the seed's order for 张三, confirmed, paid
 /// from the customer's account over the bus, shipped to the seed's address.
-pub async fn domain_driven_modeling(c: &mut Commerce) -> Result<Value> {
+pub async fn domain_driven_modeling(c: &mut dyn CommercePort) -> Result<Value> {
     let merchant = "merchant";
     ensure_open(c, merchant, "商家").await?;
-    c.accounts.open("cust_123", "张三", cny("1000")?).await?;
+    c.open_account("cust_123", "张三", cny("1000")?).await?;
     let customer = CustomerInfo::new("cust_123", "张三", "zhangsan@example.com", "13800138000")?;
     let id = "order_001";
-    c.order(id, OrderCommand::Create { customer, currency: Currency::CNY }).await?;
+    c.run_order(id, OrderCommand::Create { customer, currency: Currency::CNY }).await?;
     for (product, quantity, price) in [("product_001", 2, "99.99"), ("product_002", 1, "199.99")] {
         let unit_price = cny(price)?;
-        c.order(id, OrderCommand::AddItem { product_id: product.into(), quantity, unit_price }).await?;
+        c.run_order(id, OrderCommand::AddItem { product_id: product.into(), quantity, unit_price }).await?;
     }
-    c.order(id, OrderCommand::Confirm { payment_account_id: None }).await?;
-    c.settle(SETTLE).await?;
-    c.order(id, OrderCommand::Ship { shipping_address: SEED_ADDRESS.into() }).await?;
-    c.settle(SETTLE).await?;
-    let order = c.get_order(id).await?;
-    let history = event_store_history(c, id).await?;
-    let payer = c.accounts.get_by_id("cust_123").await?;
-    let merchant_account = c.accounts.get_by_id(merchant).await?;
+    c.run_order(id, OrderCommand::Confirm { payment_account_id: None }).await?;
+    c.wait_settled(SETTLE).await?;
+    c.run_order(id, OrderCommand::Ship { shipping_address: SEED_ADDRESS.into() }).await?;
+    c.wait_settled(SETTLE).await?;
+    let order = c.load_order(id).await?;
+    let history: Vec<Value> = c
+        .order_history(id)
+        .await?
+        .into_iter()
+        .map(|e| json!({ "event_type": e.event_type.name(), "data": e.data }))
+        .collect();
+    let payer = c.load_account("cust_123").await?;
+    let merchant_account = c.load_account(merchant).await?;
     let state = order.state();
     Ok(json!({
         "order_id": id,
@@ -63,46 +69,35 @@ pub async fn domain_driven_modeling(c: &mut Commerce) -> Result<Value> {
     }))
 }
 
-async fn event_store_history(c: &Commerce, order_id: &str) -> Result<Vec<Value>> {
-    let stream = event_store::Repository::<orders::Order>::stream_of(order_id)?;
-    let events = c.orders.store().read_stream(&stream, 1, 10_000).await?;
-    Ok(events
-        .into_iter()
-        .map(|e| json!({ "event_type": e.envelope.event_type.name(), "data": e.envelope.data }))
-        .collect())
-}
-
 /// `demo_event_sourcing`: the seed's account story, reloaded from the store
 /// (snapshot + events), and the transfer's target really credited.
-pub async fn event_sourcing(c: &mut Commerce) -> Result<Value> {
+pub async fn event_sourcing(c: &mut dyn CommercePort) -> Result<Value> {
     let usd = |s: &str| -> Result<Money> { Ok(Money::parse(s, Currency::USD)?) };
-    c.accounts.open("account_002", "李四", usd("0")?).await?;
-    c.accounts.open("account_001", "张三", usd("1000.0")?).await?;
+    c.open_account("account_002", "李四", usd("0")?).await?;
+    c.open_account("account_001", "张三", usd("1000.0")?).await?;
     let a = "account_001";
-    c.accounts.execute(a, AccountCommand::Deposit { amount: usd("500.0")?, description: "工资".into() }, None).await?;
-    c.accounts.execute(a, AccountCommand::Withdraw { amount: usd("200.0")?, description: "购物".into() }, None).await?;
-    c.accounts.transfer(a, "account_002", usd("300.0")?, "转账给朋友").await?;
-    c.settle(SETTLE).await?;
+    c.run_account(a, AccountCommand::Deposit { amount: usd("500.0")?, description: "工资".into() }).await?;
+    c.run_account(a, AccountCommand::Withdraw { amount: usd("200.0")?, description: "购物".into() }).await?;
+    c.start_transfer(a, "account_002", usd("300.0")?, "转账给朋友").await?;
+    c.wait_settled(SETTLE).await?;
     // A fresh load from the store: nothing of the running aggregate is reused.
-    let reloaded = c.accounts.get_by_id(a).await?;
-    let target = c.accounts.get_by_id("account_002").await?;
-    let history: Vec<Value> = c
-        .accounts
-        .history(a)
-        .await?
-        .into_iter()
+    let reloaded = c.load_account(a).await?;
+    let target = c.load_account("account_002").await?;
+    let recorded = c.account_history(a).await?;
+    let history: Vec<Value> = recorded
+        .iter()
         .map(|e| {
             json!({
-                "timestamp": e.envelope.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "event_type": e.envelope.event_type.name(),
-                "data": e.envelope.data,
+                "timestamp": e.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "event_type": e.event_type.name(),
+                "data": e.data,
             })
         })
         .collect();
     let s = reloaded.state();
     let balances = json!({
-        "account_001": balance_over_time(c, a).await?,
-        "account_002": balance_over_time(c, "account_002").await?,
+        "account_001": balance_over_time(&recorded)?,
+        "account_002": balance_over_time(&c.account_history("account_002").await?)?,
     });
     Ok(json!({
         "balance_over_time": balances,
@@ -118,17 +113,17 @@ pub async fn event_sourcing(c: &mut Commerce) -> Result<Value> {
     }))
 }
 
-/// The account's balance after each of its stored events, replayed from
-/// the store: `[{timestamp, event_type, balance}]`, oldest first.
-async fn balance_over_time(c: &Commerce, id: &str) -> Result<Vec<Value>> {
+/// The account's balance after each of its stored events, replayed:
+/// `[{timestamp, event_type, balance}]`, oldest first.
+fn balance_over_time(history: &[Recorded]) -> Result<Vec<Value>> {
     let mut state = Account::default();
     let mut out = Vec::new();
-    for e in c.accounts.history(id).await? {
-        let event: AccountEvent = domain_core::event::from_wire(&e.envelope.event_type, &e.envelope.data)?;
+    for e in history {
+        let event: AccountEvent = domain_core::event::from_wire(&e.event_type, &e.data)?;
         state.apply(&event);
         out.push(json!({
-            "timestamp": e.envelope.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "event_type": e.envelope.event_type.name(),
+            "timestamp": e.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "event_type": e.event_type.name(),
             "balance": state.balance_money().map(|m| m.to_minor_string()),
         }));
     }
@@ -149,13 +144,30 @@ impl Default for WorkloadSize {
     }
 }
 
+impl WorkloadSize {
+    /// `orders` orders, with customers and transfers in the default's
+    /// proportions (at least 10 customers).
+    pub fn scaled(orders: usize) -> Self {
+        let d = Self::default();
+        Self {
+            customers: (orders * d.customers / d.orders).max(10),
+            orders,
+            transfers: orders * d.transfers / d.orders,
+        }
+    }
+}
+
 /// A fixed-seed workload through both sagas: customers with random
 /// balances (some too poor, some frozen, a few in USD), orders that are
 /// paid, rejected, cancelled before or after payment, shipped and
 /// delivered, and transfers of which some fail for every reason.
 ///
 /// `progress(done, total, message)` counts accounts, orders and transfers.
-pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl FnMut(u64, u64, &str)) -> Result<Value> {
+pub async fn workload(
+    c: &mut dyn CommercePort,
+    size: WorkloadSize,
+    mut progress: impl FnMut(u64, u64, &str) + Send,
+) -> Result<Value> {
     let started = Instant::now();
     let total = (size.customers + size.orders + size.transfers) as u64;
     let mut rng = SplitMix64::new(WORKLOAD_SEED);
@@ -168,17 +180,17 @@ pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl F
         let whole = if rng.chance(0.1) { rng.below(100) } else { 3000 + rng.below(20_000) };
         let balance = format!("{whole}.{:02}", rng.below(100));
         let money = if dollars { Money::parse(&balance, Currency::USD)? } else { cny(&balance)? };
-        c.accounts.open(&id, &format!("客户{i}"), money).await?;
+        c.open_account(&id, &format!("客户{i}"), money).await?;
         customers.push((id, dollars));
     }
     // Some accounts cannot take part: frozen, or closed (empty first).
     for (id, _) in customers.iter().filter(|_| rng.chance(0.03)) {
-        c.accounts.execute(id, AccountCommand::Freeze { reason: "review".into() }, None).await?;
+        c.run_account(id, AccountCommand::Freeze { reason: "review".into() }).await?;
     }
     for i in 0..size.customers / 50 {
         let id = format!("w_closed_{i:03}");
-        c.accounts.open(&id, "已销户", cny("0")?).await?;
-        c.accounts.execute(&id, AccountCommand::Close, None).await?;
+        c.open_account(&id, "已销户", cny("0")?).await?;
+        c.run_account(&id, AccountCommand::Close).await?;
     }
     let opened = size.customers as u64;
     progress(opened, total, &format!("{} accounts opened", size.customers));
@@ -188,42 +200,42 @@ pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl F
         let (customer, _) = rng.pick(&customers).clone();
         let id = format!("w_order_{n:05}");
         let info = CustomerInfo::new(&customer, "客户", format!("{customer}@example.com"), "13800138000")?;
-        c.order(&id, OrderCommand::Create { customer: info, currency: Currency::CNY }).await?;
+        c.run_order(&id, OrderCommand::Create { customer: info, currency: Currency::CNY }).await?;
         for item in 0..1 + rng.below(3) {
             let price = cny(&format!("{}.{:02}", 1 + rng.below(300), rng.below(100)))?;
             let quantity = 1 + rng.below(3) as u32;
-            c.order(
+            c.run_order(
                 &id,
                 OrderCommand::AddItem { product_id: format!("product_{item:03}"), quantity, unit_price: price },
             )
             .await?;
         }
         if rng.chance(0.05) {
-            c.order(&id, OrderCommand::Cancel { reason: "changed my mind".into() }).await?;
+            c.run_order(&id, OrderCommand::Cancel { reason: "changed my mind".into() }).await?;
         } else {
-            c.order(&id, OrderCommand::Confirm { payment_account_id: None }).await?;
+            c.run_order(&id, OrderCommand::Confirm { payment_account_id: None }).await?;
         }
         order_ids.push(id);
         if n % 100 == 99 {
-            c.settle(SETTLE).await?;
+            c.wait_settled(SETTLE).await?;
             progress(opened + n as u64 + 1, total, &format!("{} orders placed", n + 1));
         }
     }
-    c.settle(SETTLE).await?;
+    c.wait_settled(SETTLE).await?;
 
     // Paid orders: most ship and are delivered, some are cancelled (refund).
     for id in &order_ids {
-        if c.get_order(id).await?.state().status() != OrderStatus::Paid {
+        if c.load_order(id).await?.state().status() != OrderStatus::Paid {
             continue;
         }
         if rng.chance(0.1) {
-            c.order(id, OrderCommand::Cancel { reason: "customer asked for a refund".into() }).await?;
+            c.run_order(id, OrderCommand::Cancel { reason: "customer asked for a refund".into() }).await?;
         } else {
-            c.order(id, OrderCommand::Ship { shipping_address: SEED_ADDRESS.into() }).await?;
-            c.order(id, OrderCommand::Deliver).await?;
+            c.run_order(id, OrderCommand::Ship { shipping_address: SEED_ADDRESS.into() }).await?;
+            c.run_order(id, OrderCommand::Deliver).await?;
         }
     }
-    c.settle(SETTLE).await?;
+    c.wait_settled(SETTLE).await?;
     let placed = opened + size.orders as u64;
     progress(placed, total, "orders shipped, delivered or cancelled");
 
@@ -243,15 +255,13 @@ pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl F
         if to == from {
             continue;
         }
-        let from_currency = c.accounts.get_by_id(&from).await?.state().currency.unwrap_or(Currency::CNY);
+        let from_currency = c.load_account(&from).await?.state().currency.unwrap_or(Currency::CNY);
         let amount = Money::parse(&format!("{}.{:02}", 1 + rng.below(200), rng.below(100)), from_currency)?;
-        match c.accounts.transfer(&from, &to, amount, "workload").await {
-            Ok(_) => {}
-            Err(accounts::Error::Account(_)) => refused_at_once += 1,
-            Err(e) => return Err(e.into()),
+        if !c.start_transfer(&from, &to, amount, "workload").await? {
+            refused_at_once += 1;
         }
     }
-    c.settle(SETTLE).await?;
+    c.wait_settled(SETTLE).await?;
     progress(total, total, "transfers settled");
 
     let mut per_status: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -259,7 +269,7 @@ pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl F
     let mut not_terminal = 0;
     let mut paid_total = Money::zero(Currency::CNY);
     for id in &order_ids {
-        let order = c.get_order(id).await?;
+        let order = c.load_order(id).await?;
         let s = order.state();
         *per_status.entry(s.status().as_str()).or_default() += 1;
         if !s.status().is_terminal() {
@@ -281,7 +291,7 @@ pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl F
             paid_total = paid_total.checked_add(t)?;
         }
     }
-    let audit = accounts::ledger::audit(&c.accounts).await?;
+    let audit = c.audit().await?;
     Ok(json!({
         "seed": WORKLOAD_SEED,
         "customers": size.customers,
@@ -305,9 +315,9 @@ pub async fn workload(c: &mut Commerce, size: WorkloadSize, mut progress: impl F
 }
 
 /// Opens a CNY account with nothing in it unless it is open already.
-async fn ensure_open(c: &Commerce, id: &str, holder: &str) -> Result<()> {
-    if c.accounts.load(id).await?.state().status == accounts::AccountStatus::NotOpened {
-        c.accounts.open(id, holder, cny("0")?).await?;
+async fn ensure_open(c: &mut dyn CommercePort, id: &str, holder: &str) -> Result<()> {
+    if c.load_account(id).await?.state().status == accounts::AccountStatus::NotOpened {
+        c.open_account(id, holder, cny("0")?).await?;
     }
     Ok(())
 }

@@ -190,6 +190,20 @@ pub struct Matcher {
     pub op: MatchOp,
 }
 
+/// The text [`Matcher::parse`] reads back.
+impl std::fmt::Display for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = &self.key;
+        match &self.op {
+            MatchOp::Eq(v) => write!(f, "{key}={v}"),
+            MatchOp::Ne(v) => write!(f, "{key}!={v}"),
+            MatchOp::Regex(v) => write!(f, "{key}=~{v}"),
+            MatchOp::NotRegex(v) => write!(f, "{key}!~{v}"),
+            MatchOp::In(vs) => write!(f, "{key}=in({})", vs.join("|")),
+        }
+    }
+}
+
 impl Matcher {
     pub fn eq(key: &str, value: &str) -> Self {
         Self { key: key.to_owned(), op: MatchOp::Eq(value.to_owned()) }
@@ -222,6 +236,15 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matchers_print_what_they_parse_from() {
+        for text in ["location=beijing", "location!=beijing", "device_id=~dev.*", "device_id!~x", "location=in(a|b)"] {
+            let m = Matcher::parse(text).expect("parses");
+            assert_eq!(m.to_string(), text);
+            assert_eq!(Matcher::parse(&m.to_string()).expect("parses again"), m);
+        }
+    }
 
     #[test]
     fn schemas_are_checked() {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Agg, BucketAgg, Interval};
 use crate::engine::{Engine, SchemaState, State, stored_in_partitions};
@@ -46,13 +46,13 @@ impl Query {
 }
 
 /// Raw points of one series.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesPoints {
     pub tags: Vec<(String, String)>,
     pub points: Vec<(i64, f64)>,
     /// The points whose quality is not good, by timestamp (most are good,
     /// so only the exceptions are listed).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub qualities: Vec<(i64, Quality)>,
 }
 
@@ -64,7 +64,7 @@ impl SeriesPoints {
 }
 
 /// One bucket: its start and one value per requested aggregation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bucket {
     pub start: i64,
     pub count: u64,
@@ -72,7 +72,7 @@ pub struct Bucket {
 }
 
 /// Buckets of one group (the group's tag values, empty without group-by).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupBuckets {
     pub group: Vec<(String, String)>,
     pub buckets: Vec<Bucket>,
@@ -88,7 +88,7 @@ pub struct LastPoint {
 
 /// What a query returns, and which rollup level answered it. On the wire:
 /// `{"raw": [{"tags", "points": [[time, value]]}]}` or `{"buckets": {"level", "groups"}}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueryResult {
     Raw(Vec<SeriesPoints>),

@@ -80,19 +80,33 @@ pub fn run(engine: &Engine) -> Result<Report> {
     let schema = schema();
     engine.create_series(schema.clone())?;
     let inserted = engine.write(&points())?.accepted;
+    let (raw, aggregated) = queries();
+    Ok(report(inserted, &engine.query(&raw)?, &engine.query(&aggregated)?))
+}
+
+/// The seed's two queries: Beijing's points 12:00-18:00, and their 1-hour
+/// count, avg, min, max, p95 and p99.
+pub fn queries() -> (Query, Query) {
+    let series = schema().series_name;
     let (from, to) = (BASE_TIME + 12 * 60 * MINUTE, BASE_TIME + 18 * 60 * MINUTE);
     let beijing = vec![Matcher::eq("location", "beijing")];
-    let query_results = match engine.query(&Query::raw(&schema.series_name, from, to, beijing.clone()))? {
+    let aggs = vec![Agg::Count, Agg::Avg, Agg::Min, Agg::Max, Agg::Percentile(0.95), Agg::Percentile(0.99)];
+    let aggregated = Query::aggregate(&series, from, to, beijing.clone(), Interval::HOUR, aggs);
+    (Query::raw(&series, from, to, beijing), aggregated)
+}
+
+/// What the seed prints, from the answers to [`queries`] (by this engine
+/// or by the time-series service over HTTP).
+pub fn report(inserted: usize, raw: &QueryResult, aggregated: &QueryResult) -> Report {
+    let query_results = match raw {
         QueryResult::Raw(series) => series.iter().map(|s| s.points.len()).sum(),
         QueryResult::Buckets { .. } => 0,
     };
-    let aggs = vec![Agg::Count, Agg::Avg, Agg::Min, Agg::Max, Agg::Percentile(0.95), Agg::Percentile(0.99)];
-    let q = Query::aggregate(&schema.series_name, from, to, beijing, Interval::HOUR, aggs);
-    let (level, groups) = match engine.query(&q)? {
-        QueryResult::Buckets { level, groups } => (level, groups),
-        QueryResult::Raw(_) => (None, Vec::new()),
+    let (level, groups) = match aggregated {
+        QueryResult::Buckets { level, groups } => (level.clone(), groups.as_slice()),
+        QueryResult::Raw(_) => (None, &[][..]),
     };
-    let all: Vec<_> = groups.into_iter().flat_map(|g| g.buckets).collect();
+    let all: Vec<_> = groups.iter().flat_map(|g| g.buckets.iter()).collect();
     let round = |v: Option<f64>| v.map_or(f64::NAN, |x| (x * 100.0).round() / 100.0);
     let buckets = all
         .iter()
@@ -107,14 +121,14 @@ pub fn run(engine: &Engine) -> Result<Report> {
             p99: round(b.values[5]),
         })
         .collect();
-    Ok(Report {
-        created_time_series: schema.series_name,
+    Report {
+        created_time_series: schema().series_name,
         inserted_data_points: inserted,
         query_results,
         aggregated_data: all.len(),
         buckets,
         answered_from: level.unwrap_or_else(|| "raw".into()),
-    })
+    }
 }
 
 /// One city's hourly figures over the whole scenario, for the report.
@@ -128,6 +142,11 @@ pub struct CityHours {
 /// The scenario's series per city: 1-hour average and p95 over every
 /// point written (not only the seed's Beijing window).
 pub fn hourly_by_city(engine: &Engine) -> Result<Vec<CityHours>> {
+    Ok(per_city(&engine.query(&per_city_query())?))
+}
+
+/// The query [`hourly_by_city`] runs: every point, 1-hour avg and p95 by city.
+pub fn per_city_query() -> Query {
     let to = BASE_TIME + 1000 * 5 * MINUTE;
     let mut q = Query::aggregate(
         &schema().series_name,
@@ -138,13 +157,18 @@ pub fn hourly_by_city(engine: &Engine) -> Result<Vec<CityHours>> {
         vec![Agg::Avg, Agg::Percentile(0.95)],
     );
     q.group_by = vec!["location".to_owned()];
-    let groups = match engine.query(&q)? {
-        QueryResult::Buckets { groups, .. } => groups,
-        QueryResult::Raw(_) => Vec::new(),
+    q
+}
+
+/// [`hourly_by_city`] from the answer to [`per_city_query`].
+pub fn per_city(answer: &QueryResult) -> Vec<CityHours> {
+    let groups = match answer {
+        QueryResult::Buckets { groups, .. } => groups.as_slice(),
+        QueryResult::Raw(_) => &[],
     };
     let round = |v: f64| (v * 100.0).round() / 100.0;
-    Ok(groups
-        .into_iter()
+    groups
+        .iter()
         .map(|g| CityHours {
             location: g.group.iter().find(|(k, _)| k == "location").map(|(_, v)| v.clone()).unwrap_or_default(),
             hours: g
@@ -158,5 +182,5 @@ pub fn hourly_by_city(engine: &Engine) -> Result<Vec<CityHours>> {
                 })
                 .collect(),
         })
-        .collect())
+        .collect()
 }

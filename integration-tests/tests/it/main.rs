@@ -2,6 +2,7 @@
 //! `cargo xtask test` starts) and real files. One binary, one module per concern.
 
 mod broker;
+mod demo_services;
 mod e2e;
 mod event_store_crash;
 mod http;

@@ -27,7 +27,7 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::error::ArrowError;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::location::{LakeLocation, Layer, TableId, plain_name};
@@ -111,7 +111,7 @@ impl FileFormat {
 }
 
 /// What happened to one file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum FileOutcome {
     Ingested { file: String, table: String, rows: u64, version: i64, new_columns: Vec<String> },

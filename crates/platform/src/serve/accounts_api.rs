@@ -34,6 +34,7 @@ pub fn router(api: Arc<AccountsApi>) -> Router {
         .route("/accounts/{id}/freeze", post(freeze))
         .route("/accounts/{id}/unfreeze", post(unfreeze))
         .route("/accounts/{id}/close", post(close))
+        .route("/ledger/audit", get(audit))
         .with_state(api)
 }
 
@@ -146,4 +147,11 @@ async fn events(State(api): Shared, Path(id): Path<String>) -> ApiResult<Json<Va
         return Err(ApiError::not_found(format!("account `{id}` does not exist")));
     }
     Ok(Json(Value::Array(rows)))
+}
+
+/// The ledger audit: balances per currency, money in flight, saga counts,
+/// and whether money was conserved at every position of the log.
+async fn audit(State(api): Shared) -> ApiResult<Json<Value>> {
+    let audit = accounts::ledger::audit(&api.accounts).await.map_err(crate::Error::from)?;
+    Ok(Json(serde_json::to_value(audit).map_err(crate::Error::from)?))
 }

@@ -4,10 +4,14 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lake::Lake;
+use lake::bronze::files::FileOutcome;
+use lake::port::{LakePort, LocalLake, Pipeline};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,6 +23,8 @@ pub const MAX_ROWS: usize = 10_000;
 #[derive(Debug)]
 pub struct LakeApi {
     pub lake: Lake,
+    /// Uploads, pipelines and objects: the seed's step-by-step calls.
+    pub port: LocalLake,
     pub refiner: Arc<super::refine::Refiner>,
 }
 
@@ -28,7 +34,10 @@ pub fn router(api: Arc<LakeApi>) -> Router {
     Router::new()
         .route("/lake/tables", get(tables))
         .route("/lake/tables/{table}/history", get(history))
+        .route("/lake/tables/{table}/objects", get(objects))
         .route("/lake/sql", post(sql))
+        .route("/lake/landing/{*path}", post(upload))
+        .route("/lake/pipelines", post(pipeline))
         .route("/lake/refine", post(refine).get(last_refined))
         .with_state(api)
 }
@@ -86,4 +95,56 @@ async fn refine(State(api): Shared) -> ApiResult<Json<Value>> {
 async fn last_refined(State(api): Shared) -> ApiResult<Json<Value>> {
     let (runs, failures) = api.refiner.counts();
     Ok(Json(json!({ "runs": runs, "failures": failures, "last": api.refiner.last() })))
+}
+
+/// The seed's `upload_object`: the body lands at `path` in the landing
+/// folder and is ingested into bronze. 201 ingested, 200 already ingested
+/// (same file, same bytes), 422 refused (the file is kept in `rejected/`).
+async fn upload(State(api): Shared, Path(path): Path<String>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let outcome = api.port.upload(&path, &body).await.map_err(crate::Error::from)?;
+    let answer = serde_json::to_value(&outcome).map_err(crate::Error::from)?;
+    match &outcome {
+        FileOutcome::Ingested { .. } => Ok((StatusCode::CREATED, Json(answer))),
+        FileOutcome::AlreadyIngested { .. } => Ok((StatusCode::OK, Json(answer))),
+        FileOutcome::Rejected { reason, .. } => {
+            let error = json!({ "code": "rejected", "message": format!("{path}: {reason}"), "field": "body" });
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": error, "outcome": answer }))))
+        }
+    }
+}
+
+/// The seed's `DataPipeline`: a query that replaces a silver or gold
+/// partition in one commit.
+async fn pipeline(State(api): Shared, Body(p): Body<Pipeline>) -> ApiResult<Json<Value>> {
+    if p.sql.trim().is_empty() {
+        return Err(ApiError::field("sql", "give the query that computes the target's rows"));
+    }
+    let run = api.port.run_pipeline(&p).await.map_err(crate::Error::from)?;
+    Ok(Json(serde_json::to_value(run).map_err(crate::Error::from)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Partition {
+    /// `key=value`, e.g. `date=2023-01-01`.
+    partition: Option<String>,
+}
+
+/// The seed's `get_objects_by_partition`.
+async fn objects(
+    State(api): Shared,
+    Path(table): Path<String>,
+    Params(p): Params<Partition>,
+) -> ApiResult<Json<Value>> {
+    let id: lake::TableId =
+        table.parse().map_err(|_| crate::Error::from(lake::Error::InvalidTableName(table.clone())))?;
+    let partition = match p.partition.as_deref() {
+        None => None,
+        Some(text) => Some(
+            text.split_once('=')
+                .ok_or_else(|| ApiError::field("partition", format!("`{text}` is not key=value (date=2023-01-01)")))?,
+        ),
+    };
+    let objects = api.port.objects(&id, partition).await.map_err(crate::Error::from)?;
+    Ok(Json(serde_json::to_value(objects).map_err(crate::Error::from)?))
 }

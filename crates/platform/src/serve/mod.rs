@@ -10,6 +10,7 @@
 
 pub mod accounts_api;
 pub mod config;
+pub mod exposition;
 pub mod http;
 pub mod lake_api;
 pub mod metrics;
@@ -231,7 +232,8 @@ async fn open_contexts(
             let every = Duration::from_secs(config.lake_refine_secs);
             background.push(tokio::spawn(Arc::clone(&refiner).every(every, stop.clone())));
         }
-        contexts.lake = Some(Arc::new(lake_api::LakeApi { lake: lake::Lake::new(location), refiner }));
+        let port = lake::port::LocalLake::new(location.clone(), config.data.join("lake").join("landing"));
+        contexts.lake = Some(Arc::new(lake_api::LakeApi { lake: lake::Lake::new(location), port, refiner }));
     }
     if config.serves(ServiceName::Timeseries) {
         let dir = crate::ts::dir(&config.data);

@@ -180,7 +180,9 @@ mod tests {
         let mut out = BTreeSet::new();
         for src in sources {
             for line in src.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
-                let path = line.trim_start_matches(".route(\"").split('"').next().unwrap_or_default().to_owned();
+                // axum's catch-all `{*rest}` is OpenAPI's `{rest}`.
+                let path =
+                    line.trim_start_matches(".route(\"").split('"').next().unwrap_or_default().replace("{*", "{");
                 let methods = line.split(", ").nth(1).unwrap_or_default();
                 for m in ["get", "post", "put", "delete"] {
                     if methods.starts_with(&format!("{m}(")) || methods.contains(&format!(".{m}(")) {

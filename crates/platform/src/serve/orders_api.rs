@@ -35,6 +35,7 @@ pub fn router(api: Arc<OrdersApi>) -> Router {
     Router::new()
         .route("/orders", post(create).get(by_customer))
         .route("/orders/{id}", get(show))
+        .route("/orders/{id}/events", get(events))
         .route("/orders/{id}/items", post(add_item))
         .route("/orders/{id}/confirm", post(confirm))
         .route("/orders/{id}/ship", post(ship))
@@ -147,6 +148,22 @@ async fn show(State(api): Shared, Path(id): Path<String>) -> ApiResult<Json<Valu
         Some(root) => Ok(Json(order_json(&root))),
         None => Err(ApiError::not_found(format!("order `{id}` does not exist"))),
     }
+}
+
+/// Every stored event of the order, oldest first (as the accounts' history).
+async fn events(State(api): Shared, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let rows: Vec<Value> = api
+        .orders
+        .history(&id)
+        .await
+        .map_err(crate::Error::from)?
+        .iter()
+        .map(crate::accounts_cli::recorded_json)
+        .collect();
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!("order `{id}` does not exist")));
+    }
+    Ok(Json(Value::Array(rows)))
 }
 
 async fn by_customer(State(api): Shared, Query(q): Query<ByCustomer>) -> ApiResult<Json<Value>> {

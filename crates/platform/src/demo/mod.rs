@@ -1,6 +1,11 @@
-//! `platform demo`: sample events of every context through the bus and
-//! back, with a report. Later issues replace the samples with the seed's
-//! scenarios run by the real contexts.
+//! `platform demo`: the seed's scenarios on the real contexts, with a
+//! report. In-process by default (one process, the in-process bus,
+//! embedded storage); with `--kafka`, each context runs as its own
+//! `platform serve` process on the broker and the demo drives them over
+//! their HTTP APIs ([`services`]). [`services::seed_figures`] is what the
+//! two summaries agree on.
+
+pub mod services;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -15,7 +20,7 @@ use uuid::Uuid;
 
 use accounts::SagaConfig;
 
-use crate::commerce::Commerce;
+use crate::commerce::{Commerce, CommercePort};
 use crate::error::{Result, io};
 use crate::node::{BusChoice, Node};
 use crate::output::{Format, Progress, table};
@@ -26,10 +31,15 @@ const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Use Apache Kafka instead of the in-process bus; ADDR defaults to
-    /// $KAFKA_BOOTSTRAP, then 127.0.0.1:9092.
+    /// Run each context as its own `platform serve` process on Apache
+    /// Kafka and drive them over HTTP; ADDR defaults to $KAFKA_BOOTSTRAP,
+    /// then 127.0.0.1:9092.
     #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "ADDR")]
     kafka: Option<String>,
+    /// Orders in the generated workload (customers and transfers scale
+    /// with it).
+    #[arg(long, default_value_t = WorkloadSize::default().orders, value_name = "N")]
+    orders: usize,
     /// Folder for summary.json, report.html and the demo's data.
     #[arg(long, default_value = "target/demo", value_name = "DIR")]
     out: PathBuf,
@@ -103,22 +113,7 @@ impl Handler for Collector {
     }
 }
 
-fn bus_for(kafka: Option<&str>) -> Result<(Arc<dyn EventBus>, String)> {
-    match kafka {
-        None => Ok((Arc::new(InProcessBus::new()), "in-process".to_owned())),
-        Some(addr) => {
-            let addr = match addr {
-                "" => std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_owned()),
-                a => a.to_owned(),
-            };
-            let bus = kafka_bus::KafkaBus::connect(kafka_bus::KafkaConfig::new(addr.as_str()))?;
-            Ok((Arc::new(bus), format!("kafka {addr}")))
-        }
-    }
-}
-
 pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
-    let (bus, bus_name) = bus_for(args.kafka.as_deref())?;
     let data_dir = args.out.join("data");
     // Every run starts from empty storage, so the report is reproducible.
     if data_dir.exists() {
@@ -130,12 +125,29 @@ pub async fn run(args: DemoArgs, _data: &Path, format: Format) -> Result<()> {
             eprintln!("{msg}");
         }
     };
+    if let Some(addr) = &args.kafka {
+        let addr = match addr.as_str() {
+            "" => std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_owned()),
+            a => a.to_owned(),
+        };
+        let summary = services::run(&args.out, &addr, WorkloadSize::scaled(args.orders), format, &say).await?;
+        write_outputs(&args.out, &summary)?;
+        match format {
+            Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&summary)?),
+            Format::Table | Format::Csv => {
+                print_commerce(&summary);
+                crate::outln!("\nreport in {}; data in {}", args.out.join("report.html").display(), data_dir.display());
+            }
+        }
+        return Ok(());
+    }
+    let (bus, bus_name): (Arc<dyn EventBus>, String) = (Arc::new(InProcessBus::new()), "in-process".to_owned());
     say(&format!("[1/7] bus: {bus_name}; creating topics"));
     let specs: Vec<_> = topics::ALL.iter().map(|t| TopicSpec::new(*t, 3)).collect();
     bus.create_topics(&specs).await?;
 
     say("[2/7] demo_domain_driven_modeling and demo_event_sourcing on the orders and accounts contexts");
-    let commerce = run_commerce(&bus, args.kafka.is_some(), &data_dir, format, &say).await?;
+    let commerce = run_commerce(&bus, &data_dir, WorkloadSize::scaled(args.orders), format, &say).await?;
 
     say("[3/7] demo_time_series_modeling on the time-series engine");
     let ts_dir = crate::ts::dir(&data_dir);
@@ -332,30 +344,18 @@ struct CommerceReport {
 /// on embedded stores under `data` and the demo's bus.
 async fn run_commerce(
     bus: &Arc<dyn EventBus>,
-    kafka: bool,
     data: &Path,
+    size: WorkloadSize,
     format: Format,
     say: &impl Fn(&str),
 ) -> Result<CommerceReport> {
-    // On a broker kept between runs, a run's own topic and group names keep
-    // an earlier run's records away from this run's fresh stores.
-    let (choice, prefix) = if kafka {
-        (BusChoice::Kafka(String::new()), format!("demo-{}.", Uuid::now_v7().simple()))
-    } else {
-        (BusChoice::InProcess, String::new())
-    };
+    let (choice, prefix) = (BusChoice::InProcess, String::new());
     let node = Node::on_bus(Arc::clone(bus), choice, &prefix).await?;
     let orders = crate::commerce::open_orders(data)?;
     let accounts = crate::node::open_store(data, "accounts")?;
     let mut commerce = Commerce::on_node(orders, accounts, node, SagaConfig::default()).await?;
-    let domain_driven_modeling = scenarios::domain_driven_modeling(&mut commerce).await?;
-    let event_sourcing = scenarios::event_sourcing(&mut commerce).await?;
-    say("      generated workload through both sagas (fixed seed)");
-    let size = WorkloadSize::default();
-    let progress = Progress::new(format, (size.customers + size.orders + size.transfers) as u64);
-    let workload = scenarios::workload(&mut commerce, size, |done, _, m| progress.update(done, m)).await;
-    progress.finish();
-    let workload = workload?;
+    let (domain_driven_modeling, event_sourcing, workload) =
+        commerce_scenarios(&mut commerce, size, format, say).await?;
     say("      demo_data_mesh: the registry registers, enforces and serves the customer product");
     let others = vec![timeseries::bus::announcement(&timeseries::scenario::schema())?];
     let data_mesh = crate::mesh::data_mesh(&mut commerce, data, &prefix, others).await?;
@@ -394,4 +394,21 @@ fn write_outputs(out: &Path, summary: &Value) -> Result<()> {
     let path = out.join("report.html");
     std::fs::write(&path, crate::report::html(summary)).map_err(io(&path))?;
     Ok(())
+}
+
+/// The seed's two commerce scenarios, then the generated workload with a
+/// progress bar: what both demos run, on the contexts here or their services.
+async fn commerce_scenarios<S: Fn(&str) + ?Sized>(
+    commerce: &mut dyn CommercePort,
+    size: WorkloadSize,
+    format: Format,
+    say: &S,
+) -> Result<(Value, Value, Value)> {
+    let domain_driven_modeling = scenarios::domain_driven_modeling(commerce).await?;
+    let event_sourcing = scenarios::event_sourcing(commerce).await?;
+    say("      generated workload through both sagas (fixed seed)");
+    let progress = Progress::new(format, (size.customers + size.orders + size.transfers) as u64);
+    let workload = scenarios::workload(commerce, size, |done, _, m| progress.update(done, m)).await;
+    progress.finish();
+    Ok((domain_driven_modeling, event_sourcing, workload?))
 }
