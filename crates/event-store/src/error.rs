@@ -54,6 +54,21 @@ pub enum Error {
     /// `resume` of a projection that is not parked.
     #[error("projection `{name}` is not parked")]
     NotParked { name: String },
+    /// The projection keeps no second copy of its storage, so it cannot be
+    /// rebuilt while it serves.
+    #[error("projection `{name}` cannot be rebuilt beside the serving copy")]
+    RebuildUnsupported { name: String },
+    /// A rebuild of the projection is already running.
+    #[error("projection `{name}` is already being rebuilt")]
+    RebuildRunning { name: String },
+    /// The rebuild failed before the switch-over; the serving copy is
+    /// untouched and the half-built one is dropped by the next rebuild.
+    #[error("rebuilding projection `{name}` failed, the serving copy is untouched: {source}")]
+    RebuildFailed {
+        name: String,
+        #[source]
+        source: Box<Error>,
+    },
     /// The failure of a batch this caller's command was part of.
     #[error("{0}")]
     Shared(#[source] std::sync::Arc<Error>),

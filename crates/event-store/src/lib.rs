@@ -38,7 +38,7 @@ pub use memory::InMemoryEventStore;
 pub use model::{AppendResult, ExpectedVersion, RecordedEvent, Snapshot, StreamId};
 pub use outbox::OutboxRelay;
 pub use postgres::PostgresEventStore;
-pub use projection::{Parked, Projection, ProjectionRunner, ProjectionStatus};
+pub use projection::{Parked, Projection, ProjectionRunner, ProjectionStatus, Rebuilt};
 pub use repository::{Repository, SnapshotPolicy};
 pub use store::{EventStore, read_whole_stream};
 pub use subscription::LogSubscription;

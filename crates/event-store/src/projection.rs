@@ -8,6 +8,13 @@
 //! skips an event: a batch the projection refuses is retried one event at a
 //! time, the events before the failing one are applied, and the runner
 //! parks at the failing event with its error until [`ProjectionRunner::resume`].
+//!
+//! A projection that can hold a second copy of its storage is rebuilt
+//! without downtime ([`ProjectionRunner::rebuild`]): a fresh copy is fed
+//! from position 1 while the serving copy keeps answering and following the
+//! log; once the copy is close to the head, the runner stops applying to the
+//! serving copy between two batches, brings the copy to the head and lets
+//! the projection switch over in one step, then drops the old copy.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -17,7 +24,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::{Error, EventStore, LogSubscription, RecordedEvent, Result};
+use crate::{Error, EventStore, RecordedEvent, Result};
 
 /// How long [`ProjectionRunner::run`] waits for new events before it checks again.
 const LIVE_WAIT: Duration = Duration::from_secs(1);
@@ -39,6 +46,21 @@ pub trait Projection: Send + Sync + Debug {
 
     /// The next global-log position to apply (1 when nothing was applied).
     async fn checkpoint(&self) -> Result<u64>;
+
+    /// Starts a rebuild: a fresh, empty copy of the projection's storage
+    /// beside the serving one (which keeps answering), dropping what an
+    /// earlier, unfinished rebuild left. Only the runner calls it.
+    async fn fresh_copy(&self) -> Result<Arc<dyn Projection>> {
+        Err(Error::RebuildUnsupported { name: self.name().to_owned() })
+    }
+
+    /// Makes the copy the last [`Projection::fresh_copy`] returned the one
+    /// that serves, durably and in one step for readers, and drops the old
+    /// storage. The runner calls it with the copy at least as far as the
+    /// serving one and no batch in flight.
+    async fn switch_to_copy(&self) -> Result<()> {
+        Err(Error::RebuildUnsupported { name: self.name().to_owned() })
+    }
 }
 
 /// Where and why a projection stopped.
@@ -68,6 +90,20 @@ pub struct ProjectionStatus {
     /// The last catch-up's error, cleared by one that succeeds.
     pub last_error: Option<String>,
     pub parked: Option<Parked>,
+    /// The next position of the copy being rebuilt, while a rebuild runs.
+    pub rebuilding: Option<u64>,
+}
+
+/// What [`ProjectionRunner::rebuild`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rebuilt {
+    pub name: String,
+    /// Events the copy applied, all of them from position 1.
+    pub events: u64,
+    /// The copy's next position at the switch-over.
+    pub position: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +111,16 @@ struct RunState {
     parked: Option<Parked>,
     last_error: Option<String>,
     events_per_second: f64,
+    rebuilding: Option<Rebuilding>,
+}
+
+/// A running rebuild.
+#[derive(Debug)]
+enum Rebuilding {
+    /// Claimed; the copy is being created.
+    Starting,
+    /// The copy being fed.
+    Feeding(Arc<dyn Projection>),
 }
 
 /// Feeds the global log into one [`Projection`]. Cheap to clone; clones
@@ -84,20 +130,43 @@ pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
     projection: Arc<dyn Projection>,
     batch_size: usize,
+    rebuild_batch_size: usize,
     state: Arc<Mutex<RunState>>,
+    /// Held around every write to the serving projection, so a switch-over
+    /// happens between two batches.
+    writing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ProjectionRunner {
     /// Events applied per projection write by default.
     pub const DEFAULT_BATCH: usize = 512;
+    /// Events per write of a rebuild by default: nothing waits on a copy
+    /// being built, so its writes can be large.
+    pub const DEFAULT_REBUILD_BATCH: usize = 8192;
+    /// A rebuild switches over once a catch-up of the copy applied at most
+    /// this many events: the last catch-up, under the write gate, is short.
+    const SWITCH_WITHIN: u64 = 1024;
 
     pub fn new(store: Arc<dyn EventStore>, projection: Arc<dyn Projection>) -> Self {
-        Self { store, projection, batch_size: Self::DEFAULT_BATCH, state: Arc::default() }
+        Self {
+            store,
+            projection,
+            batch_size: Self::DEFAULT_BATCH,
+            rebuild_batch_size: Self::DEFAULT_REBUILD_BATCH,
+            state: Arc::default(),
+            writing: Arc::default(),
+        }
     }
 
     /// Events per projection write (at least 1).
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Events per write while rebuilding (at least 1).
+    pub fn with_rebuild_batch_size(mut self, batch_size: usize) -> Self {
+        self.rebuild_batch_size = batch_size.max(1);
         self
     }
 
@@ -168,6 +237,73 @@ impl ProjectionRunner {
         self.lock().parked.clone()
     }
 
+    /// Rebuilds the projection from position 1 into a fresh copy while the
+    /// serving copy keeps answering (and, through [`ProjectionRunner::run`]
+    /// or [`ProjectionRunner::catch_up`], following the log), then switches
+    /// over once the copy has caught up: no reader ever sees a missing or
+    /// half-built model, and none sees it go back in the log. A rebuild
+    /// also clears a park, since the copy starts over (it parks the rebuild
+    /// instead if the event still fails).
+    ///
+    /// A failure before the switch-over leaves the serving copy as it was
+    /// ([`Error::RebuildFailed`]); [`Error::RebuildRunning`] if another
+    /// rebuild of this runner is under way, [`Error::RebuildUnsupported`] for
+    /// a projection without copies.
+    pub async fn rebuild(&self) -> Result<Rebuilt> {
+        let name = self.name().to_owned();
+        let started = Instant::now();
+        let copy = {
+            {
+                // Claimed before the first await, so a racing call is refused.
+                let mut state = self.lock();
+                if state.rebuilding.is_some() {
+                    return Err(Error::RebuildRunning { name });
+                }
+                state.rebuilding = Some(Rebuilding::Starting);
+            }
+            match self.projection.fresh_copy().await {
+                Ok(copy) => copy,
+                Err(e) => {
+                    self.lock().rebuilding = None;
+                    return Err(match e {
+                        e @ Error::RebuildUnsupported { .. } => e,
+                        e => Error::RebuildFailed { name, source: Box::new(e) },
+                    });
+                }
+            }
+        };
+        self.lock().rebuilding = Some(Rebuilding::Feeding(Arc::clone(&copy)));
+        let outcome = self.feed_and_switch(copy).await;
+        self.lock().rebuilding = None;
+        let position = outcome.map_err(|e| Error::RebuildFailed { name: name.clone(), source: Box::new(e) })?;
+        let seconds = started.elapsed().as_secs_f64();
+        let events = position.saturating_sub(1);
+        {
+            let mut state = self.lock();
+            state.parked = None;
+            state.last_error = None;
+        }
+        tracing::info!(projection = %name, events, seconds, "projection rebuilt and switched over");
+        Ok(Rebuilt { name, events, position, seconds, events_per_second: events as f64 / seconds.max(1e-9) })
+    }
+
+    /// Feeds `copy` to the head, then, with the serving writes held, to the
+    /// head once more and switches over. The copy's next position.
+    async fn feed_and_switch(&self, copy: Arc<dyn Projection>) -> Result<u64> {
+        let feeder = ProjectionRunner::new(Arc::clone(&self.store), copy).with_batch_size(self.rebuild_batch_size);
+        loop {
+            let before = feeder.projection.checkpoint().await?;
+            let after = feeder.catch_up().await?;
+            if after - before <= Self::SWITCH_WITHIN {
+                break;
+            }
+        }
+        let _gate = self.writing.lock().await;
+        let position = feeder.catch_up().await?;
+        self.projection.switch_to_copy().await?;
+        Ok(position)
+    }
+
     /// Position, lag, rate and failure of the projection.
     pub async fn status(&self) -> Result<ProjectionStatus> {
         let position = self.projection.checkpoint().await?.max(1);
@@ -183,8 +319,19 @@ impl ProjectionRunner {
                 _ => 0.0,
             }
         };
+        let copy = match &self.lock().rebuilding {
+            Some(Rebuilding::Feeding(copy)) => Some(Some(Arc::clone(copy))),
+            Some(Rebuilding::Starting) => Some(None),
+            None => None,
+        };
+        let rebuilding = match copy {
+            Some(Some(copy)) => Some(copy.checkpoint().await?),
+            Some(None) => Some(1),
+            None => None,
+        };
         let state = self.lock();
         Ok(ProjectionStatus {
+            rebuilding,
             name: self.name().to_owned(),
             position,
             head,
@@ -204,11 +351,12 @@ impl ProjectionRunner {
         if next > head {
             return Ok((next, applied));
         }
-        let mut log = LogSubscription::from_position(Arc::clone(&self.store), next);
-        while next <= head {
-            let batch = log.next_batch(self.batch_size).await?;
+        let mut batches = ReadAhead::start(Arc::clone(&self.store), next, head, self.batch_size);
+        while let Some(batch) = batches.next().await {
+            let batch = batch?;
             let Some(last) = batch.last() else { break };
             let after = last.position + 1;
+            let _gate = self.writing.lock().await;
             match self.projection.apply(&batch, after).await {
                 Ok(()) => {}
                 Err(e) if e.is_transient() => return Err(e),
@@ -267,6 +415,46 @@ impl ProjectionRunner {
 
     fn lock(&self) -> MutexGuard<'_, RunState> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Reads the log from `from` to `head` in batches on a task of its own,
+/// one batch ahead, so reading the next batch overlaps applying this one.
+struct ReadAhead {
+    batches: tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl ReadAhead {
+    fn start(store: Arc<dyn EventStore>, from: u64, head: u64, batch_size: usize) -> Self {
+        let (tx, batches) = tokio::sync::mpsc::channel(2);
+        let reader = tokio::spawn(async move {
+            let mut next = from;
+            while next <= head {
+                let batch = store.read_all(next, batch_size).await;
+                let done = match &batch {
+                    Ok(b) => b.last().is_none_or(|last| {
+                        next = last.position + 1;
+                        false
+                    }),
+                    Err(_) => true,
+                };
+                if tx.send(batch).await.is_err() || done {
+                    return;
+                }
+            }
+        });
+        Self { batches, reader }
+    }
+
+    async fn next(&mut self) -> Option<Result<Vec<RecordedEvent>>> {
+        self.batches.recv().await
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.reader.abort();
     }
 }
 
@@ -488,5 +676,182 @@ mod tests {
         stop.send(()).expect("still running");
         running.await.expect("join").expect("clean shutdown");
         assert_eq!(projection.get().applied, (1..=7).collect::<Vec<_>>());
+    }
+
+    /// Counting storage that can hold a copy: the serving `Counting` and,
+    /// during a rebuild, a fresh one that replaces it on switch-over.
+    #[derive(Debug, Default)]
+    struct Copies {
+        serving: Mutex<Arc<Counting>>,
+        pending: Mutex<Option<Arc<Counting>>>,
+        /// Positions a fresh copy refuses.
+        copy_poison: Vec<u64>,
+        /// When set, `fresh_copy` waits for it (to race two rebuilds).
+        hold: Option<Arc<tokio::sync::Notify>>,
+        switches: Mutex<usize>,
+    }
+
+    impl Copies {
+        fn serving(&self) -> Arc<Counting> {
+            Arc::clone(&self.serving.lock().expect("lock"))
+        }
+    }
+
+    #[async_trait]
+    impl Projection for Copies {
+        fn name(&self) -> &str {
+            "test.copies"
+        }
+
+        async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
+            self.serving().apply(batch, next_position).await
+        }
+
+        async fn checkpoint(&self) -> Result<u64> {
+            self.serving().checkpoint().await
+        }
+
+        async fn fresh_copy(&self) -> Result<Arc<dyn Projection>> {
+            if let Some(hold) = &self.hold {
+                hold.notified().await;
+            }
+            let copy = Counting::with_poison(&self.copy_poison);
+            *self.pending.lock().expect("lock") = Some(Arc::clone(&copy));
+            Ok(copy)
+        }
+
+        async fn switch_to_copy(&self) -> Result<()> {
+            let copy = self.pending.lock().expect("lock").take().expect("a copy was made");
+            *self.serving.lock().expect("lock") = copy;
+            *self.switches.lock().expect("lock") += 1;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn rebuild_feeds_a_fresh_copy_from_the_start_and_switches_over() {
+        let store = store_with(10).await;
+        let projection = Arc::new(Copies::default());
+        let runner = ProjectionRunner::new(Arc::clone(&store), projection.clone()).with_rebuild_batch_size(4);
+        runner.catch_up().await.expect("catch up");
+        let old = projection.serving();
+        let rebuilt = runner.rebuild().await.expect("rebuild");
+        assert_eq!((rebuilt.name.as_str(), rebuilt.events, rebuilt.position), ("test.copies", 10, 11));
+        assert!(rebuilt.events_per_second > 0.0);
+        let new = projection.serving();
+        assert!(!Arc::ptr_eq(&old, &new), "switched to the copy");
+        assert_eq!(new.get().applied, (1..=10).collect::<Vec<_>>(), "every event once, from the start");
+        assert_eq!(new.get().writes, [4, 4, 2], "in rebuild batches");
+        assert_eq!(*projection.switches.lock().expect("lock"), 1);
+        assert_eq!(runner.status().await.expect("status").rebuilding, None);
+        append(&store, 2).await;
+        assert_eq!(runner.catch_up().await.expect("follows on the copy"), 13);
+        assert_eq!(new.get().applied, (1..=12).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_projection_without_copies_cannot_be_rebuilt() {
+        let runner = ProjectionRunner::new(store_with(1).await, Arc::new(Counting::default()));
+        let err = runner.rebuild().await.expect_err("no copies");
+        assert!(matches!(&err, Error::RebuildUnsupported { name } if name == "test.counting"), "{err}");
+        assert!(runner.status().await.expect("status").rebuilding.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_copy_that_parks_fails_the_rebuild_and_the_serving_copy_stays() {
+        let store = store_with(6).await;
+        let projection = Arc::new(Copies { copy_poison: vec![4], ..Copies::default() });
+        let runner = ProjectionRunner::new(Arc::clone(&store), projection.clone());
+        runner.catch_up().await.expect("catch up");
+        let err = runner.rebuild().await.expect_err("the copy parks");
+        let Error::RebuildFailed { name, source } = &err else { panic!("{err}") };
+        assert_eq!(name, "test.copies");
+        assert!(matches!(**source, Error::ProjectionParked { position: 4, .. }), "{source}");
+        assert!(err.to_string().contains("serving copy is untouched"), "{err}");
+        assert_eq!(projection.serving().get().applied, (1..=6).collect::<Vec<_>>(), "still serving");
+        assert_eq!(*projection.switches.lock().expect("lock"), 0);
+        assert_eq!(runner.parked(), None, "the serving runner is not parked");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_rebuild_while_one_runs_is_refused() {
+        let hold = Arc::new(tokio::sync::Notify::new());
+        let projection = Arc::new(Copies { hold: Some(Arc::clone(&hold)), ..Copies::default() });
+        let runner = ProjectionRunner::new(store_with(3).await, projection.clone());
+        let first = {
+            let runner = runner.clone();
+            tokio::spawn(async move { runner.rebuild().await })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while runner.status().await.expect("status").rebuilding.is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "the first rebuild did not start");
+            tokio::task::yield_now().await;
+        }
+        let err = runner.rebuild().await.expect_err("one at a time");
+        assert!(matches!(&err, Error::RebuildRunning { name } if name == "test.copies"), "{err}");
+        hold.notify_one();
+        let rebuilt = first.await.expect("join").expect("the first one finishes");
+        assert_eq!(rebuilt.position, 4);
+        assert_eq!(*projection.switches.lock().expect("lock"), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rebuild_under_concurrent_appends_never_shows_a_reader_less_than_before() {
+        let store = store_with(2_000).await;
+        let projection = Arc::new(Copies::default());
+        let runner = ProjectionRunner::new(Arc::clone(&store), projection.clone()).with_rebuild_batch_size(64);
+        runner.catch_up().await.expect("catch up");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let writer = {
+            let store = Arc::clone(&store);
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                while !*stopped.borrow_and_update() {
+                    append(&store, 5).await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let serving = {
+            let runner = runner.clone();
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                runner.run(async move { stopped.wait_for(|s| *s).await.map(|_| ()).unwrap_or(()) }).await
+            })
+        };
+        // A reader that checks every model it sees is whole (1..n, each
+        // once) and never behind one it saw before.
+        let reader = {
+            let projection = projection.clone();
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let (mut seen, mut reads) = (0usize, 0u64);
+                while !*stopped.borrow_and_update() {
+                    let applied = projection.serving().get().applied.clone();
+                    assert!(
+                        applied.iter().copied().eq(1..=applied.len() as u64),
+                        "a half-built model: {} events",
+                        applied.len()
+                    );
+                    assert!(applied.len() >= seen, "went back from {seen} to {}", applied.len());
+                    seen = applied.len();
+                    reads += 1;
+                    tokio::task::yield_now().await;
+                }
+                reads
+            })
+        };
+        let rebuilt = runner.rebuild().await.expect("rebuild");
+        assert!(rebuilt.events >= 2_000, "{rebuilt:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.send(true).expect("tasks listen");
+        writer.await.expect("writer");
+        serving.await.expect("join").expect("serving runner");
+        assert!(reader.await.expect("reader") > 0);
+        let head = store.head_position().await.expect("head");
+        runner.catch_up().await.expect("final catch up");
+        let copy = projection.serving();
+        assert_eq!(copy.get().applied, (1..=head).collect::<Vec<_>>(), "every event exactly once");
+        assert_eq!(*projection.switches.lock().expect("lock"), 1);
     }
 }

@@ -53,6 +53,12 @@ pub enum Error {
     },
     #[error("a blocking read-model task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A rebuild asked a read model without generations for a copy, or a
+    /// switch-over came without a copy.
+    #[error("this read model keeps no copy to rebuild into (use a ServingReadModel over its generations)")]
+    NoCopy,
+    #[error("the range starts on {from}, after its end {to}")]
+    InvalidDateRange { from: chrono::NaiveDate, to: chrono::NaiveDate },
 }
 
 impl Error {
@@ -85,7 +91,7 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(DatabaseError, TransactionError, TableError, StorageError, CommitError);
+from_redb!(DatabaseError, TransactionError, TableError, StorageError, CommitError, SetDurabilityError);
 
 use crate::OrderError;
 

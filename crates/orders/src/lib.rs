@@ -71,5 +71,8 @@ pub use error::{Error, Result};
 pub use order::{CustomerInfo, Order, OrderCommand, OrderError, OrderEvent, OrderItem, OrderStatus};
 pub use payments::PaymentOutcomeHandler;
 pub use projector::Projector;
-pub use read_model::{MemoryReadModel, OrderSummary, PostgresReadModel, ReadModel, RedbReadModel};
+pub use read_model::{
+    DailyOrders, Generations, MemoryGenerations, MemoryReadModel, OrderSummary, PostgresGenerations, PostgresReadModel,
+    ReadModel, RedbGenerations, RedbReadModel, ServingReadModel,
+};
 pub use repository::{EventSourcedOrders, OrderRepository};

@@ -42,6 +42,15 @@ impl Projection for ReadModelProjection {
     async fn checkpoint(&self) -> event_store::Result<u64> {
         self.read_model.checkpoint().await.map_err(to_store_error)
     }
+
+    async fn fresh_copy(&self) -> event_store::Result<Arc<dyn Projection>> {
+        let copy = self.read_model.fresh_copy().await.map_err(to_store_error)?;
+        Ok(Arc::new(Self::new(copy)))
+    }
+
+    async fn switch_to_copy(&self) -> event_store::Result<()> {
+        self.read_model.switch_to_copy().await.map_err(to_store_error)
+    }
 }
 
 /// Storage failures stay retryable ([`event_store::Error::is_transient`]);
@@ -49,6 +58,7 @@ impl Projection for ReadModelProjection {
 fn to_store_error(e: Error) -> event_store::Error {
     match e {
         Error::Store(e) => e,
+        Error::NoCopy => event_store::Error::RebuildUnsupported { name: NAME.to_owned() },
         e @ (Error::Postgres(_) | Error::ReadModelDb(_) | Error::Io { .. } | Error::Task(_)) => {
             event_store::Error::ProjectionStorage(Box::new(e))
         }
@@ -77,6 +87,20 @@ impl Projector {
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.runner = self.runner.with_batch_size(batch_size);
         self
+    }
+
+    /// Events per read-model transaction while rebuilding (at least 1).
+    pub fn with_rebuild_batch_size(mut self, batch_size: usize) -> Self {
+        self.runner = self.runner.with_rebuild_batch_size(batch_size);
+        self
+    }
+
+    /// Rebuilds the read model from position 1 into a fresh copy while
+    /// this one keeps answering, then switches over (see
+    /// [`ProjectionRunner::rebuild`]); the read model must keep
+    /// generations ([`crate::ServingReadModel`]).
+    pub async fn rebuild(&self) -> Result<event_store::Rebuilt> {
+        Ok(self.runner.rebuild().await?)
     }
 
     pub fn read_model(&self) -> &Arc<dyn ReadModel> {
@@ -182,6 +206,21 @@ mod tests {
         }
         let rows = read_model.by_customer("cust_123").await.expect("query");
         assert_eq!(rows.iter().map(|r| r.item_count).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rebuild_under_load_switches_over_without_a_reader_noticing() {
+        let store: Arc<dyn EventStore> = Arc::new(InMemoryEventStore::new());
+        let serving = crate::ServingReadModel::open(Arc::new(crate::MemoryGenerations::new())).await.expect("open");
+        crate::read_model::contract::a_rebuild_under_load_switches_over_unseen(store, Arc::new(serving)).await;
+    }
+
+    #[tokio::test]
+    async fn a_read_model_without_generations_cannot_be_rebuilt() {
+        let store: Arc<dyn EventStore> = Arc::new(InMemoryEventStore::new());
+        let projector = Projector::new(store, Arc::new(MemoryReadModel::new()));
+        let err = projector.rebuild().await.expect_err("no copies");
+        assert!(matches!(&err, Error::Store(event_store::Error::RebuildUnsupported { name }) if name == NAME), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

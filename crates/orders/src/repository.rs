@@ -8,10 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use domain_core::{AggregateRoot, Envelope};
 use event_store::{EmbeddedEventStore, EventStore, Repository, SnapshotPolicy};
 
-use crate::{Order, OrderCommand, OrderSummary, Projector, ReadModel, RedbReadModel, Result};
+use crate::{DailyOrders, Order, OrderCommand, OrderSummary, Projector, ReadModel, RedbGenerations, Result};
 
 /// Versions between snapshots of an order, as the seed's account repository.
 pub const SNAPSHOT_EVERY: u64 = 100;
@@ -60,12 +61,13 @@ impl EventSourcedOrders {
         Self { store, repository, projector }
     }
 
-    /// The embedded deployment: the event log and `orders.redb` side by
+    /// The embedded deployment: the event log and the read model
+    /// (`orders.redb`, or the generation a rebuild switched to) side by
     /// side in `dir` (the platform's `--data DIR/orders`).
     pub fn open_embedded(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let store: Arc<dyn EventStore> = Arc::new(EmbeddedEventStore::open(dir)?);
-        let read_model: Arc<dyn ReadModel> = Arc::new(RedbReadModel::open(dir)?);
+        let read_model: Arc<dyn ReadModel> = Arc::new(RedbGenerations::open_serving(dir)?);
         Ok(Self::new(store, read_model))
     }
 
@@ -81,6 +83,17 @@ impl EventSourcedOrders {
     pub async fn history(&self, order_id: &str) -> Result<Vec<event_store::RecordedEvent>> {
         let stream = event_store::Repository::<Order>::stream_of(order_id)?;
         Ok(event_store::read_whole_stream(self.store.as_ref(), &stream).await?)
+    }
+
+    /// Orders per day from `from` to `to` (both included, UTC): created,
+    /// paid and cancelled, and the paid amount per currency, answered from
+    /// the read model after catching it up.
+    pub async fn daily_orders(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyOrders>> {
+        if from > to {
+            return Err(crate::Error::InvalidDateRange { from, to });
+        }
+        self.projector.catch_up().await?;
+        self.projector.read_model().daily(from, to).await
     }
 
     /// Loads the order, runs `command`, appends what it decided, retrying

@@ -9,7 +9,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::output::Format;
-use crate::{accounts_cli, demo, lake_cli, orders_cli, registry_cli, serve, ts};
+use crate::{accounts_cli, demo, lake_cli, orders_cli, projections, registry_cli, serve, ts};
 
 /// Event-driven data platform: orders, accounts, data mesh, lake, time series.
 #[derive(Debug, Parser)]
@@ -33,7 +33,7 @@ enum Command {
     /// The time-series engine: create-series, write, query, last, stats.
     #[command(subcommand)]
     Ts(ts::TsCommand),
-    /// Orders: create, add-item, confirm, ship, deliver, cancel, show, by-customer.
+    /// Orders: create, add-item, confirm, ship, deliver, cancel, show, by-customer, daily.
     Orders {
         #[command(flatten)]
         bus: accounts_cli::BusArgs,
@@ -57,6 +57,13 @@ enum Command {
     /// Run contexts as services: an HTTP API per context, their consumers
     /// and outbox relays on the bus, /healthz, /readyz, /metrics.
     Serve(serve::ServeArgs),
+    /// The read models' projections: status, rebuild (without downtime), resume.
+    Projections {
+        #[command(flatten)]
+        args: projections::ProjectionsArgs,
+        #[command(subcommand)]
+        command: projections::ProjectionsCommand,
+    },
     /// The medallion lake: tables, sql, ingest, refine, optimize, vacuum, history, objects.
     Lake {
         #[command(flatten)]
@@ -95,6 +102,7 @@ pub async fn main() -> ExitCode {
         Command::Accounts { bus, command } => accounts_cli::run(command, &bus, &cli.data, cli.format).await,
         Command::Registry { store, command } => registry_cli::run(command, &store, &cli.data, cli.format).await,
         Command::Lake { lake, command } => lake_cli::run(command, &lake, &cli.data, cli.format).await,
+        Command::Projections { args, command } => projections::run(command, &args, &cli.data, cli.format).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,6 +25,8 @@ pub enum Error {
     Order(#[from] orders::OrderError),
     #[error("order `{0}` does not exist")]
     OrderNotFound(String),
+    #[error("no projection is named `{name}` (known: {known})")]
+    UnknownProjection { name: String, known: String },
     #[error("the sagas did not settle within {seconds} s ({waiting} events not yet seen by their consumers)")]
     NotSettled { waiting: usize, seconds: u64 },
     #[error(transparent)]
@@ -56,6 +58,13 @@ impl Error {
                 Some("open it first: platform accounts open ID --holder NAME")
             }
             Error::OrderNotFound(_) => Some("create it first: platform orders create ID --customer-id ..."),
+            Error::UnknownProjection { .. } => Some("`platform projections status` lists the projections"),
+            Error::Store(event_store::Error::ProjectionParked { .. }) => Some(
+                "fix what the error names (or deploy a reader that follows the event), then `platform projections resume NAME`",
+            ),
+            Error::Store(event_store::Error::RebuildRunning { .. }) => {
+                Some("`platform projections status` shows the rebuild's progress; try again once it switched over")
+            }
             Error::Registry(mesh_registry::Error::NotFound { kind: "product", .. }) => Some(
                 "`platform registry products` lists what is registered; `platform registry register FILE` adds one",
             ),

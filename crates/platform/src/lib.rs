@@ -19,6 +19,7 @@ pub mod mesh;
 pub mod node;
 pub mod orders_cli;
 pub mod output;
+pub mod projections;
 pub mod registry_cli;
 pub mod remote;
 pub mod report;

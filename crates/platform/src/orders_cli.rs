@@ -57,12 +57,33 @@ pub enum OrdersCommand {
     Show { id: String },
     /// Every order of a customer, with status and total (the read model).
     ByCustomer { customer_id: String },
+    /// Orders per day (UTC): created, paid, cancelled and the paid amount,
+    /// per currency (the read model).
+    Daily {
+        /// First day, YYYY-MM-DD [default: 29 days before --to].
+        #[arg(long, value_parser = parse_date)]
+        from: Option<chrono::NaiveDate>,
+        /// Last day, YYYY-MM-DD [default: today, UTC].
+        #[arg(long, value_parser = parse_date)]
+        to: Option<chrono::NaiveDate>,
+    },
+}
+
+fn parse_date(text: &str) -> std::result::Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| format!("`{text}` is not a date: use YYYY-MM-DD"))
 }
 
 /// Runs one orders command.
 pub async fn run(command: OrdersCommand, bus: &BusArgs, data: &Path, format: Format) -> Result<()> {
     let choice = BusChoice::from_flag(bus.kafka.as_deref());
     let config = SagaConfig { merchant_account_id: bus.merchant.clone() };
+    if let OrdersCommand::Daily { from, to } = &command {
+        crate::accounts_cli::ensure_data(data)?;
+        let orders = open_orders(data)?;
+        let to = to.unwrap_or_else(|| chrono::Utc::now().date_naive());
+        let from = from.unwrap_or_else(|| to - chrono::Days::new(29));
+        return print_days(&orders.daily_orders(from, to).await?, format);
+    }
     if let OrdersCommand::Show { id: key } | OrdersCommand::ByCustomer { customer_id: key } = &command {
         let orders = match choice {
             // Over Kafka the consumers are elsewhere: read what is stored.
@@ -99,6 +120,7 @@ pub async fn run(command: OrdersCommand, bus: &BusArgs, data: &Path, format: For
         OrdersCommand::Show { id } | OrdersCommand::ByCustomer { customer_id: id } => {
             return Err(Error::Usage(format!("`{id}`: read-only commands are answered above")));
         }
+        OrdersCommand::Daily { .. } => return Err(Error::Usage("read-only commands are answered above".into())),
     };
     commerce.order(&id, command).await?;
     commerce.settle(SETTLE_TIMEOUT).await?;
@@ -161,6 +183,33 @@ fn print_order(root: &AggregateRoot<Order>, format: Format) -> Result<()> {
             if !items.is_empty() {
                 crate::outln!("\n{}", table(&["product", "quantity", "unit price"], &items));
             }
+        }
+    }
+    Ok(())
+}
+
+fn print_days(days: &[orders::DailyOrders], format: Format) -> Result<()> {
+    match format {
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&days)?),
+        Format::Table | Format::Csv => {
+            if days.is_empty() {
+                crate::outln!("no orders on those days");
+                return Ok(());
+            }
+            let cells: Vec<Vec<String>> = days
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.date.to_string(),
+                        d.currency.to_string(),
+                        d.created.to_string(),
+                        d.paid.to_string(),
+                        d.cancelled.to_string(),
+                        d.paid_amount.to_minor_string(),
+                    ]
+                })
+                .collect();
+            crate::outln!("{}", table(&["date", "currency", "created", "paid", "cancelled", "paid amount"], &cells));
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ mod redelivery_after_kill;
 mod saga_crash;
 mod saga_properties;
 mod sagas;
+mod scale_out;
 mod secure_bus;
 mod serve;
 mod support;

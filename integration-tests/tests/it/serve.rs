@@ -129,6 +129,47 @@ async fn every_endpoint_answers_and_bad_input_gets_precise_4xx() {
         .filter_map(|o| o["order_id"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(ids, BTreeSet::from(["order_001".to_owned(), "order_002".to_owned()]));
+    let today = chrono::Utc::now().date_naive().to_string();
+    let days = reader.get(&format!("/daily-orders?from={today}")).await;
+    expect(&days, 200, "daily orders");
+    assert_eq!(
+        (days.json()[0]["created"].clone(), days.json()[0]["paid"].clone()),
+        (json!(2), json!(1)),
+        "{}",
+        days.text()
+    );
+    let bad_day = reader.get("/daily-orders?from=yesterday").await;
+    expect(&bad_day, 422, "a day that is not a date");
+    assert_eq!(bad_day.json()["error"]["field"], json!("from"), "{}", bad_day.text());
+    expect(&reader.get("/daily-orders?from=2026-12-02&to=2026-12-01").await, 422, "a range that ends before it starts");
+
+    // --- the orders projection: status, rebuild while serving, resume.
+    let statuses = reader.get("/projections").await;
+    expect(&statuses, 200, "projections");
+    assert_eq!(statuses.json()[0]["name"], json!("orders.by_customer"), "{}", statuses.text());
+    let one = reader.get("/projections/orders.by_customer").await;
+    expect(&one, 200, "one projection");
+    assert!(one.json()["parked"].is_null() && one.json()["position"].as_u64() > Some(1), "{}", one.text());
+    assert_eq!(reader.get("/projections/orders.nope").await.error_code(), "not_found");
+    expect(&reader.post("/projections/orders.by_customer/rebuild", "application/json", b"").await, 403, "read scope");
+    let rebuilt = c.post("/projections/orders.by_customer/rebuild", "application/json", b"").await;
+    expect(&rebuilt, 200, "rebuild");
+    let (events, position) = (rebuilt.json()["events"].as_u64(), rebuilt.json()["position"].as_u64());
+    assert!(events >= Some(8) && events.map(|e| e + 1) == position, "{}", rebuilt.text());
+    assert_eq!(
+        reader.get("/orders?customer_id=cust_123").await.json(),
+        mine.json(),
+        "the same answers after the switch"
+    );
+    let resume = c.post("/projections/orders.by_customer/resume", "application/json", b"").await;
+    expect(&resume, 409, "resume when not parked");
+    assert_eq!(resume.error_code(), "not_parked");
+    let gauges = metrics(&open).await;
+    assert!(
+        sum(&gauges, "platform_projection_position", &["projection=\"orders.by_customer\""]) > 1.0,
+        "the projection's position in /metrics"
+    );
+    assert_eq!(sum(&gauges, "platform_projection_parked", &[]), 0.0);
 
     // --- registry.
     // The orders service announces the same product on the bus at start:
@@ -403,14 +444,14 @@ async fn sigterm_during_load_loses_no_acknowledged_request() {
 /// A database of its own on the test server (`DATABASE_URL`), so the
 /// contexts' fixed schemas (`orders`, `accounts`, `orders_read`,
 /// `mesh_registry`) do not meet another test's.
-struct Database {
+pub struct Database {
     admin: tokio_postgres::Client,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl Database {
-    async fn create() -> Self {
+    pub async fn create() -> Self {
         let base = super::sagas::database_url();
         let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
         tokio::spawn(conn);
@@ -425,7 +466,7 @@ impl Database {
         Self { admin, name, url }
     }
 
-    async fn drop_it(self) {
+    pub async fn drop_it(self) {
         self.admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name)).await.expect("drop database");
     }
 }

@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use domain_core::{Currency, Envelope, Money};
 use event_store::{RecordedEvent, StreamId};
 
-use super::{OrderSummary, ReadModel};
+use super::{Generations, OrderSummary, ReadModel, ServingReadModel};
 use crate::{CustomerInfo, Error, OrderEvent, OrderStatus};
 
 /// A directory under the system temp dir, removed on drop.
@@ -81,15 +82,44 @@ pub(crate) async fn apply_until_killed(model: &dyn ReadModel) {
     let mut log = Log::default();
     let mut next = model.checkpoint().await.expect("checkpoint");
     for n in 0u64.. {
-        let order = format!("order_{}", n / 10);
-        let event = if n % 10 == 0 { created("cust_crash") } else { item("p", 1, "1.00") };
-        log.push(&order, event);
+        push_crash_event(&mut log, n);
         if log.next_position() > next {
             model.apply(&log.range(next, log.next_position()), log.next_position()).await.expect("apply");
             next = log.next_position();
             println!("applied {next}");
         }
     }
+}
+
+/// Event `n` of the crash child's log: ten events per order, a creation
+/// and nine items of 1.00.
+fn push_crash_event(log: &mut Log, n: u64) {
+    let order = format!("order_{}", n / 10);
+    let event = if n.is_multiple_of(10) { created("cust_crash") } else { item("p", 1, "1.00") };
+    log.push(&order, event);
+}
+
+/// After a kill: the read model holds what a projection from scratch of
+/// the crash log up to its checkpoint holds (times aside: the child stamped
+/// its events when it made them).
+pub(crate) async fn assert_equals_a_rebuild_from_scratch(model: &dyn ReadModel) {
+    let checkpoint = model.checkpoint().await.expect("checkpoint");
+    let mut log = Log::default();
+    for n in 0..checkpoint - 1 {
+        push_crash_event(&mut log, n);
+    }
+    let scratch = super::MemoryReadModel::new();
+    scratch.apply(&log.events, log.next_position()).await.expect("from scratch");
+    let rows = |r: Vec<OrderSummary>| summary(&r);
+    assert_eq!(
+        rows(model.by_customer("cust_crash").await.expect("query")),
+        rows(scratch.by_customer("cust_crash").await.expect("query")),
+        "the rows after the kill equal a projection from scratch up to the checkpoint {checkpoint}"
+    );
+    let all = |days: Vec<super::DailyOrders>| days.iter().map(|d| d.created).sum::<u64>();
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = (today - chrono::Days::new(2), today + chrono::Days::new(2));
+    assert_eq!(all(model.daily(from, to).await.expect("daily")), all(scratch.daily(from, to).await.expect("daily")));
 }
 
 /// The parent side: runs `test` of this test binary again as a child with
@@ -154,8 +184,33 @@ fn row(id: &str, status: OrderStatus, total: &str, items: u32) -> (String, Order
     (id.to_owned(), status, total.to_owned(), items)
 }
 
+/// The day counts from the day before the log's first event to the day
+/// after its last, summed over the days (a run may cross midnight UTC).
+async fn story_days(rm: &dyn ReadModel, log: &Log) -> (u64, u64, u64, Money) {
+    let first = log.events.first().map_or_else(|| chrono::Utc::now().date_naive(), |e| e.envelope.time.date_naive());
+    let last = log.events.last().map_or(first, |e| e.envelope.time.date_naive());
+    let (from, to) = (first.pred_opt().expect("a day before"), last.succ_opt().expect("a day after"));
+    let days = rm.daily(from, to).await.expect("daily");
+    assert!(days.iter().all(|d| d.currency == Currency::CNY && d.date >= first && d.date <= last), "{days:?}");
+    assert!(days.windows(2).all(|w| w[0].date < w[1].date), "by date: {days:?}");
+    let mut paid = cny("0.00");
+    for d in &days {
+        paid = paid.checked_add(d.paid_amount).expect("same currency");
+    }
+    (
+        days.iter().map(|d| d.created).sum(),
+        days.iter().map(|d| d.paid).sum(),
+        days.iter().map(|d| d.cancelled).sum(),
+        paid,
+    )
+}
+
 async fn assert_story_applied(rm: &dyn ReadModel, log: &Log) {
     assert_eq!(rm.checkpoint().await.expect("checkpoint"), log.next_position());
+    // Three orders created, order_001 paid, order_002 rejected (cancelled).
+    assert_eq!(story_days(rm, log).await, (3, 1, 1, cny("399.97")), "daily counts");
+    let before = log.events[0].envelope.time.date_naive() - chrono::Days::new(30);
+    assert!(rm.daily(before, before).await.expect("daily").is_empty(), "a day without orders is absent");
     assert_eq!(
         summary(&rm.by_customer("cust_123").await.expect("query")),
         vec![row("order_001", OrderStatus::Shipped, "399.97", 2), row("order_002", OrderStatus::Cancelled, "10.00", 1)]
@@ -255,31 +310,208 @@ pub(crate) async fn foreign_events_move_only_the_checkpoint(rm: &dyn ReadModel) 
     );
 }
 
-/// Runs the whole suite; `$make` gives `(guard, read_model)` and the guard
-/// lives as long as the test (a temporary directory, say).
-macro_rules! read_model_contract_tests {
-    ($make:expr) => {
-        mod read_model_contract {
+/// Generation `generation` holds nothing (opening it finds it empty); the
+/// probe is removed again.
+async fn assert_removed(generations: &Arc<dyn Generations>, generation: u64) {
+    let probe = generations.open(generation, false).await.expect("open");
+    assert_eq!(probe.checkpoint().await.expect("checkpoint"), 1, "generation {generation} was removed");
+    drop(probe);
+    generations.remove(generation).await.expect("remove the probe");
+}
+
+pub(crate) async fn a_rebuilt_copy_replaces_the_serving_generation(generations: &Arc<dyn Generations>) {
+    let log = story();
+    let serving = ServingReadModel::open(Arc::clone(generations)).await.expect("open");
+    assert_eq!(serving.generation(), 0);
+    serving.apply(&log.range(1, 6), 6).await.expect("apply");
+    let before = serving.by_customer("cust_123").await.expect("query");
+    assert_eq!(before.len(), 2);
+
+    let copy = serving.fresh_copy().await.expect("fresh copy");
+    assert_eq!(copy.checkpoint().await.expect("checkpoint"), 1, "the copy starts empty");
+    copy.apply(&log.events, log.next_position()).await.expect("feed the copy");
+    assert_eq!(serving.by_customer("cust_123").await.expect("query"), before, "the serving one is untouched");
+    assert_eq!(serving.checkpoint().await.expect("checkpoint"), 6);
+
+    serving.switch_to_copy().await.expect("switch");
+    assert_eq!(serving.generation(), 1);
+    assert_eq!(generations.active().await.expect("active"), 1);
+    assert_story_applied(&serving, &log).await;
+    drop(copy);
+    assert_removed(generations, 0).await;
+    let r = serving.switch_to_copy().await;
+    assert!(matches!(r, Err(Error::NoCopy)), "a second switch without a copy: {r:?}");
+
+    drop(serving);
+    let reopened = ServingReadModel::open(Arc::clone(generations)).await.expect("reopen");
+    assert_eq!(reopened.generation(), 1, "the switch is durable");
+    assert_story_applied(&reopened, &log).await;
+}
+
+pub(crate) async fn a_rebuild_cut_short_leaves_the_serving_generation(generations: &Arc<dyn Generations>) {
+    let log = story();
+    let serving = ServingReadModel::open(Arc::clone(generations)).await.expect("open");
+    serving.apply(&log.events, log.next_position()).await.expect("apply");
+    let copy = serving.fresh_copy().await.expect("fresh copy");
+    copy.apply(&log.range(1, 4), 4).await.expect("part of the copy");
+    let again = serving.fresh_copy().await.expect("a second rebuild starts over");
+    assert_eq!(again.checkpoint().await.expect("checkpoint"), 1, "the first attempt's rows are gone");
+    again.apply(&log.range(1, 3), 3).await.expect("part of the copy");
+    // The process dies here: no switch.
+    drop((copy, again, serving));
+
+    let reopened = ServingReadModel::open(Arc::clone(generations)).await.expect("reopen");
+    assert_eq!(reopened.generation(), 0);
+    assert_story_applied(&reopened, &log).await;
+    drop(reopened);
+    assert_removed(generations, 1).await;
+}
+
+/// Places order `n` (created, two items) for one of 30 customers.
+async fn place(orders: &crate::EventSourcedOrders, n: u64) {
+    let id = format!("order_{n:05}");
+    let customer = CustomerInfo::new(format!("cust_{:02}", n % 30), "张三", "zhangsan@example.com", "13800138000")
+        .expect("customer");
+    let create = crate::OrderCommand::Create { customer, currency: Currency::CNY };
+    orders.execute(&id, create, None, 3).await.expect("create");
+    for p in ["p1", "p2"] {
+        let add = crate::OrderCommand::AddItem {
+            product_id: p.into(),
+            quantity: (n % 3 + 1) as u32,
+            unit_price: cny("9.99"),
+        };
+        orders.execute(&id, add, None, 3).await.expect("add");
+    }
+}
+
+/// A rebuild while orders keep arriving, a projector follows them and a
+/// reader queries every customer in a loop: the reader never sees fewer
+/// orders or items for a customer than before (a half-built copy would
+/// show fewer), and afterwards the model equals a projection from scratch.
+pub(crate) async fn a_rebuild_under_load_switches_over_unseen(
+    store: Arc<dyn event_store::EventStore>,
+    serving: Arc<ServingReadModel>,
+) {
+    use crate::Projector;
+    let orders = Arc::new(crate::EventSourcedOrders::new(Arc::clone(&store), Arc::new(super::MemoryReadModel::new())));
+    for n in 0..300 {
+        place(&orders, n).await;
+    }
+    let read_model: Arc<dyn ReadModel> = serving.clone();
+    let projector = Projector::new(Arc::clone(&store), read_model).with_batch_size(64).with_rebuild_batch_size(128);
+    projector.catch_up().await.expect("catch up");
+    let generation = serving.generation();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = {
+        let (orders, stopped) = (Arc::clone(&orders), stopped.clone());
+        tokio::spawn(async move {
+            let mut n = 300;
+            while !*stopped.borrow() {
+                place(&orders, n).await;
+                n += 1;
+            }
+            n - 300
+        })
+    };
+    let follower = {
+        let (projector, mut stopped) = (projector.clone(), stopped.clone());
+        tokio::spawn(
+            async move { projector.run(async move { stopped.wait_for(|s| *s).await.map_or((), |_| ()) }).await },
+        )
+    };
+    let reader = {
+        let (serving, stopped) = (Arc::clone(&serving), stopped.clone());
+        tokio::spawn(async move {
+            let mut seen: HashMap<String, (usize, u64)> = HashMap::new();
+            let mut queries = 0u64;
+            while !*stopped.borrow() {
+                for c in 0..30 {
+                    let customer = format!("cust_{c:02}");
+                    let rows = serving.by_customer(&customer).await.expect("query");
+                    let items: u64 = rows.iter().map(|r| u64::from(r.item_count)).sum();
+                    let before = seen.insert(customer.clone(), (rows.len(), items)).unwrap_or((10, 20));
+                    assert!(
+                        rows.len() >= before.0 && items >= before.1,
+                        "{customer}: {} orders / {items} items after {before:?}: a missing or half-built model",
+                        rows.len()
+                    );
+                    queries += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            queries
+        })
+    };
+    let rebuilt = projector.rebuild().await.expect("rebuild");
+    assert!(rebuilt.events >= 900, "{rebuilt:?}");
+    assert_eq!(serving.generation(), generation + 1);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.send(true).expect("tasks listen");
+    let placed = writer.await.expect("writer");
+    follower.await.expect("join").expect("follower");
+    let queries = reader.await.expect("reader");
+    assert!(placed > 0 && queries > 0, "{placed} orders placed and {queries} queries during the rebuild");
+
+    projector.catch_up().await.expect("final catch up");
+    let scratch: Arc<dyn ReadModel> = Arc::new(super::MemoryReadModel::new());
+    Projector::new(Arc::clone(&store), Arc::clone(&scratch)).catch_up().await.expect("from scratch");
+    assert_eq!(serving.checkpoint().await.expect("checkpoint"), scratch.checkpoint().await.expect("checkpoint"));
+    for c in 0..30 {
+        let customer = format!("cust_{c:02}");
+        let (ours, theirs) =
+            (serving.by_customer(&customer).await.expect("q"), scratch.by_customer(&customer).await.expect("q"));
+        assert_eq!(ours, theirs, "{customer}");
+    }
+}
+
+/// One test per case of a suite: `$make` gives `(guard, subject)`, the
+/// guard lives as long as the test (a temporary directory, say), and each
+/// case gets `&subject`.
+macro_rules! contract_suite {
+    ($module:ident, $make:expr, [$($case:ident),* $(,)?]) => {
+        mod $module {
             #[allow(unused_imports)]
             use super::*;
             use $crate::read_model::contract as c;
-
-            macro_rules! case {
-                ($name:ident) => {
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $name() {
-                        let (_guard, read_model) = $make;
-                        c::$name(&read_model).await;
-                    }
-                };
-            }
-            case!(rows_follow_the_story);
-            case!(batches_one_by_one_equal_one_batch);
-            case!(a_batch_applied_twice_counts_once);
-            case!(a_failing_batch_changes_nothing);
-            case!(gaps_are_refused);
-            case!(foreign_events_move_only_the_checkpoint);
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (_guard, subject) = $make;
+                    c::$case(&subject).await;
+                }
+            )*
         }
+    };
+}
+pub(crate) use contract_suite;
+
+/// The generations suite; `$make` gives `(guard, Arc<dyn Generations>)`.
+macro_rules! generations_contract_tests {
+    ($make:expr) => {
+        $crate::read_model::contract::contract_suite!(
+            generations_contract,
+            $make,
+            [a_rebuilt_copy_replaces_the_serving_generation, a_rebuild_cut_short_leaves_the_serving_generation]
+        );
+    };
+}
+pub(crate) use generations_contract_tests;
+
+/// The read-model suite; `$make` gives `(guard, read_model)`.
+macro_rules! read_model_contract_tests {
+    ($make:expr) => {
+        $crate::read_model::contract::contract_suite!(
+            read_model_contract,
+            $make,
+            [
+                rows_follow_the_story,
+                batches_one_by_one_equal_one_batch,
+                a_batch_applied_twice_counts_once,
+                a_failing_batch_changes_nothing,
+                gaps_are_refused,
+                foreign_events_move_only_the_checkpoint,
+            ]
+        );
     };
 }
 pub(crate) use read_model_contract_tests;

@@ -4,16 +4,28 @@
 //! index and the checkpoint, so they commit (durably: redb syncs on commit)
 //! or vanish together. redb is synchronous; its calls run on tokio's
 //! blocking pool.
+//!
+//! Generations ([`RedbGenerations`]): generation 0 is `orders.redb`, a later
+//! one `orders.g<N>.redb`, and `orders.generation` names the one that
+//! serves (written to a temporary file, synced, renamed over, directory
+//! synced). A copy being rebuilt commits without syncing; its
+//! [`ReadModel::sync`] is one durable commit, which redb makes cover every
+//! commit before it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use event_store::RecordedEvent;
-use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 
-use super::projection::{evolve, order_id, unapplied};
-use super::{OrderSummary, ReadModel};
+use chrono::NaiveDate;
+
+use super::projection::{Days, add_day, order_id, unapplied};
+use super::{DailyOrders, Generations, OrderSummary, ReadModel, ServingReadModel};
 use crate::{Error, Result};
 
 /// Order id → `OrderSummary` as JSON.
@@ -21,6 +33,8 @@ const ROWS: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinit
 /// Customer id → order ids.
 const BY_CUSTOMER: MultimapTableDefinition<'static, &'static str, &'static str> =
     MultimapTableDefinition::new("orders_by_customer");
+/// `YYYY-MM-DD CUR` → `DailyOrders` as JSON (keys sort by date).
+const DAILY: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("daily_orders");
 /// The projection's own bookkeeping.
 const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("projection");
 const CHECKPOINT: &str = "next_position";
@@ -30,6 +44,8 @@ const CHECKPOINT: &str = "next_position";
 pub struct RedbReadModel {
     db: Arc<Database>,
     path: PathBuf,
+    /// Commit without syncing (a copy being rebuilt) until [`ReadModel::sync`].
+    relaxed: Arc<AtomicBool>,
 }
 
 impl RedbReadModel {
@@ -40,16 +56,22 @@ impl RedbReadModel {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
-        let path = dir.join(Self::FILE_NAME);
+        Self::open_file(dir.join(Self::FILE_NAME), false)
+    }
+
+    /// Opens (or creates) the read model in `path`; `relaxed` commits
+    /// without syncing until [`ReadModel::sync`].
+    pub fn open_file(path: PathBuf, relaxed: bool) -> Result<Self> {
         let db = Database::create(&path)?;
         let txn = db.begin_write()?;
         {
             txn.open_table(ROWS)?;
             txn.open_multimap_table(BY_CUSTOMER)?;
+            txn.open_table(DAILY)?;
             txn.open_table(META)?;
         }
         txn.commit()?;
-        Ok(Self { db: Arc::new(db), path })
+        Ok(Self { db: Arc::new(db), path, relaxed: Arc::new(AtomicBool::new(relaxed)) })
     }
 
     /// The database file.
@@ -63,8 +85,11 @@ impl RedbReadModel {
     }
 }
 
-fn apply_blocking(db: &Database, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
-    let txn = db.begin_write()?;
+fn apply_blocking(db: &Database, batch: &[RecordedEvent], next_position: u64, relaxed: bool) -> Result<()> {
+    let mut txn = db.begin_write()?;
+    if relaxed {
+        txn.set_durability(Durability::None)?;
+    }
     match write_batch(&txn, batch, next_position) {
         Ok(true) => Ok(txn.commit()?),
         Ok(false) => Ok(txn.abort()?),
@@ -91,12 +116,13 @@ fn write_batch(txn: &WriteTransaction, batch: &[RecordedEvent], next_position: u
     // evolved in memory through all of them and written once.
     let mut touched: Vec<(&str, Option<OrderSummary>, bool)> = Vec::new();
     let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut days = Days::default();
     for event in new {
         let Some(id) = order_id(event) else { continue };
         match at.get(id) {
             Some(&i) => {
                 let row = touched[i].1.take();
-                touched[i].1 = Some(evolve(row, id, event)?);
+                touched[i].1 = Some(days.evolve(row, id, event)?);
             }
             None => {
                 let current: Option<OrderSummary> = match rows.get(id)? {
@@ -105,9 +131,22 @@ fn write_batch(txn: &WriteTransaction, batch: &[RecordedEvent], next_position: u
                 };
                 let created = current.is_none();
                 at.insert(id, touched.len());
-                touched.push((id, Some(evolve(current, id, event)?), created));
+                touched.push((id, Some(days.evolve(current, id, event)?), created));
             }
         }
+    }
+    let mut daily = txn.open_table(DAILY)?;
+    for delta in days.into_deltas() {
+        let key = day_key(delta.date, &delta.currency.to_string());
+        let day = match daily.get(key.as_str())? {
+            Some(bytes) => {
+                let mut day: DailyOrders = serde_json::from_slice(bytes.value())?;
+                add_day(&mut day, &delta, next_position)?;
+                day
+            }
+            None => delta,
+        };
+        daily.insert(key.as_str(), serde_json::to_vec(&day)?.as_slice())?;
     }
     for (id, row, created) in touched {
         let Some(row) = row else { continue };
@@ -120,11 +159,30 @@ fn write_batch(txn: &WriteTransaction, batch: &[RecordedEvent], next_position: u
     Ok(true)
 }
 
+fn day_key(date: NaiveDate, currency: &str) -> String {
+    format!("{date} {currency}")
+}
+
 #[async_trait]
 impl ReadModel for RedbReadModel {
     async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
         let batch = batch.to_vec();
-        self.blocking(move |db| apply_blocking(db, &batch, next_position)).await
+        let relaxed = self.relaxed.load(Ordering::Acquire);
+        self.blocking(move |db| apply_blocking(db, &batch, next_position, relaxed)).await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        if !self.relaxed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.blocking(|db| {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            Ok(txn.commit()?)
+        })
+        .await?;
+        self.relaxed.store(false, Ordering::Release);
+        Ok(())
     }
 
     async fn checkpoint(&self) -> Result<u64> {
@@ -153,6 +211,22 @@ impl ReadModel for RedbReadModel {
         .await
     }
 
+    async fn daily(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyOrders>> {
+        // `~` sorts after every currency code, so the range takes all of `to`.
+        let (low, high) = (day_key(from, ""), day_key(to, "~"));
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let daily = txn.open_table(DAILY)?;
+            let mut out = Vec::new();
+            for entry in daily.range(low.as_str()..=high.as_str())? {
+                let (_, bytes) = entry?;
+                out.push(serde_json::from_slice(bytes.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn get(&self, order_id: &str) -> Result<Option<OrderSummary>> {
         let order_id = order_id.to_owned();
         self.blocking(move |db| {
@@ -164,6 +238,101 @@ impl ReadModel for RedbReadModel {
             }
         })
         .await
+    }
+}
+
+/// Generations of the redb read model in one directory: see the module doc.
+#[derive(Debug, Clone)]
+pub struct RedbGenerations {
+    dir: PathBuf,
+}
+
+impl RedbGenerations {
+    /// The file naming the generation that serves.
+    pub const POINTER: &'static str = "orders.generation";
+
+    pub fn new(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(Self { dir })
+    }
+
+    /// The serving read model of `dir`, opened without a runtime (what
+    /// [`ServingReadModel::open`] does, synchronously).
+    pub fn open_serving(dir: impl AsRef<Path>) -> Result<ServingReadModel> {
+        let generations = Self::new(dir)?;
+        let active = generations.active_now()?;
+        generations.remove_now(active + 1)?;
+        if let Some(previous) = active.checked_sub(1) {
+            generations.remove_now(previous)?;
+        }
+        let model = Arc::new(RedbReadModel::open_file(generations.file(active), false)?);
+        Ok(ServingReadModel::serving(Arc::new(generations), active, model))
+    }
+
+    fn active_now(&self) -> Result<u64> {
+        let path = self.dir.join(Self::POINTER);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map_err(|_| Error::InvalidValue {
+                column: "generation",
+                key: path.display().to_string(),
+                value: text.trim().to_owned(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn remove_now(&self, generation: u64) -> Result<()> {
+        let path = self.file(generation);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// The file of `generation`.
+    pub fn file(&self, generation: u64) -> PathBuf {
+        match generation {
+            0 => self.dir.join(RedbReadModel::FILE_NAME),
+            n => self.dir.join(format!("orders.g{n}.redb")),
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.display().to_string(), source }
+}
+
+#[async_trait]
+impl Generations for RedbGenerations {
+    async fn active(&self) -> Result<u64> {
+        self.active_now()
+    }
+
+    async fn open(&self, generation: u64, fresh: bool) -> Result<Arc<dyn ReadModel>> {
+        let path = self.file(generation);
+        let model = tokio::task::spawn_blocking(move || RedbReadModel::open_file(path, fresh)).await??;
+        Ok(Arc::new(model))
+    }
+
+    async fn activate(&self, generation: u64) -> Result<()> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let (tmp, path) = (dir.join(format!("{}.tmp", Self::POINTER)), dir.join(Self::POINTER));
+            let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            file.write_all(format!("{generation}\n").as_bytes()).map_err(io(&tmp))?;
+            file.sync_all().map_err(io(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(io(&path))?;
+            std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))
+        })
+        .await?
+    }
+
+    async fn remove(&self, generation: u64) -> Result<()> {
+        self.remove_now(generation)
     }
 }
 

@@ -1,5 +1,6 @@
-//! The read side (CQRS): orders by customer with status and total, kept by a
-//! projection of the orders event store's global log.
+//! The read side (CQRS): orders by customer with status and total, and the
+//! orders of each day, kept by a projection of the orders event store's
+//! global log.
 //!
 //! A [`ReadModel`] applies a batch of recorded events and moves its
 //! checkpoint ("next global position") in one atomic write, so a crash at
@@ -9,6 +10,7 @@
 //! over the same log, or a replayed batch, cannot count an event twice.
 
 mod embedded;
+mod generations;
 mod memory;
 mod postgres;
 mod projection;
@@ -16,16 +18,19 @@ mod projection;
 #[cfg(test)]
 pub(crate) mod contract;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use domain_core::Money;
 use event_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::{OrderStatus, Result};
-pub use embedded::RedbReadModel;
-pub use memory::MemoryReadModel;
-pub use postgres::PostgresReadModel;
+pub use embedded::{RedbGenerations, RedbReadModel};
+pub use generations::{Generations, ServingReadModel};
+pub use memory::{MemoryGenerations, MemoryReadModel};
+pub use postgres::{PostgresGenerations, PostgresReadModel};
 
 /// One row of the read model: what `find_by_customer` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +44,18 @@ pub struct OrderSummary {
     pub item_count: u32,
     /// Time of the last event applied to the row (event time, UTC).
     pub updated_at: DateTime<Utc>,
+}
+
+/// Orders of one day (UTC, the day each event happened) in one currency:
+/// orders created, paid and cancelled that day, and what was paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyOrders {
+    pub date: NaiveDate,
+    pub currency: domain_core::Currency,
+    pub created: u64,
+    pub paid: u64,
+    pub cancelled: u64,
+    pub paid_amount: Money,
 }
 
 /// Storage of the orders read model.
@@ -58,4 +75,27 @@ pub trait ReadModel: Send + Sync + std::fmt::Debug {
     async fn by_customer(&self, customer_id: &str) -> Result<Vec<OrderSummary>>;
 
     async fn get(&self, order_id: &str) -> Result<Option<OrderSummary>>;
+
+    /// The daily counts from `from` to `to` (both included), by date and
+    /// currency; days without orders are absent.
+    async fn daily(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyOrders>>;
+
+    /// A fresh, empty copy beside this one, for a rebuild without downtime
+    /// ([`ServingReadModel`]); a single-generation adapter has none
+    /// ([`crate::Error::NoCopy`]).
+    async fn fresh_copy(&self) -> Result<Arc<dyn ReadModel>> {
+        Err(crate::Error::NoCopy)
+    }
+
+    /// Makes the copy from [`ReadModel::fresh_copy`] the one that answers,
+    /// and drops the old one.
+    async fn switch_to_copy(&self) -> Result<()> {
+        Err(crate::Error::NoCopy)
+    }
+
+    /// Makes every applied batch durable (a fresh copy may commit without
+    /// syncing until then).
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -16,6 +16,12 @@
 //! rolls the whole batch back; when a commit's outcome is unknown, applying
 //! the same batch again is safe.
 //!
+//! Generations ([`PostgresGenerations`]): generation 0 is `order_summaries`
+//! with the checkpoint row `orders_by_customer`, a later one
+//! `order_summaries_g<N>` with `orders_by_customer_g<N>`, and the row of
+//! `read_model_generations` names the one that serves. Removing a
+//! generation drops its table and checkpoint row in one transaction.
+//!
 //! Money is stored as `numeric` (written and read as decimal text, never a
 //! float) beside its currency; `updated_at` keeps PostgreSQL's microseconds,
 //! the envelope's own precision. Order and customer ids are `COLLATE "C"`,
@@ -26,6 +32,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -36,8 +43,10 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement};
 
-use super::projection::{evolve, order_id, unapplied};
-use super::{OrderSummary, ReadModel};
+use chrono::NaiveDate;
+
+use super::projection::{Days, order_id, unapplied};
+use super::{DailyOrders, Generations, OrderSummary, ReadModel};
 use crate::{Error, OrderStatus, Result};
 
 /// A statement parameter.
@@ -64,9 +73,35 @@ const STATUSES: [OrderStatus; 6] = [
 /// A connection found closed is reopened on its next use.
 #[derive(Debug)]
 pub struct PostgresReadModel {
-    schema: String,
+    names: Names,
     writer: Link,
     reader: Link,
+}
+
+/// The schema, table, index and checkpoint row of one generation.
+#[derive(Debug, Clone)]
+struct Names {
+    schema: String,
+    table: String,
+    index: String,
+    daily: String,
+    checkpoint: String,
+}
+
+impl Names {
+    fn of(schema: &str, generation: u64) -> Self {
+        let suffix = match generation {
+            0 => String::new(),
+            n => format!("_g{n}"),
+        };
+        Self {
+            schema: schema.to_owned(),
+            table: format!("order_summaries{suffix}"),
+            index: format!("order_summaries{suffix}_by_customer"),
+            daily: format!("daily_orders{suffix}"),
+            checkpoint: format!("{PROJECTION}{suffix}"),
+        }
+    }
 }
 
 impl PostgresReadModel {
@@ -77,21 +112,24 @@ impl PostgresReadModel {
     /// 63 bytes, not `pg_*`), so it never needs quoting rules or case
     /// folding; anything else is [`Error::InvalidSchema`].
     pub async fn connect(url: &str, schema: &str) -> Result<Self> {
+        Self::connect_generation(url, schema, 0).await
+    }
+
+    /// [`PostgresReadModel::connect`] to the tables of `generation` (see
+    /// [`PostgresGenerations`]).
+    pub async fn connect_generation(url: &str, schema: &str, generation: u64) -> Result<Self> {
         check_schema(schema)?;
+        let names = Names::of(schema, generation);
         let first = open(url).await?;
-        first.batch_execute(&migration(schema)).await?;
-        let writer = Conn::prepare(first, schema).await?;
-        let reader = Conn::open(url, schema).await?;
-        Ok(Self {
-            schema: schema.to_owned(),
-            writer: Link::new(url, schema, writer),
-            reader: Link::new(url, schema, reader),
-        })
+        first.batch_execute(&migration(&names)).await?;
+        let writer = Conn::prepare(first, &names).await?;
+        let reader = Conn::open(url, &names).await?;
+        Ok(Self { writer: Link::new(url, &names, writer), reader: Link::new(url, &names, reader), names })
     }
 
     /// The schema this read model owns.
     pub fn schema(&self) -> &str {
-        &self.schema
+        &self.names.schema
     }
 
     /// Drops the schema with everything in it, the event store's tables
@@ -99,7 +137,7 @@ impl PostgresReadModel {
     /// model afterwards: every later call fails.
     pub async fn drop_schema(&self) -> Result<()> {
         let conn = self.writer.exclusive().await?;
-        conn.client.batch_execute(&format!(r#"DROP SCHEMA IF EXISTS "{}" CASCADE"#, self.schema)).await?;
+        conn.client.batch_execute(&format!(r#"DROP SCHEMA IF EXISTS "{}" CASCADE"#, self.names.schema)).await?;
         Ok(())
     }
 }
@@ -115,7 +153,8 @@ impl ReadModel for PostgresReadModel {
         let tx = client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await?;
         // Pipelined: the server runs them in order, so the rows are read in
         // a snapshot taken after the checkpoint lock was granted.
-        let (lock_params, rows_params): ([&Param<'_>; 1], [&Param<'_>; 1]) = ([&PROJECTION], [&ids]);
+        let name = self.names.checkpoint.as_str();
+        let (lock_params, rows_params): ([&Param<'_>; 1], [&Param<'_>; 1]) = ([&name], [&ids]);
         let (checkpoint, stored) =
             tokio::try_join!(tx.query_one(&st.lock_checkpoint, &lock_params), tx.query(&st.rows_of, &rows_params))?;
         let new = unapplied(position(&checkpoint)?, batch, next_position)?;
@@ -125,15 +164,17 @@ impl ReadModel for PostgresReadModel {
         let mut stored: HashMap<String, OrderSummary> =
             stored.iter().map(summary).map(|r| r.map(|s| (s.order_id.clone(), s))).collect::<Result<_>>()?;
         let mut changed: HashMap<String, OrderSummary> = HashMap::new();
+        let mut days = Days::default();
         for event in new {
             let Some(id) = order_id(event) else { continue };
             let current = changed.remove(id).or_else(|| stored.remove(id));
-            changed.insert(id.to_owned(), evolve(current, id, event)?);
+            changed.insert(id.to_owned(), days.evolve(current, id, event)?);
         }
         let columns = Columns::of(changed.values());
+        let day_columns = DayColumns::of(days.into_deltas());
         let next = i64::try_from(next_position).map_err(|_| Error::InvalidValue {
             column: "next_position",
-            key: PROJECTION.into(),
+            key: name.into(),
             value: next_position.to_string(),
         })?;
         let upsert = async {
@@ -154,15 +195,32 @@ impl ReadModel for PostgresReadModel {
             )
             .await
         };
-        let checkpoint_params: [&Param<'_>; 2] = [&PROJECTION, &next];
-        tokio::try_join!(upsert, tx.execute(&st.set_checkpoint, &checkpoint_params))?;
+        let checkpoint_params: [&Param<'_>; 2] = [&name, &next];
+        let add_days = async {
+            if day_columns.day.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                &st.add_days,
+                &[
+                    &day_columns.day,
+                    &day_columns.currency,
+                    &day_columns.created,
+                    &day_columns.paid,
+                    &day_columns.cancelled,
+                    &day_columns.paid_amount,
+                ],
+            )
+            .await
+        };
+        tokio::try_join!(upsert, add_days, tx.execute(&st.set_checkpoint, &checkpoint_params))?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn checkpoint(&self) -> Result<u64> {
         let conn = self.reader.shared().await?;
-        position(&conn.client.query_one(&conn.st.checkpoint, &[&PROJECTION]).await?)
+        position(&conn.client.query_one(&conn.st.checkpoint, &[&self.names.checkpoint]).await?)
     }
 
     async fn by_customer(&self, customer_id: &str) -> Result<Vec<OrderSummary>> {
@@ -173,6 +231,11 @@ impl ReadModel for PostgresReadModel {
     async fn get(&self, order_id: &str) -> Result<Option<OrderSummary>> {
         let conn = self.reader.shared().await?;
         conn.client.query_opt(&conn.st.get, &[&order_id]).await?.as_ref().map(summary).transpose()
+    }
+
+    async fn daily(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyOrders>> {
+        let conn = self.reader.shared().await?;
+        conn.client.query(&conn.st.days, &[&from, &to]).await?.iter().map(day).collect()
     }
 }
 
@@ -188,13 +251,14 @@ fn check_schema(schema: &str) -> Result<()> {
 /// Creates the schema, the tables and the checkpoint row if missing. The
 /// advisory lock (keyed by the schema, hashed by the server) keeps
 /// concurrent `connect`s from racing on the catalog.
-fn migration(s: &str) -> String {
+fn migration(names: &Names) -> String {
+    let Names { schema: s, table, index, daily, checkpoint } = names;
+    let common = common_migration(s);
     format!(
         r#"
 BEGIN;
-SELECT pg_advisory_xact_lock(hashtextextended('orders read model migration {s}', 0));
-CREATE SCHEMA IF NOT EXISTS "{s}";
-CREATE TABLE IF NOT EXISTS "{s}".order_summaries (
+{common}
+CREATE TABLE IF NOT EXISTS "{s}".{table} (
     order_id    text COLLATE "C" NOT NULL PRIMARY KEY,
     customer_id text COLLATE "C" NOT NULL,
     status      text        NOT NULL,
@@ -203,16 +267,112 @@ CREATE TABLE IF NOT EXISTS "{s}".order_summaries (
     item_count  bigint      NOT NULL CHECK (item_count BETWEEN 0 AND 4294967295),
     updated_at  timestamptz NOT NULL
 );
-CREATE INDEX IF NOT EXISTS order_summaries_by_customer ON "{s}".order_summaries (customer_id, order_id);
-CREATE TABLE IF NOT EXISTS "{s}".projection_checkpoints (
-    name          text   NOT NULL PRIMARY KEY,
-    next_position bigint NOT NULL CHECK (next_position >= 1)
+CREATE INDEX IF NOT EXISTS {index} ON "{s}".{table} (customer_id, order_id);
+CREATE TABLE IF NOT EXISTS "{s}".{daily} (
+    day         date    NOT NULL,
+    currency    text    NOT NULL,
+    created     bigint  NOT NULL,
+    paid        bigint  NOT NULL,
+    cancelled   bigint  NOT NULL,
+    paid_amount numeric NOT NULL,
+    PRIMARY KEY (day, currency)
 );
-INSERT INTO "{s}".projection_checkpoints (name, next_position) VALUES ('{PROJECTION}', 1)
+INSERT INTO "{s}".projection_checkpoints (name, next_position) VALUES ('{checkpoint}', 1)
     ON CONFLICT (name) DO NOTHING;
 COMMIT;
 "#
     )
+}
+
+/// What every generation shares, run inside a migration's transaction: the
+/// lock, the schema, the checkpoints and the generation pointer.
+fn common_migration(s: &str) -> String {
+    format!(
+        r#"
+SELECT pg_advisory_xact_lock(hashtextextended('orders read model migration {s}', 0));
+CREATE SCHEMA IF NOT EXISTS "{s}";
+CREATE TABLE IF NOT EXISTS "{s}".projection_checkpoints (
+    name          text   NOT NULL PRIMARY KEY,
+    next_position bigint NOT NULL CHECK (next_position >= 1)
+);
+CREATE TABLE IF NOT EXISTS "{s}".read_model_generations (
+    name   text   NOT NULL PRIMARY KEY,
+    active bigint NOT NULL CHECK (active >= 0)
+);
+INSERT INTO "{s}".read_model_generations (name, active) VALUES ('{PROJECTION}', 0)
+    ON CONFLICT (name) DO NOTHING;
+"#
+    )
+}
+
+/// The generations of the read model in one schema: see the module doc.
+/// Each call opens a connection of its own (they are rare: open, rebuild).
+#[derive(Debug, Clone)]
+pub struct PostgresGenerations {
+    url: String,
+    schema: String,
+}
+
+impl PostgresGenerations {
+    /// Checks the schema name and creates the schema's shared tables.
+    pub async fn connect(url: &str, schema: &str) -> Result<Self> {
+        check_schema(schema)?;
+        open(url).await?.batch_execute(&format!("BEGIN;{}COMMIT;", common_migration(schema))).await?;
+        Ok(Self { url: url.to_owned(), schema: schema.to_owned() })
+    }
+}
+
+#[async_trait]
+impl Generations for PostgresGenerations {
+    async fn active(&self) -> Result<u64> {
+        let s = &self.schema;
+        let row = open(&self.url)
+            .await?
+            .query_one(&format!(r#"SELECT active FROM "{s}".read_model_generations WHERE name = $1"#), &[&PROJECTION])
+            .await?;
+        let v: i64 = row.try_get(0)?;
+        u64::try_from(v).map_err(|_| Error::InvalidValue {
+            column: "active",
+            key: PROJECTION.into(),
+            value: v.to_string(),
+        })
+    }
+
+    async fn open(&self, generation: u64, _fresh: bool) -> Result<Arc<dyn ReadModel>> {
+        Ok(Arc::new(PostgresReadModel::connect_generation(&self.url, &self.schema, generation).await?))
+    }
+
+    async fn activate(&self, generation: u64) -> Result<()> {
+        let s = &self.schema;
+        let v = i64::try_from(generation).map_err(|_| Error::InvalidValue {
+            column: "active",
+            key: PROJECTION.into(),
+            value: generation.to_string(),
+        })?;
+        open(&self.url)
+            .await?
+            .execute(
+                &format!(r#"UPDATE "{s}".read_model_generations SET active = $2 WHERE name = $1"#),
+                &[&PROJECTION, &v],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn remove(&self, generation: u64) -> Result<()> {
+        let Names { schema: s, table, daily, checkpoint, .. } = Names::of(&self.schema, generation);
+        open(&self.url)
+            .await?
+            .batch_execute(&format!(
+                r#"BEGIN;
+DROP TABLE IF EXISTS "{s}".{table};
+DROP TABLE IF EXISTS "{s}".{daily};
+DELETE FROM "{s}".projection_checkpoints WHERE name = '{checkpoint}';
+COMMIT;"#
+            ))
+            .await?;
+        Ok(())
+    }
 }
 
 /// Opens a connection and drives it on its own task until the client drops.
@@ -242,17 +402,20 @@ struct Statements {
     upsert: Statement,
     by_customer: Statement,
     get: Statement,
+    add_days: Statement,
+    days: Statement,
 }
 
 /// The columns of a row, in `summary`'s order.
 const COLUMNS: &str = "order_id, customer_id, status, total::text, currency, item_count, updated_at";
 
 impl Conn {
-    async fn open(url: &str, schema: &str) -> Result<Self> {
-        Self::prepare(open(url).await?, schema).await
+    async fn open(url: &str, names: &Names) -> Result<Self> {
+        Self::prepare(open(url).await?, names).await
     }
 
-    async fn prepare(client: Client, s: &str) -> Result<Self> {
+    async fn prepare(client: Client, names: &Names) -> Result<Self> {
+        let Names { schema: s, table, daily, .. } = names;
         let p = |sql: String, types: &'static [Type]| {
             let client = &client;
             async move { client.prepare_typed(&sql, types).await }
@@ -267,10 +430,10 @@ impl Conn {
                 format!(r#"UPDATE "{s}".projection_checkpoints SET next_position = $2 WHERE name = $1"#),
                 &[Type::TEXT, Type::INT8]
             ),
-            p(format!(r#"SELECT {COLUMNS} FROM "{s}".order_summaries WHERE order_id = ANY($1)"#), &[Type::TEXT_ARRAY]),
+            p(format!(r#"SELECT {COLUMNS} FROM "{s}".{table} WHERE order_id = ANY($1)"#), &[Type::TEXT_ARRAY]),
             p(
                 format!(
-                    r#"INSERT INTO "{s}".order_summaries
+                    r#"INSERT INTO "{s}".{table}
                          (order_id, customer_id, status, total, currency, item_count, updated_at)
                        SELECT u.order_id, u.customer_id, u.status, u.total::numeric, u.currency, u.item_count, u.updated_at
                        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::timestamptz[])
@@ -290,12 +453,50 @@ impl Conn {
                 ]
             ),
             p(
-                format!(r#"SELECT {COLUMNS} FROM "{s}".order_summaries WHERE customer_id = $1 ORDER BY order_id"#),
+                format!(r#"SELECT {COLUMNS} FROM "{s}".{table} WHERE customer_id = $1 ORDER BY order_id"#),
                 &[Type::TEXT]
             ),
-            p(format!(r#"SELECT {COLUMNS} FROM "{s}".order_summaries WHERE order_id = $1"#), &[Type::TEXT]),
+            p(format!(r#"SELECT {COLUMNS} FROM "{s}".{table} WHERE order_id = $1"#), &[Type::TEXT]),
         )?;
-        let st = Statements { lock_checkpoint, checkpoint, set_checkpoint, rows_of, upsert, by_customer, get };
+        let (add_days, days) = tokio::try_join!(
+            p(
+                format!(
+                    r#"INSERT INTO "{s}".{daily} AS d (day, currency, created, paid, cancelled, paid_amount)
+                       SELECT u.day, u.currency, u.created, u.paid, u.cancelled, u.paid_amount::numeric
+                       FROM unnest($1::date[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[])
+                         AS u(day, currency, created, paid, cancelled, paid_amount)
+                       ON CONFLICT (day, currency) DO UPDATE SET created = d.created + excluded.created,
+                         paid = d.paid + excluded.paid, cancelled = d.cancelled + excluded.cancelled,
+                         paid_amount = d.paid_amount + excluded.paid_amount"#
+                ),
+                &[
+                    Type::DATE_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::TEXT_ARRAY
+                ]
+            ),
+            p(
+                format!(
+                    r#"SELECT day, currency, created, paid, cancelled, paid_amount::text FROM "{s}".{daily}
+                       WHERE day BETWEEN $1 AND $2 ORDER BY day, currency"#
+                ),
+                &[Type::DATE, Type::DATE]
+            ),
+        )?;
+        let st = Statements {
+            lock_checkpoint,
+            checkpoint,
+            set_checkpoint,
+            rows_of,
+            upsert,
+            by_customer,
+            get,
+            add_days,
+            days,
+        };
         Ok(Self { client, st })
     }
 }
@@ -304,21 +505,21 @@ impl Conn {
 #[derive(Debug)]
 struct Link {
     url: String,
-    schema: String,
+    names: Names,
     conn: RwLock<Conn>,
 }
 
 impl Link {
-    fn new(url: &str, schema: &str, conn: Conn) -> Self {
-        Self { url: url.to_owned(), schema: schema.to_owned(), conn: RwLock::new(conn) }
+    fn new(url: &str, names: &Names, conn: Conn) -> Self {
+        Self { url: url.to_owned(), names: names.clone(), conn: RwLock::new(conn) }
     }
 
     /// The connection for one caller alone (a transaction needs `&mut`).
     async fn exclusive(&self) -> Result<RwLockWriteGuard<'_, Conn>> {
         let mut conn = self.conn.write().await;
         if conn.client.is_closed() {
-            tracing::info!(schema = %self.schema, "reopening a closed read-model connection");
-            *conn = Conn::open(&self.url, &self.schema).await?;
+            tracing::info!(schema = %self.names.schema, table = %self.names.table, "reopening a closed read-model connection");
+            *conn = Conn::open(&self.url, &self.names).await?;
         }
         Ok(conn)
     }
@@ -362,6 +563,56 @@ impl<'a> Columns<'a> {
         }
         c
     }
+}
+
+/// Changed days as one array per column, for `unnest`.
+#[derive(Default)]
+struct DayColumns {
+    day: Vec<NaiveDate>,
+    currency: Vec<String>,
+    created: Vec<i64>,
+    paid: Vec<i64>,
+    cancelled: Vec<i64>,
+    paid_amount: Vec<String>,
+}
+
+impl DayColumns {
+    fn of(days: impl Iterator<Item = DailyOrders>) -> Self {
+        let mut c = Self::default();
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for d in days {
+            c.day.push(d.date);
+            c.currency.push(d.currency.to_string());
+            c.created.push(count(d.created));
+            c.paid.push(count(d.paid));
+            c.cancelled.push(count(d.cancelled));
+            c.paid_amount.push(d.paid_amount.amount.to_string());
+        }
+        c
+    }
+}
+
+/// A stored day back (columns as in the `days` statement).
+fn day(row: &Row) -> Result<DailyOrders> {
+    let date: NaiveDate = row.try_get(0)?;
+    let key = date.to_string();
+    let bad = |column, value: &dyn ToString| Error::InvalidValue { column, key: key.clone(), value: value.to_string() };
+    let currency: &str = row.try_get(1)?;
+    let currency = Currency::from_str(currency).map_err(|_| bad("currency", &currency))?;
+    let count = |i: usize, column| -> Result<u64> {
+        let v: i64 = row.try_get(i)?;
+        u64::try_from(v).map_err(|_| bad(column, &v))
+    };
+    let amount: &str = row.try_get(5)?;
+    let paid_amount = Money::new(Decimal::from_str(amount).map_err(|_| bad("paid_amount", &amount))?, currency);
+    Ok(DailyOrders {
+        date,
+        currency,
+        created: count(2, "created")?,
+        paid: count(3, "paid")?,
+        cancelled: count(4, "cancelled")?,
+        paid_amount,
+    })
 }
 
 fn position(row: &Row) -> Result<u64> {

@@ -6,7 +6,12 @@ use domain_core::{Aggregate, Money};
 use event_store::RecordedEvent;
 use rust_decimal::Decimal;
 
-use super::OrderSummary;
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use domain_core::Currency;
+
+use super::{DailyOrders, OrderSummary};
 use crate::order::{OrderEvent, at_minor_units};
 use crate::{Error, Order, OrderStatus, Result};
 
@@ -85,4 +90,67 @@ pub(crate) fn evolve(current: Option<OrderSummary>, order_id: &str, event: &Reco
     }
     row.updated_at = at;
     Ok(row)
+}
+
+/// What one event, which took a row from status `was` (`None`: it did not
+/// exist) to `after`, adds to the counts of the event's day.
+fn day_delta(was: Option<OrderStatus>, after: &OrderSummary, event: &RecordedEvent) -> Option<DailyOrders> {
+    let turned = |status| after.status == status && was != Some(status);
+    let (created, paid, cancelled) =
+        (u64::from(was.is_none()), u64::from(turned(OrderStatus::Paid)), u64::from(turned(OrderStatus::Cancelled)));
+    if created + paid + cancelled == 0 {
+        return None;
+    }
+    let currency = after.total.currency;
+    let paid_amount = if paid == 1 { after.total } else { zero(currency) };
+    Some(DailyOrders { date: event.envelope.time.date_naive(), currency, created, paid, cancelled, paid_amount })
+}
+
+fn zero(currency: Currency) -> Money {
+    Money::new(Decimal::new(0, currency.minor_units()), currency)
+}
+
+/// Adds `more` (same day and currency) to `into`.
+pub(crate) fn add_day(into: &mut DailyOrders, more: &DailyOrders, position: u64) -> Result<()> {
+    into.created += more.created;
+    into.paid += more.paid;
+    into.cancelled += more.cancelled;
+    into.paid_amount = at_minor_units(into.paid_amount.checked_add(more.paid_amount).map_err(|_| {
+        Error::Inconsistent { position, order_id: String::new(), reason: "the day's paid amount does not add up" }
+    })?);
+    Ok(())
+}
+
+/// The daily counts a batch changes, summed per day and currency.
+#[derive(Debug, Default)]
+pub(crate) struct Days {
+    days: BTreeMap<(NaiveDate, Currency), DailyOrders>,
+}
+
+impl Days {
+    /// Evolves `current` through `event` (see [`evolve`]) and counts what
+    /// the change adds to the event's day.
+    pub(crate) fn evolve(
+        &mut self,
+        current: Option<OrderSummary>,
+        order_id: &str,
+        event: &RecordedEvent,
+    ) -> Result<OrderSummary> {
+        let was = current.as_ref().map(|r| r.status);
+        let after = evolve(current, order_id, event)?;
+        if let Some(delta) = day_delta(was, &after, event) {
+            match self.days.get_mut(&(delta.date, delta.currency)) {
+                Some(day) => add_day(day, &delta, event.position)?,
+                None => {
+                    self.days.insert((delta.date, delta.currency), delta);
+                }
+            }
+        }
+        Ok(after)
+    }
+
+    /// The changed days, each as what to add to the stored one.
+    pub(crate) fn into_deltas(self) -> impl Iterator<Item = DailyOrders> {
+        self.days.into_values()
+    }
 }

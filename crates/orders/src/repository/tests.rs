@@ -133,5 +133,5 @@ async fn embedded_orders_and_their_read_model_survive_a_reopen() {
     assert_eq!(loaded.state().status(), OrderStatus::Paid);
     let rows = orders.find_by_customer("cust_123").await.expect("query");
     assert_eq!((rows[0].status, rows[0].total), (OrderStatus::Paid, cny("399.97")));
-    assert!(dir.0.join(RedbReadModel::FILE_NAME).exists());
+    assert!(dir.0.join(crate::RedbReadModel::FILE_NAME).exists());
 }

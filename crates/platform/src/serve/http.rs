@@ -72,7 +72,7 @@ impl From<Error> for ApiError {
         let hint = e.hint();
         let (status, code) = match &e {
             Error::Usage(_) => (S::BAD_REQUEST, "bad_request"),
-            Error::OrderNotFound(_) => (S::NOT_FOUND, "not_found"),
+            Error::OrderNotFound(_) | Error::UnknownProjection { .. } => (S::NOT_FOUND, "not_found"),
             Error::Accounts(accounts::Error::NotFound(_))
             | Error::Accounts(accounts::Error::Account(accounts::AccountError::NotOpened)) => {
                 (S::NOT_FOUND, "not_found")
@@ -89,7 +89,9 @@ impl From<Error> for ApiError {
                 _ => (S::CONFLICT, "refused"),
             },
             Error::Order(o) | Error::Orders(orders::Error::Order(o)) => order_status(o),
-            Error::Orders(orders::Error::Customer(_)) => (S::UNPROCESSABLE_ENTITY, "invalid_value"),
+            Error::Orders(orders::Error::Customer(_) | orders::Error::InvalidDateRange { .. }) => {
+                (S::UNPROCESSABLE_ENTITY, "invalid_value")
+            }
             Error::Domain(d) | Error::Accounts(accounts::Error::Domain(d)) | Error::Orders(orders::Error::Codec(d)) => {
                 domain_status(d)
             }
@@ -149,6 +151,14 @@ fn store_status(e: &event_store::Error) -> (StatusCode, &'static str) {
         }
         E::InvalidStream { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
         E::StreamDeleted(_) => (StatusCode::GONE, "deleted"),
+        E::ProjectionParked { .. } => (StatusCode::CONFLICT, "parked"),
+        E::NotParked { .. } => (StatusCode::CONFLICT, "not_parked"),
+        E::RebuildRunning { .. } => (StatusCode::CONFLICT, "rebuild_running"),
+        E::RebuildUnsupported { .. } => (StatusCode::CONFLICT, "refused"),
+        E::RebuildFailed { source, .. } => match source.as_ref() {
+            E::ProjectionParked { .. } => (StatusCode::CONFLICT, "parked"),
+            inner => store_status(inner),
+        },
         E::Domain(d) => domain_status(d),
         E::Shared(inner) => store_status(inner),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

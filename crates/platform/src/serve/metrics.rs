@@ -170,6 +170,42 @@ impl Metrics {
     }
 }
 
+/// The projections' gauges: position, lag in events and seconds, rate,
+/// whether parked, and the copy's position while a rebuild runs.
+pub fn projections(statuses: &[event_store::ProjectionStatus]) -> String {
+    /// A gauge's value for one projection (`None`: not reported).
+    type Reading = fn(&event_store::ProjectionStatus) -> Option<f64>;
+    let mut out = String::new();
+    let gauges: [(&str, &str, Reading); 6] = [
+        ("platform_projection_position", "The next global-log position the projection applies.", |s| {
+            Some(s.position as f64)
+        }),
+        ("platform_projection_lag_events", "Events stored and not yet applied.", |s| Some(s.lag_events as f64)),
+        ("platform_projection_lag_seconds", "Event time between the head and the last event applied.", |s| {
+            Some(s.lag_seconds)
+        }),
+        ("platform_projection_events_per_second", "Rate of the last catch-up that applied events.", |s| {
+            Some(s.events_per_second)
+        }),
+        ("platform_projection_parked", "1 while the projection is parked on an event it cannot follow.", |s| {
+            Some(if s.parked.is_some() { 1.0 } else { 0.0 })
+        }),
+        ("platform_projection_rebuild_position", "The next position of the copy a running rebuild feeds.", |s| {
+            s.rebuilding.map(|p| p as f64)
+        }),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for s in statuses {
+            if let Some(v) = value(s) {
+                let _ = writeln!(out, "{name}{{projection=\"{}\"}} {v}", label(&s.name));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

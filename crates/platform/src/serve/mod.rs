@@ -29,7 +29,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use domain_core::bus::{EventBus, InProcessBus, topics};
 use event_store::{EmbeddedEventStore, EventStore, PostgresEventStore};
-use orders::{EventSourcedOrders, PaymentOutcomeHandler, PostgresReadModel, ReadModel, RedbReadModel};
+use orders::{
+    EventSourcedOrders, PaymentOutcomeHandler, PostgresGenerations, ReadModel, RedbGenerations, ServingReadModel,
+};
 use tokio::sync::watch;
 
 use self::config::{FileConfig, Flags, ServeConfig, ServiceName};
@@ -127,8 +129,11 @@ async fn event_store(config: &ServeConfig, context: &str) -> Result<Arc<dyn Even
 async fn orders_repository(config: &ServeConfig) -> Result<EventSourcedOrders> {
     let store = event_store(config, "orders").await?;
     let read_model: Arc<dyn ReadModel> = match &config.database_url {
-        Some(url) => Arc::new(PostgresReadModel::connect(url, "orders_read").await?),
-        None => Arc::new(RedbReadModel::open(config.data.join("orders"))?),
+        Some(url) => {
+            let generations = PostgresGenerations::connect(url, "orders_read").await?;
+            Arc::new(ServingReadModel::open(Arc::new(generations)).await?)
+        }
+        None => Arc::new(RedbGenerations::open_serving(config.data.join("orders"))?),
     };
     Ok(EventSourcedOrders::new(store, read_model))
 }
@@ -181,6 +186,12 @@ async fn open_contexts(
         let orders = orders_repository(config).await?;
         node.relay("orders", Arc::clone(orders.store()));
         node.consume(ORDERS_GROUP, &[topics::ACCOUNTS], PaymentOutcomeHandler::new(Arc::clone(orders.store()))).await?;
+        let runner = orders.projector().runner().clone();
+        let stopping = stop.clone();
+        background.push(tokio::spawn(async move {
+            crate::projections::follow(runner, stopping).await;
+            Ok(())
+        }));
         let customers = orders::customers::Customers::new(Arc::clone(orders.store()));
         contexts.orders = Some(Arc::new(orders_api::OrdersApi { orders, customers }));
         let topic = format!("{}{}", config.topic_prefix, orders::customers::ANNOUNCE_TOPIC);

@@ -1,15 +1,16 @@
 //! What every service answers besides its API: `/healthz` (the process
 //! runs), `/readyz` (the bus and every context's storage answer now, and
-//! no consumer or relay task has failed), `/metrics` (Prometheus text) and
-//! `/openapi.json` (the checked-in document of the API).
+//! no consumer or relay task has failed), `/metrics` (Prometheus text),
+//! `/openapi.json` (the checked-in document of the API) and `/projections`
+//! (status, rebuild and resume of the read models' projections).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain_core::bus::EventBus;
 use event_store::EventStore;
@@ -17,8 +18,10 @@ use serde_json::{Value, json};
 
 use super::Contexts;
 use super::config::ServeConfig;
+use super::http::ApiResult;
 use super::metrics::{GroupSample, Metrics, RelaySample};
 use crate::node::Live;
+use crate::projections::{Projections, rebuilt_json, status_json};
 
 /// The OpenAPI document, checked in at `docs/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
@@ -42,13 +45,16 @@ pub struct Ops {
     live: Arc<Live>,
     probes: Vec<Probe>,
     contexts: Vec<&'static str>,
+    pub projections: Projections,
 }
 
 impl Ops {
     pub fn new(bus: Arc<dyn EventBus>, live: Arc<Live>, c: &Contexts, config: &ServeConfig) -> Self {
         let mut probes = Vec::new();
+        let mut runners = Vec::new();
         if let Some(o) = &c.orders {
             probes.push(Probe::Store("orders", Arc::clone(o.orders.store())));
+            runners.push(o.orders.projector().runner().clone());
         }
         if let Some(a) = &c.accounts {
             probes.push(Probe::Store("accounts", Arc::clone(a.accounts.store())));
@@ -63,7 +69,7 @@ impl Ops {
             probes.push(Probe::Timeseries(Arc::clone(&t.engine)));
         }
         let contexts = config.contexts.iter().map(|c| c.as_str()).collect();
-        Self { metrics: Arc::default(), bus, live, probes, contexts }
+        Self { metrics: Arc::default(), bus, live, probes, contexts, projections: Projections::new(runners) }
     }
 }
 
@@ -75,7 +81,36 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route("/projections", get(projection_list))
+        .route("/projections/{name}", get(projection_status))
+        .route("/projections/{name}/rebuild", post(projection_rebuild))
+        .route("/projections/{name}/resume", post(projection_resume))
         .with_state(ops)
+}
+
+/// Every projection's status.
+async fn projection_list(State(ops): Shared) -> ApiResult<Json<Value>> {
+    let statuses = ops.projections.statuses(None).await?;
+    Ok(Json(Value::Array(statuses.iter().map(status_json).collect())))
+}
+
+async fn projection_status(State(ops): Shared, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let statuses = ops.projections.statuses(Some(&name)).await?;
+    Ok(Json(statuses.first().map(status_json).unwrap_or(Value::Null)))
+}
+
+/// Rebuilds into a fresh copy while the current one answers; returns
+/// once switched over.
+async fn projection_rebuild(State(ops): Shared, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let runner = ops.projections.get(&name)?;
+    let rebuilt = runner.rebuild().await.map_err(crate::Error::from)?;
+    Ok(Json(rebuilt_json(&rebuilt)))
+}
+
+async fn projection_resume(State(ops): Shared, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let runner = ops.projections.get(&name)?;
+    let position = runner.resume().await.map_err(crate::Error::from)?;
+    Ok(Json(json!({ "name": name, "position": position })))
 }
 
 async fn healthz(State(ops): Shared) -> Json<Value> {
@@ -155,7 +190,13 @@ async fn metrics(State(ops): Shared) -> impl IntoResponse {
             lag: r.lag,
         })
         .collect();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], ops.metrics.render(&groups, &relays))
+    let mut text = ops.metrics.render(&groups, &relays);
+    // A projection whose status cannot be read now is left out of this scrape.
+    match ops.projections.statuses(None).await {
+        Ok(statuses) => text.push_str(&super::metrics::projections(&statuses)),
+        Err(error) => tracing::warn!(%error, "projection status unavailable for /metrics"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -17,7 +17,7 @@ use orders::{CustomerInfo, EventSourcedOrders, OrderCommand, OrderRepository};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::http::{ApiError, ApiResult, Body};
+use super::http::{ApiError, ApiResult, Body, Params};
 use crate::orders_cli::order_json;
 
 /// Conflict retries of one command.
@@ -42,6 +42,7 @@ pub fn router(api: Arc<OrdersApi>) -> Router {
         .route("/orders/{id}/deliver", post(deliver))
         .route("/orders/{id}/cancel", post(cancel))
         .route("/customers/{id}", get(customer).put(put_customer))
+        .route("/daily-orders", get(daily_orders))
         .with_state(api)
 }
 
@@ -164,6 +165,34 @@ async fn events(State(api): Shared, Path(id): Path<String>) -> ApiResult<Json<Va
         return Err(ApiError::not_found(format!("order `{id}` does not exist")));
     }
     Ok(Json(Value::Array(rows)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DayRange {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A `YYYY-MM-DD` query parameter.
+fn date(field: &str, text: Option<&str>) -> ApiResult<Option<chrono::NaiveDate>> {
+    text.map(|t| {
+        chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+            .map_err(|_| ApiError::field(field, format!("`{t}` is not a date: use YYYY-MM-DD, e.g. 2026-12-01")))
+    })
+    .transpose()
+}
+
+/// Orders per day (UTC): `?from=YYYY-MM-DD&to=YYYY-MM-DD`, by default the
+/// 30 days up to today.
+async fn daily_orders(State(api): Shared, Params(q): Params<DayRange>) -> ApiResult<Json<Value>> {
+    let to = date("to", q.to.as_deref())?.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let from = date("from", q.from.as_deref())?.unwrap_or_else(|| to - chrono::Days::new(29));
+    if from > to {
+        return Err(ApiError::field("from", format!("{from} is after to ({to})")));
+    }
+    let days = api.orders.daily_orders(from, to).await.map_err(crate::Error::from)?;
+    Ok(Json(serde_json::to_value(days).map_err(crate::Error::from)?))
 }
 
 async fn by_customer(State(api): Shared, Query(q): Query<ByCustomer>) -> ApiResult<Json<Value>> {

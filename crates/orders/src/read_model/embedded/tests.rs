@@ -9,6 +9,41 @@ fn temp() -> (TempDir, RedbReadModel) {
 
 crate::read_model::contract::read_model_contract_tests!(super::temp());
 
+fn temp_generations() -> (TempDir, std::sync::Arc<dyn crate::Generations>) {
+    let dir = TempDir::new("orders-redb-generations");
+    let generations = RedbGenerations::new(&dir.0).expect("dir");
+    (dir, std::sync::Arc::new(generations))
+}
+
+crate::read_model::contract::generations_contract_tests!(super::temp_generations());
+
+#[tokio::test]
+async fn generations_are_files_beside_a_pointer_and_open_serving_tidies_up() {
+    let dir = TempDir::new("orders-redb-files");
+    let log = story();
+    let serving = RedbGenerations::open_serving(&dir.0).expect("open");
+    serving.apply(&log.events, log.next_position()).await.expect("apply");
+    assert!(dir.0.join("orders.redb").exists() && !dir.0.join(RedbGenerations::POINTER).exists());
+    let copy = serving.fresh_copy().await.expect("copy");
+    assert!(dir.0.join("orders.g1.redb").exists());
+    copy.apply(&log.events, log.next_position()).await.expect("feed");
+    serving.switch_to_copy().await.expect("switch");
+    assert_eq!(std::fs::read_to_string(dir.0.join(RedbGenerations::POINTER)).expect("pointer").trim(), "1");
+    assert!(!dir.0.join("orders.redb").exists(), "the old generation's file is removed");
+    let leftover = serving.fresh_copy().await.expect("a rebuild that will not finish");
+    drop((leftover, copy, serving));
+    assert!(dir.0.join("orders.g2.redb").exists());
+
+    let reopened = RedbGenerations::open_serving(&dir.0).expect("reopen");
+    assert_eq!(reopened.generation(), 1);
+    assert!(!dir.0.join("orders.g2.redb").exists(), "the unfinished copy is removed on open");
+    assert_eq!(reopened.checkpoint().await.expect("checkpoint"), log.next_position());
+    std::fs::write(dir.0.join(RedbGenerations::POINTER), "one\n").expect("write");
+    drop(reopened);
+    let r = RedbGenerations::open_serving(&dir.0);
+    assert!(matches!(&r, Err(Error::InvalidValue { column: "generation", value, .. }) if value == "one"), "{r:?}");
+}
+
 #[tokio::test]
 async fn checkpoint_and_rows_survive_a_reopen() {
     let (dir, model) = temp();
@@ -66,5 +101,14 @@ fn a_kill_9_neither_loses_nor_double_applies() {
         for r in &rows {
             assert_eq!(r.total.amount, rust_decimal::Decimal::from(r.item_count), "round {round}: {r:?}");
         }
+        rt.block_on(contract::assert_equals_a_rebuild_from_scratch(&model));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_under_load_switches_over_without_a_reader_noticing() {
+    let dir = TempDir::new("orders-redb-rebuild");
+    let store = event_store::EmbeddedEventStore::open(dir.0.join("log")).expect("store");
+    let serving = RedbGenerations::open_serving(dir.0.join("read")).expect("open");
+    contract::a_rebuild_under_load_switches_over_unseen(std::sync::Arc::new(store), std::sync::Arc::new(serving)).await;
 }

@@ -98,6 +98,42 @@ async fn fresh() -> (Schema, PostgresReadModel) {
 
 crate::read_model::contract::read_model_contract_tests!(super::fresh().await);
 
+async fn fresh_generations() -> (Schema, Arc<dyn crate::Generations>) {
+    let schema = Schema::fresh().await;
+    let generations = PostgresGenerations::connect(&schema.url, &schema.name).await.unwrap_or_else(|e| panic!("{e}"));
+    (schema, Arc::new(generations))
+}
+
+crate::read_model::contract::generations_contract_tests!(super::fresh_generations().await);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generations_are_tables_and_the_old_one_is_dropped() {
+    let (schema, generations) = fresh_generations().await;
+    let log = story();
+    let serving = crate::ServingReadModel::open(Arc::clone(&generations)).await.expect("open");
+    serving.apply(&log.events, log.next_position()).await.expect("apply");
+    let copy = serving.fresh_copy().await.expect("copy");
+    copy.apply(&log.events, log.next_position()).await.expect("feed");
+    serving.switch_to_copy().await.expect("switch");
+    let client = open(&schema.url).await.expect("connect");
+    let tables: Vec<String> = client
+        .query("SELECT tablename::text FROM pg_tables WHERE schemaname = $1 ORDER BY 1", &[&schema.name])
+        .await
+        .expect("tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["daily_orders_g1", "order_summaries_g1", "projection_checkpoints", "read_model_generations"]);
+    let names: Vec<String> = client
+        .query(&format!(r#"SELECT name FROM "{}".projection_checkpoints ORDER BY 1"#, schema.name), &[])
+        .await
+        .expect("checkpoints")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, ["orders_by_customer_g1"]);
+}
+
 #[test]
 fn schema_names_are_checked() {
     for good in ["orders", "_x", "orders_2", &"x".repeat(63)] {
@@ -385,6 +421,18 @@ fn a_kill_9_neither_loses_nor_double_applies() {
         for r in &rows {
             assert_eq!(r.total.amount, Decimal::from(r.item_count), "round {round}: {r:?}");
         }
+        rt.block_on(async {
+            let model = schema.read_model().await;
+            crate::read_model::contract::assert_equals_a_rebuild_from_scratch(&model).await;
+        });
     }
     drop(schema);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_under_load_switches_over_without_a_reader_noticing() {
+    let (schema, generations) = fresh_generations().await;
+    let store: Arc<dyn EventStore> = Arc::new(schema.event_store().await);
+    let serving = crate::ServingReadModel::open(generations).await.expect("open");
+    crate::read_model::contract::a_rebuild_under_load_switches_over_unseen(store, Arc::new(serving)).await;
 }
