@@ -166,8 +166,14 @@ fn day_key(date: NaiveDate, currency: &str) -> String {
 #[async_trait]
 impl ReadModel for RedbReadModel {
     async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
-        let batch = batch.to_vec();
         let relaxed = self.relaxed.load(Ordering::Acquire);
+        // On a multi-threaded runtime the batch is written in place (the
+        // worker's other tasks move to another thread meanwhile), so it is
+        // not copied; a current-thread runtime cannot block in place.
+        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            return tokio::task::block_in_place(|| apply_blocking(&self.db, batch, next_position, relaxed));
+        }
+        let batch = batch.to_vec();
         self.blocking(move |db| apply_blocking(db, &batch, next_position, relaxed)).await
     }
 
