@@ -213,7 +213,16 @@ async fn remote(command: &ProjectionsCommand, url: &str, token: Option<&str>) ->
         source,
     })?;
     if !reply.is_success() {
-        return Err(Error::Service { context: "projections", request, status: reply.status, body: reply.text() });
+        // The service's error says what happened and what to do; the raw
+        // body only when it is not one.
+        let body = match reply.json() {
+            Ok(v) if v["error"]["message"].is_string() => match v["error"]["hint"].as_str() {
+                Some(hint) => format!("{} (hint: {hint})", v["error"]["message"].as_str().unwrap_or_default()),
+                None => v["error"]["message"].as_str().unwrap_or_default().to_owned(),
+            },
+            _ => reply.text(),
+        };
+        return Err(Error::Service { context: "projections", request, status: reply.status, body });
     }
     // One status comes back as an object; print it as a list of one.
     Ok(match (command, reply.json()?) {
