@@ -464,6 +464,55 @@ pub(crate) async fn a_rebuild_under_load_switches_over_unseen(
     }
 }
 
+/// A poison event in the log (an item whose quantity is not a number):
+/// the projection applies what comes before it, parks at its position with
+/// the reason, stays parked while more events arrive, parks again on
+/// resume, and a rebuild cannot get past it either: the serving copy keeps
+/// answering what it had.
+pub(crate) async fn a_poison_event_parks_the_projection(
+    store: Arc<dyn event_store::EventStore>,
+    read_model: Arc<dyn ReadModel>,
+) {
+    use crate::Projector;
+    let orders = crate::EventSourcedOrders::new(Arc::clone(&store), Arc::new(super::MemoryReadModel::new()));
+    for n in 0..3 {
+        place(&orders, n).await;
+    }
+    let ty: domain_core::EventType = "orders.OrderItemAdded.v1".parse().expect("type");
+    let bad = Envelope::raw("orders", ty, "order_bad", 1, serde_json::json!({ "quantity": "x" }));
+    let stream = StreamId::new("Order-order_bad").expect("stream");
+    store.append(&stream, event_store::ExpectedVersion::Any, &[bad]).await.expect("append");
+    let position = store.head_position().await.expect("head");
+    let projector = Projector::new(Arc::clone(&store), Arc::clone(&read_model)).with_batch_size(4);
+    let err = projector.catch_up().await.expect_err("parks");
+    assert!(
+        matches!(&err, Error::Store(event_store::Error::ProjectionParked { position: p, .. }) if *p == position),
+        "{err}"
+    );
+    assert_eq!(read_model.checkpoint().await.expect("checkpoint"), position, "everything before it, nothing after");
+    let status = projector.runner().status().await.expect("status");
+    let parked = status.parked.expect("parked");
+    assert_eq!((parked.position, parked.event_type.as_str()), (position, "orders.OrderItemAdded.v1"));
+    assert!(parked.error.contains(&format!("log position {position}")), "{}", parked.error);
+
+    place(&orders, 3).await;
+    let again = projector.catch_up().await.expect_err("still parked");
+    assert!(matches!(again, Error::Store(event_store::Error::ProjectionParked { .. })), "{again}");
+    assert_eq!(projector.runner().status().await.expect("status").lag_events, 4, "the poison and the new order");
+    let resumed = projector.runner().resume().await.expect_err("the event still fails");
+    assert!(matches!(resumed, event_store::Error::ProjectionParked { .. }), "{resumed}");
+    let before = read_model.by_customer("cust_00").await.expect("query");
+    if let Err(e) = projector.rebuild().await {
+        let failed = matches!(&e, Error::Store(event_store::Error::RebuildFailed { source, .. })
+            if matches!(**source, event_store::Error::ProjectionParked { .. }));
+        let unsupported = matches!(&e, Error::Store(event_store::Error::RebuildUnsupported { .. }));
+        assert!(failed || unsupported, "{e}");
+    } else {
+        panic!("a rebuild went past the poison event");
+    }
+    assert_eq!(read_model.by_customer("cust_00").await.expect("query"), before, "the serving copy still answers");
+}
+
 /// One test per case of a suite: `$make` gives `(guard, subject)`, the
 /// guard lives as long as the test (a temporary directory, say), and each
 /// case gets `&subject`.

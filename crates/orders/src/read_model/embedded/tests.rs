@@ -112,3 +112,11 @@ async fn a_rebuild_under_load_switches_over_without_a_reader_noticing() {
     let serving = RedbGenerations::open_serving(dir.0.join("read")).expect("open");
     contract::a_rebuild_under_load_switches_over_unseen(std::sync::Arc::new(store), std::sync::Arc::new(serving)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_parks_the_projection_on_the_embedded_store() {
+    let dir = TempDir::new("orders-redb-poison");
+    let store = event_store::EmbeddedEventStore::open(dir.0.join("log")).expect("store");
+    let serving = RedbGenerations::open_serving(dir.0.join("read")).expect("open");
+    contract::a_poison_event_parks_the_projection(std::sync::Arc::new(store), std::sync::Arc::new(serving)).await;
+}

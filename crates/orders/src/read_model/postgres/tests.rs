@@ -436,3 +436,11 @@ async fn a_rebuild_under_load_switches_over_without_a_reader_noticing() {
     let serving = crate::ServingReadModel::open(generations).await.expect("open");
     crate::read_model::contract::a_rebuild_under_load_switches_over_unseen(store, Arc::new(serving)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_parks_the_projection_on_postgresql() {
+    let (schema, generations) = fresh_generations().await;
+    let store: Arc<dyn EventStore> = Arc::new(schema.event_store().await);
+    let serving = crate::ServingReadModel::open(generations).await.expect("open");
+    crate::read_model::contract::a_poison_event_parks_the_projection(store, Arc::new(serving)).await;
+}
