@@ -843,7 +843,12 @@ mod tests {
         };
         let rebuilt = runner.rebuild().await.expect("rebuild");
         assert!(rebuilt.events >= 2_000, "{rebuilt:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Let appends pass the switch, for the runner to go on with the copy.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.head_position().await.expect("head") < rebuilt.position + 5 {
+            assert!(tokio::time::Instant::now() < deadline, "no append after the switch");
+            tokio::task::yield_now().await;
+        }
         stop.send(true).expect("tasks listen");
         writer.await.expect("writer");
         serving.await.expect("join").expect("serving runner");

@@ -445,7 +445,12 @@ pub(crate) async fn a_rebuild_under_load_switches_over_unseen(
     let rebuilt = projector.rebuild().await.expect("rebuild");
     assert!(rebuilt.events >= 900, "{rebuilt:?}");
     assert_eq!(serving.generation(), generation + 1);
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Let orders arrive after the switch, for the new generation to follow.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.head_position().await.expect("head") < rebuilt.position + 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no order arrived after the switch");
+        tokio::task::yield_now().await;
+    }
     stop.send(true).expect("tasks listen");
     let placed = writer.await.expect("writer");
     follower.await.expect("join").expect("follower");
