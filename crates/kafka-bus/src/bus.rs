@@ -22,6 +22,8 @@ use crate::{Error, KafkaConfig, Result};
 
 /// How long metadata and admin calls may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one partition's leader may take to answer a ListOffsets probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a readiness probe waits for the brokers.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -50,6 +52,16 @@ impl Drop for FlushOnDrop {
             tracing::error!(error = %e, "producer flush on shutdown failed; unsent records were lost");
         }
     }
+}
+
+/// What the brokers say of a topic.
+enum Readiness {
+    /// No such topic (or no partitions yet).
+    Unknown,
+    /// Named, but a partition's leader does not serve it yet.
+    Loading,
+    /// Every partition's leader answers for it.
+    Ready,
 }
 
 impl KafkaBus {
@@ -86,28 +98,64 @@ impl KafkaBus {
             .map_err(|e| bus_error("flush", e))
     }
 
-    /// Fails with `UnknownTopic` unless the broker knows `topic`.
+    /// Fails with `UnknownTopic` unless the broker knows `topic`, and
+    /// returns only once every partition's leader serves it.
+    ///
+    /// Metadata can name a partition before its leader has loaded it. An
+    /// idempotent producer's first two requests to such a partition can
+    /// then be handled out of order: the first is refused as "not leader",
+    /// the second lands, and a broker before Kafka 4.5 (KAFKA-15591)
+    /// accepts it as the first sequence, so every retry of the first is
+    /// out of order and its records are lost while librdkafka reports them
+    /// delivered. Seen here as the first record of a fresh partition
+    /// missing. A ListOffsets answer comes from the leader's own replica
+    /// state, the same check a produce passes, so once every partition
+    /// answers one, no produce can race the partition's creation.
     pub(crate) async fn ensure_exists(&self, topic: &str) -> domain_core::Result<()> {
         validate_topic(topic)?;
         if self.known_topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(topic) {
             return Ok(());
         }
-        let producer = self.producer.clone();
-        let name = topic.to_owned();
-        let exists = tokio::task::spawn_blocking(move || {
-            let md = producer.client().fetch_metadata(Some(&name), Timeout::After(ADMIN_TIMEOUT))?;
-            Ok::<bool, KafkaError>(
-                md.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty()),
-            )
-        })
-        .await
-        .map_err(|e| domain_core::Error::Bus(e.to_string()))?
-        .map_err(|e| bus_error("metadata", e))?;
-        if !exists {
-            return Err(domain_core::Error::UnknownTopic(topic.to_owned()));
+        let deadline = tokio::time::Instant::now() + ADMIN_TIMEOUT;
+        loop {
+            match self.readiness(topic).await? {
+                Readiness::Unknown => return Err(domain_core::Error::UnknownTopic(topic.to_owned())),
+                Readiness::Ready => break,
+                Readiness::Loading if tokio::time::Instant::now() > deadline => {
+                    return Err(domain_core::Error::Bus(format!(
+                        "topic {topic}: a partition's leader did not serve it within {ADMIN_TIMEOUT:?}"
+                    )));
+                }
+                Readiness::Loading => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
         }
         self.known_topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(topic.to_owned());
         Ok(())
+    }
+
+    /// One look at `topic`: its metadata, then a ListOffsets to each
+    /// partition's leader.
+    async fn readiness(&self, topic: &str) -> domain_core::Result<Readiness> {
+        let producer = self.producer.clone();
+        let name = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let md = producer.client().fetch_metadata(Some(&name), Timeout::After(ADMIN_TIMEOUT))?;
+            let Some(t) = md.topics().iter().find(|t| t.name() == name && t.error().is_none()) else {
+                return Ok::<_, KafkaError>(Readiness::Unknown);
+            };
+            if t.partitions().is_empty() {
+                return Ok(Readiness::Unknown);
+            }
+            for p in t.partitions() {
+                if p.leader() < 0 || producer.client().fetch_watermarks(&name, p.id(), PROBE_TIMEOUT).is_err() {
+                    return Ok(Readiness::Loading);
+                }
+            }
+            Ok(Readiness::Ready)
+        })
+        .await
+        .map_err(|e| domain_core::Error::Bus(e.to_string()))?
+        .map_err(|e| bus_error("metadata", e))
     }
 
     /// Sends records with many in flight and waits for every acknowledgement.

@@ -85,6 +85,40 @@ async fn take(sub: &mut dyn Subscription, n: usize) -> Vec<Delivery> {
     out
 }
 
+/// Reads until `n` deliveries arrived or [`WAIT`] passed.
+async fn take_within(sub: &mut dyn Subscription, n: usize) -> Vec<Delivery> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n && tokio::time::Instant::now() < deadline {
+        if let Some(d) = sub.next(Duration::from_secs(1)).await.expect("next") {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// The group's committed offset of each partition of `topic`.
+fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    let consumer: BaseConsumer = config().consumer(group).create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each partition's (low, high) watermark: what the log really holds.
+fn watermarks(topic: &str, partitions: i32) -> Vec<(i64, i64)> {
+    let consumer: BaseConsumer = config().consumer("watermarks").create().expect("consumer");
+    (0..partitions).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks")).collect()
+}
+
 /// Fails if anything more arrives within `quiet`.
 async fn assert_nothing_more(sub: &mut dyn Subscription, quiet: Duration) {
     if let Some(d) = sub.next(quiet).await.expect("next") {
@@ -125,12 +159,20 @@ async fn close_commits_every_handled_record_and_the_next_member_starts_right_aft
         first.close().await.expect("close");
 
         let mut second = bus.subscribe(&group, &[&topic]).await.expect("resubscribe");
-        let rest = take(second.as_mut(), total - handled_count).await;
+        let rest = take_within(second.as_mut(), total - handled_count).await;
         let expected: BTreeSet<(i32, i64)> = per_partition
             .iter()
             .flat_map(|(&p, &n)| (handled_end.get(&p).copied().unwrap_or(0)..n).map(move |o| (p, o)))
             .collect();
-        assert_eq!(offsets(&rest), expected, "{name}: exactly the unhandled records, each once");
+        let committed = committed_offsets(&group, &topic, 3);
+        let got = offsets(&rest);
+        let watermarks = watermarks(&topic, 3);
+        let missing: Vec<_> = expected.difference(&got).collect();
+        assert_eq!(
+            got, expected,
+            "{name}: exactly the unhandled records, each once; topic {topic}, handled up to {handled_end:?}, \
+             published {per_partition:?}, committed {committed:?}, in the log {watermarks:?}, missing {missing:?}"
+        );
         for (p, end) in &handled_end {
             let first_again = rest.iter().find(|d| d.partition == *p).map(|d| d.offset);
             assert!(
@@ -172,16 +214,9 @@ async fn crash_child(args: String) {
 /// Polls the group's committed offset of partition 0 of `topic` until it
 /// is `want`; returns the last one seen.
 fn wait_for_commit(group: &str, topic: &str, want: i64) -> Option<i64> {
-    let consumer: BaseConsumer = config().consumer(group).create().expect("consumer");
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, 0);
-        let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
-        let committed = match got.find_partition(topic, 0).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => Some(o),
-            _ => None,
-        };
+        let committed = committed_offsets(group, topic, 1)[0];
         if committed == Some(want) || std::time::Instant::now() > deadline {
             return committed;
         }
