@@ -22,6 +22,8 @@ use crate::{Error, KafkaConfig, Result};
 
 /// How long metadata and admin calls may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new topic may take to be served by all its leaders.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one partition's leader may take to answer a ListOffsets probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a readiness probe waits for the brokers.
@@ -116,14 +118,14 @@ impl KafkaBus {
         if self.known_topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(topic) {
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + ADMIN_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
             match self.readiness(topic).await? {
                 Readiness::Unknown => return Err(domain_core::Error::UnknownTopic(topic.to_owned())),
                 Readiness::Ready => break,
                 Readiness::Loading if tokio::time::Instant::now() > deadline => {
                     return Err(domain_core::Error::Bus(format!(
-                        "topic {topic}: a partition's leader did not serve it within {ADMIN_TIMEOUT:?}"
+                        "topic {topic}: a partition's leader did not serve it within {READY_TIMEOUT:?}"
                     )));
                 }
                 Readiness::Loading => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -139,7 +141,15 @@ impl KafkaBus {
         let producer = self.producer.clone();
         let name = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            let md = producer.client().fetch_metadata(Some(&name), Timeout::After(ADMIN_TIMEOUT))?;
+            // A broker busy loading partitions can be slow to answer; a
+            // timed-out look is one more try within the caller's deadline.
+            let md = match producer.client().fetch_metadata(Some(&name), Timeout::After(PROBE_TIMEOUT)) {
+                Ok(md) => md,
+                Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut) => {
+                    return Ok(Readiness::Loading);
+                }
+                Err(e) => return Err(e),
+            };
             let Some(t) = md.topics().iter().find(|t| t.name() == name && t.error().is_none()) else {
                 return Ok::<_, KafkaError>(Readiness::Unknown);
             };
@@ -237,7 +247,7 @@ impl EventBus for KafkaBus {
         }
         // The controller has the topics; wait until this broker's metadata does.
         for (name, _) in &wanted {
-            let deadline = tokio::time::Instant::now() + ADMIN_TIMEOUT;
+            let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
             while let Err(e) = self.ensure_exists(name).await {
                 if tokio::time::Instant::now() > deadline {
                     return Err(e);

@@ -402,8 +402,9 @@ pub(crate) async fn a_rebuild_under_load_switches_over_unseen(
     projector.catch_up().await.expect("catch up");
     let generation = serving.generation();
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop_writer, writer_stopped) = tokio::sync::watch::channel(false);
     let writer = {
-        let (orders, stopped) = (Arc::clone(&orders), stopped.clone());
+        let (orders, stopped) = (Arc::clone(&orders), writer_stopped);
         tokio::spawn(async move {
             let mut n = 300;
             while !*stopped.borrow() {
@@ -451,8 +452,18 @@ pub(crate) async fn a_rebuild_under_load_switches_over_unseen(
         assert!(tokio::time::Instant::now() < deadline, "no order arrived after the switch");
         tokio::task::yield_now().await;
     }
-    stop.send(true).expect("tasks listen");
+    stop_writer.send(true).expect("writer listens");
     let placed = writer.await.expect("writer");
+    // The live follower, not a catch-up of the test's, carries the new
+    // generation to the head.
+    let head = store.head_position().await.expect("head");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while serving.checkpoint().await.expect("checkpoint") <= head {
+        assert!(tokio::time::Instant::now() < deadline, "the live follower stopped at the switch-over");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(serving.generation(), generation + 1, "followed on the new generation");
+    stop.send(true).expect("tasks listen");
     follower.await.expect("join").expect("follower");
     let queries = reader.await.expect("reader");
     assert!(placed > 0 && queries > 0, "{placed} orders placed and {queries} queries during the rebuild");
