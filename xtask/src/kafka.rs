@@ -73,9 +73,9 @@ pub fn running_pid() -> Option<u32> {
     }
 }
 
-/// `cargo xtask kafka up`.
+/// `cargo xtask kafka up`: keeps the topics of earlier runs.
 pub fn up() -> Result<()> {
-    if ensure_up()? == Started(true) {
+    if ensure_up(Storage::Keep)? == Started(true) {
         println!("Kafka {VERSION} is up: bootstrap {BOOTSTRAP}");
     }
     Ok(())
@@ -93,9 +93,21 @@ pub fn status() -> Result<()> {
     Ok(())
 }
 
+/// What a broker this starts finds in its data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// The topics of earlier runs (`kafka up`, for a developer's services).
+    Keep,
+    /// Nothing: tests, benches and demos name their topics uniquely, and a
+    /// broker carrying the tens of thousands of partitions earlier runs
+    /// left behind answered admin requests so slowly that creating a topic
+    /// timed out.
+    Fresh,
+}
+
 /// Starts the broker unless ours is already running. Fails with a clear message when
 /// the ports are taken by something else, Java is missing, or the broker does not start.
-pub fn ensure_up() -> Result<Started> {
+pub fn ensure_up(storage: Storage) -> Result<Started> {
     if let Some(pid) = running_pid() {
         if !process::port_open(BOOTSTRAP) {
             println!("Kafka (pid {pid}) is starting; waiting for {BOOTSTRAP}");
@@ -118,6 +130,9 @@ pub fn ensure_up() -> Result<Started> {
             .to_string());
     }
     ensure_jars()?;
+    if storage == Storage::Fresh {
+        remove_dir_if_present(&run_dir().join("data"))?;
+    }
     prepare_run_dir()?;
     let mut child = spawn_broker()?;
     let pid = child.id();

@@ -24,7 +24,7 @@ impl Services {
             println!("using Kafka at {addr} ({} is set)", kafka::BOOTSTRAP_ENV);
             return Ok(addr);
         }
-        let kafka::Started(started) = kafka::ensure_up()?;
+        let kafka::Started(started) = kafka::ensure_up(kafka::Storage::Fresh)?;
         self.started_kafka |= started;
         Ok(kafka::BOOTSTRAP.to_string())
     }
