@@ -115,21 +115,35 @@ impl KafkaBus {
     /// answers one, no produce can race the partition's creation.
     pub(crate) async fn ensure_exists(&self, topic: &str) -> domain_core::Result<()> {
         validate_topic(topic)?;
+        self.wait_served(topic, false).await
+    }
+
+    /// Waits (up to [`READY_TIMEOUT`]) until every partition's leader
+    /// serves `topic`, then remembers it. A topic this bus `just_created`
+    /// may be missing from the metadata for a while and a look may fail
+    /// while the brokers settle: both are tried again; otherwise an
+    /// unknown topic or a failed look is returned at once.
+    async fn wait_served(&self, topic: &str, just_created: bool) -> domain_core::Result<()> {
         if self.known_topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(topic) {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
-            match self.readiness(topic).await? {
-                Readiness::Unknown => return Err(domain_core::Error::UnknownTopic(topic.to_owned())),
-                Readiness::Ready => break,
-                Readiness::Loading if tokio::time::Instant::now() > deadline => {
-                    return Err(domain_core::Error::Bus(format!(
-                        "topic {topic}: a partition's leader did not serve it within {READY_TIMEOUT:?}"
-                    )));
+            let pending = match self.readiness(topic).await {
+                Ok(Readiness::Ready) => break,
+                Ok(Readiness::Unknown) if !just_created => {
+                    return Err(domain_core::Error::UnknownTopic(topic.to_owned()));
                 }
-                Readiness::Loading => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(_) => domain_core::Error::Bus(format!(
+                    "topic {topic}: not served by every partition's leader within {READY_TIMEOUT:?}"
+                )),
+                Err(e) if just_created => e,
+                Err(e) => return Err(e),
+            };
+            if tokio::time::Instant::now() > deadline {
+                return Err(pending);
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.known_topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(topic.to_owned());
         Ok(())
@@ -245,15 +259,9 @@ impl EventBus for KafkaBus {
                 Err((name, code)) => return Err(domain_core::Error::Bus(format!("create topic {name}: {code}"))),
             }
         }
-        // The controller has the topics; wait until this broker's metadata does.
+        // The controller has the topics; wait until their leaders serve them.
         for (name, _) in &wanted {
-            let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-            while let Err(e) = self.ensure_exists(name).await {
-                if tokio::time::Instant::now() > deadline {
-                    return Err(e);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            self.wait_served(name, true).await?;
         }
         Ok(())
     }

@@ -74,14 +74,8 @@ async fn publish(
 
 /// Reads until `n` deliveries arrived, failing after [`WAIT`].
 async fn take(sub: &mut dyn Subscription, n: usize) -> Vec<Delivery> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        assert!(tokio::time::Instant::now() < deadline, "only {} of {n} records arrived", out.len());
-        if let Some(d) = sub.next(Duration::from_secs(1)).await.expect("next") {
-            out.push(d);
-        }
-    }
+    let out = take_within(sub, n).await;
+    assert_eq!(out.len(), n, "only {} of {n} records arrived", out.len());
     out
 }
 

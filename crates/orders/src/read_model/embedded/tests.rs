@@ -105,18 +105,25 @@ fn a_kill_9_neither_loses_nor_double_applies() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebuild_under_load_switches_over_without_a_reader_noticing() {
-    let dir = TempDir::new("orders-redb-rebuild");
+/// An embedded log and a serving redb read model in a fresh directory
+/// (removed when the guard drops).
+fn log_and_serving(
+    name: &str,
+) -> (TempDir, std::sync::Arc<event_store::EmbeddedEventStore>, std::sync::Arc<ServingReadModel>) {
+    let dir = TempDir::new(name);
     let store = event_store::EmbeddedEventStore::open(dir.0.join("log")).expect("store");
     let serving = RedbGenerations::open_serving(dir.0.join("read")).expect("open");
-    contract::a_rebuild_under_load_switches_over_unseen(std::sync::Arc::new(store), std::sync::Arc::new(serving)).await;
+    (dir, std::sync::Arc::new(store), std::sync::Arc::new(serving))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_under_load_switches_over_without_a_reader_noticing() {
+    let (_dir, store, serving) = log_and_serving("orders-redb-rebuild");
+    contract::a_rebuild_under_load_switches_over_unseen(store, serving).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_event_parks_the_projection_on_the_embedded_store() {
-    let dir = TempDir::new("orders-redb-poison");
-    let store = event_store::EmbeddedEventStore::open(dir.0.join("log")).expect("store");
-    let serving = RedbGenerations::open_serving(dir.0.join("read")).expect("open");
-    contract::a_poison_event_parks_the_projection(std::sync::Arc::new(store), std::sync::Arc::new(serving)).await;
+    let (_dir, store, serving) = log_and_serving("orders-redb-poison");
+    contract::a_poison_event_parks_the_projection(store, serving).await;
 }

@@ -429,18 +429,23 @@ fn a_kill_9_neither_loses_nor_double_applies() {
     drop(schema);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebuild_under_load_switches_over_without_a_reader_noticing() {
+/// A PostgreSQL log and a serving read model in a fresh schema (dropped
+/// with the first element).
+async fn log_and_serving() -> (Schema, Arc<dyn EventStore>, Arc<crate::ServingReadModel>) {
     let (schema, generations) = fresh_generations().await;
     let store: Arc<dyn EventStore> = Arc::new(schema.event_store().await);
     let serving = crate::ServingReadModel::open(generations).await.expect("open");
-    crate::read_model::contract::a_rebuild_under_load_switches_over_unseen(store, Arc::new(serving)).await;
+    (schema, store, Arc::new(serving))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_under_load_switches_over_without_a_reader_noticing() {
+    let (_schema, store, serving) = log_and_serving().await;
+    crate::read_model::contract::a_rebuild_under_load_switches_over_unseen(store, serving).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_event_parks_the_projection_on_postgresql() {
-    let (schema, generations) = fresh_generations().await;
-    let store: Arc<dyn EventStore> = Arc::new(schema.event_store().await);
-    let serving = crate::ServingReadModel::open(generations).await.expect("open");
-    crate::read_model::contract::a_poison_event_parks_the_projection(store, Arc::new(serving)).await;
+    let (_schema, store, serving) = log_and_serving().await;
+    crate::read_model::contract::a_poison_event_parks_the_projection(store, serving).await;
 }
