@@ -97,7 +97,67 @@ pub enum Error {
     Domain(#[from] domain_core::Error),
     #[error("account `{0}` does not exist")]
     NotFound(String),
+    #[error("cannot decode the event at log position {position}: {source}")]
+    Decode {
+        position: u64,
+        #[source]
+        source: domain_core::Error,
+    },
+    #[error("event at log position {position} of account `{account_id}` does not follow its statement: {reason}")]
+    Inconsistent { position: u64, account_id: String, reason: String },
+    #[error(transparent)]
+    Gap(#[from] event_store::projection_rules::Gap),
+    #[error(
+        "a statement page starts at version 1 or later and holds 1 to {max} lines (asked: from {from}, {limit} lines)"
+    )]
+    InvalidPage { from: u64, limit: usize, max: usize },
+    /// A rebuild asked statements without generations for a copy, or a
+    /// switch-over came without a copy.
+    #[error("these statements keep no copy to rebuild into (use ServingStatements over their generations)")]
+    NoCopy,
+    /// The files of the statements' generations.
+    #[error(transparent)]
+    GenerationFile(#[from] event_store::generations::FileError),
+    #[error("statement database: {0}")]
+    ReadModelDb(#[from] redb::Error),
+    #[error("statement row: {0}")]
+    Row(#[from] serde_json::Error),
+    #[error("statement PostgreSQL: {}", describe_postgres(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("invalid schema name `{0}`: use [a-z_][a-z0-9_]*, at most 63 bytes, not pg_*")]
+    InvalidSchema(String),
+    #[error("statement {column} of `{key}`: `{value}` is not a valid value")]
+    InvalidValue { column: &'static str, key: String, value: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a blocking statement task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
+
+fn describe_postgres(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ident),*) => {$(
+        impl From<redb::$t> for Error {
+            fn from(e: redb::$t) -> Self {
+                Error::ReadModelDb(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(DatabaseError, TransactionError, TableError, StorageError, CommitError, SetDurabilityError);
 
 impl Error {
     /// Whether the store (not the request) failed, so trying again may help.

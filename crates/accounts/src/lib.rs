@@ -33,6 +33,7 @@ pub mod error;
 pub mod ledger;
 pub mod saga;
 pub mod service;
+pub mod statement;
 
 #[cfg(test)]
 mod account_tests;
@@ -43,3 +44,8 @@ pub use account::{
 pub use error::{AccountError, Error, RejectionReason, Result};
 pub use saga::{AccountSagas, SagaConfig};
 pub use service::Accounts;
+pub use statement::{
+    LinePage, MemoryStatements, PostgresStatementGenerations, PostgresStatements, RedbStatementGenerations,
+    RedbStatements, ServingStatements, Statement, StatementGenerations, StatementHeader, StatementLine,
+    StatementReadModel, Statements,
+};

@@ -9,7 +9,8 @@
 //! rebuilt copy. Baseline: reading the same events from the store with
 //! nothing applied (the ceiling a projection can reach).
 //!
-//! Usage: bench_projections [--quick]
+//! Usage: bench_projections [--quick] [--only read|memory|redb|rebuild]
+//! (`--only` runs one phase and prints its rate, for profiling it alone)
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -96,6 +97,25 @@ async fn main() {
     let started = Instant::now();
     write_history(&store, events).await;
     eprintln!("wrote {events} events in {:.1} s", started.elapsed().as_secs_f64());
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(phase) = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)) {
+        let dir = std::env::temp_dir().join(format!("bench-projections-{}", uuid::Uuid::now_v7().simple()));
+        let rate = match phase.as_str() {
+            "read" => read_only(&store).await,
+            "memory" => rebuild(&store, Arc::new(MemoryReadModel::new())).await,
+            "redb" => rebuild(&store, Arc::new(RedbReadModel::open(&dir).unwrap_or_else(|e| panic!("{e}")))).await,
+            "rebuild" => {
+                let serving: Arc<dyn ReadModel> =
+                    Arc::new(RedbGenerations::open_serving(&dir).unwrap_or_else(|e| panic!("{e}")));
+                let rebuilt = Projector::new(Arc::clone(&store), serving).rebuild().await;
+                rebuilt.unwrap_or_else(|e| panic!("{e}")).events_per_second
+            }
+            other => panic!("unknown phase `{other}`: read, memory, redb or rebuild"),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!("{phase}: {rate:.0} events/s");
+        return;
+    }
 
     let ceiling = read_only(&store).await;
     let memory = rebuild(&store, Arc::new(MemoryReadModel::new())).await;

@@ -27,8 +27,8 @@ pub enum Error {
     #[error("event at log position {position} of order `{order_id}` does not follow the read model: {reason}")]
     Inconsistent { position: u64, order_id: String, reason: &'static str },
     /// A batch does not continue the read model's log exactly.
-    #[error("log gap: the read model expects position {expected}, the batch has {got}")]
-    Gap { expected: u64, got: u64 },
+    #[error(transparent)]
+    Gap(#[from] event_store::projection_rules::Gap),
     #[error("read-model database: {0}")]
     ReadModelDb(#[from] redb::Error),
     #[error("read-model row: {0}")]
@@ -51,6 +51,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The files of the read model's generations.
+    #[error(transparent)]
+    GenerationFile(#[from] event_store::generations::FileError),
     #[error("a blocking read-model task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     /// A rebuild asked a read model without generations for a copy, or a

@@ -72,7 +72,7 @@ pub use order::{CustomerInfo, Order, OrderCommand, OrderError, OrderEvent, Order
 pub use payments::PaymentOutcomeHandler;
 pub use projector::Projector;
 pub use read_model::{
-    DailyOrders, Generations, MemoryGenerations, MemoryReadModel, OrderSummary, PostgresGenerations, PostgresReadModel,
-    ReadModel, RedbGenerations, RedbReadModel, ServingReadModel,
+    DailyOrders, Generations, MemoryGenerations, MemoryReadModel, OrderGenerations, OrderSummary, PostgresGenerations,
+    PostgresReadModel, ReadModel, RedbGenerations, RedbReadModel, ServingReadModel,
 };
 pub use repository::{EventSourcedOrders, OrderRepository};

@@ -59,9 +59,11 @@ fn to_store_error(e: Error) -> event_store::Error {
     match e {
         Error::Store(e) => e,
         Error::NoCopy => event_store::Error::RebuildUnsupported { name: NAME.to_owned() },
-        e @ (Error::Postgres(_) | Error::ReadModelDb(_) | Error::Io { .. } | Error::Task(_)) => {
-            event_store::Error::ProjectionStorage(Box::new(e))
-        }
+        e @ (Error::Postgres(_)
+        | Error::ReadModelDb(_)
+        | Error::Io { .. }
+        | Error::GenerationFile(_)
+        | Error::Task(_)) => event_store::Error::ProjectionStorage(Box::new(e)),
         e => event_store::Error::Refused(Box::new(e)),
     }
 }

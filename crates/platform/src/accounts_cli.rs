@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use accounts::{AccountCommand, Accounts, SagaConfig};
+use std::sync::Arc;
+
+use accounts::{AccountCommand, Accounts, LinePage, RedbStatementGenerations, SagaConfig, Statement, Statements};
 use domain_core::{AggregateRoot, Currency, Money};
 use serde_json::{Value, json};
 
@@ -81,12 +83,37 @@ pub enum AccountsCommand {
     Show { id: String },
     /// Every event of the account (the seed's event history).
     History { id: String },
+    /// The statement: holder, status and balance, and each event as a line
+    /// with what it did to the balance and the balance after it (the
+    /// `accounts.statement` read model).
+    Statement {
+        id: String,
+        /// The first line: the account version it starts at.
+        #[arg(long, default_value_t = 1, value_name = "VERSION")]
+        from: u64,
+        /// Lines to show (1 to 10,000).
+        #[arg(long, default_value_t = accounts::statement::DEFAULT_LINES, value_name = "N")]
+        limit: usize,
+    },
 }
 
 /// Runs one accounts command.
 pub async fn run(command: AccountsCommand, bus: &BusArgs, data: &Path, format: Format) -> Result<()> {
     let choice = BusChoice::from_flag(bus.kafka.as_deref());
     let config = SagaConfig { merchant_account_id: bus.merchant.clone() };
+    if let AccountsCommand::Statement { id, from, limit } = &command {
+        // Checked first: a bad page is the caller's mistake, whatever the data.
+        let page = LinePage::new(*from, *limit)?;
+        let accounts = match choice {
+            BusChoice::Kafka(_) => {
+                ensure_data(data)?;
+                Accounts::new(open_store(data, "accounts")?)
+            }
+            BusChoice::InProcess => settled(data, config).await?.accounts,
+        };
+        let statement = open_statements(data, &accounts)?.statement(id, page).await?;
+        return print_statement(&statement, format);
+    }
     if let AccountsCommand::Show { id } | AccountsCommand::History { id } = &command {
         let accounts = match choice {
             // Over Kafka the consumers are elsewhere: read what is stored.
@@ -106,7 +133,7 @@ pub async fn run(command: AccountsCommand, bus: &BusArgs, data: &Path, format: F
     let mut commerce = Commerce::open(data, choice, config).await?;
     let accounts = commerce.accounts.clone();
     let id = match command {
-        AccountsCommand::Show { id } | AccountsCommand::History { id } => id,
+        AccountsCommand::Show { id } | AccountsCommand::History { id } | AccountsCommand::Statement { id, .. } => id,
         AccountsCommand::Open { id, holder, currency, initial } => {
             let currency: Currency = currency.parse()?;
             accounts.open(&id, &holder, Money::parse(&initial, currency)?).await?;
@@ -250,6 +277,89 @@ async fn print_history(accounts: &Accounts, id: &str, format: Format) -> Result<
                 .collect();
             crate::outln!("{}", table(&["version", "timestamp", "event", "data"], &cells));
         }
+    }
+    Ok(())
+}
+
+/// The account statements of `DIR/accounts` (`statements.redb`), fed from
+/// the accounts store.
+pub fn open_statements(data: &Path, accounts: &Accounts) -> Result<Statements> {
+    let read_model = RedbStatementGenerations::open_serving(data.join("accounts"))?;
+    Ok(Statements::new(Arc::clone(accounts.store()), Arc::new(read_model)))
+}
+
+/// A statement as JSON: the header and its lines, money as decimal text.
+pub fn statement_json(statement: &Statement) -> Value {
+    let h = &statement.header;
+    let micros = |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let lines: Vec<Value> = statement
+        .lines
+        .iter()
+        .map(|l| {
+            json!({
+                "version": l.version,
+                "position": l.position,
+                "timestamp": micros(&l.at),
+                "event_type": l.event,
+                "change": l.change.map(|c| c.to_string()),
+                "balance": l.balance.to_string(),
+                "detail": l.detail,
+            })
+        })
+        .collect();
+    let (first, last) = (statement.lines.first().map(|l| l.version), statement.lines.last().map(|l| l.version));
+    json!({
+        "account_id": h.account_id,
+        "account_holder": h.holder,
+        "currency": h.currency.map(|c| c.to_string()),
+        "status": h.status.as_str(),
+        "balance": h.balance.to_string(),
+        "version": h.version,
+        "opened_at": micros(&h.first_at),
+        "updated_at": micros(&h.updated_at),
+        "lines": lines,
+        "next_from": last.filter(|v| *v < h.version).map(|v| v + 1),
+        "first_line": first,
+    })
+}
+
+fn print_statement(statement: &Statement, format: Format) -> Result<()> {
+    let j = statement_json(statement);
+    if format == Format::Json {
+        crate::outln!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(());
+    }
+    let h = &statement.header;
+    let currency = h.currency.map_or_else(String::new, |c| c.to_string());
+    let head = vec![vec![
+        h.account_id.clone(),
+        h.holder.clone(),
+        format!("{} {currency}", h.balance),
+        h.status.as_str().to_owned(),
+        h.version.to_string(),
+    ]];
+    crate::outln!("{}", table(&["account", "holder", "balance", "status", "events"], &head));
+    let rows: Vec<Vec<String>> = statement
+        .lines
+        .iter()
+        .map(|l| {
+            vec![
+                l.version.to_string(),
+                l.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                l.event.clone(),
+                l.change
+                    .map_or_else(String::new, |c| if c.is_sign_negative() { c.to_string() } else { format!("+{c}") }),
+                l.balance.to_string(),
+                l.detail.clone(),
+            ]
+        })
+        .collect();
+    crate::outln!("{}", table(&["version", "time (UTC)", "event", "change", "balance", "detail"], &rows));
+    if let Some(next) = j["next_from"].as_u64() {
+        let more = h.version - next + 1;
+        crate::outln!("{more} more line{}: --from {next}", if more == 1 { "" } else { "s" });
+    } else if statement.lines.is_empty() {
+        crate::outln!("no lines on this page: the account has {} (try --from 1)", h.version);
     }
     Ok(())
 }

@@ -59,7 +59,8 @@ impl Error {
             }
             Error::OrderNotFound(_) => Some("create it first: platform orders create ID --customer-id ..."),
             Error::UnknownProjection { .. } => Some("`platform projections status` lists the projections"),
-            Error::Store(event_store::Error::ProjectionParked { .. }) => Some(
+            Error::Store(event_store::Error::ProjectionParked { .. })
+            | Error::Accounts(accounts::Error::Store(event_store::Error::ProjectionParked { .. })) => Some(
                 "fix what the error names (or deploy a reader that follows the event), then `platform projections resume NAME`",
             ),
             Error::Store(event_store::Error::RebuildRunning { .. }) => {

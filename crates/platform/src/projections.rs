@@ -31,7 +31,9 @@ impl Projections {
     pub fn open_data(data: &Path) -> Result<Self> {
         crate::accounts_cli::ensure_data(data)?;
         let orders = crate::commerce::open_orders(data)?;
-        Ok(Self::new(vec![orders.projector().runner().clone()]))
+        let accounts = accounts::Accounts::new(crate::node::open_store(data, "accounts")?);
+        let statements = crate::accounts_cli::open_statements(data, &accounts)?;
+        Ok(Self::new(vec![orders.projector().runner().clone(), statements.runner().clone()]))
     }
 
     pub fn names(&self) -> Vec<String> {

@@ -7,7 +7,7 @@
 
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn platform(data: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_platform")).args(args).arg("--data").arg(data).output().expect("platform runs")
@@ -92,8 +92,9 @@ fn projections_rebuild_resume_and_daily_counts_from_the_command_line() {
     json(&run(&["orders", "confirm", "order_001", "--format", "json"]));
 
     let status = json(&run(&["projections", "status", "--format", "json"]));
+    let names: Vec<_> = status.as_array().expect("list").iter().map(|s| s["name"].clone()).collect();
+    assert_eq!(names, ["orders.by_customer", "accounts.statement"], "{status}");
     let status = &status.as_array().expect("list")[0];
-    assert_eq!(status["name"], "orders.by_customer", "{status}");
     assert_eq!((status["lag_events"].as_u64(), status["parked"].is_null()), (Some(0), true), "{status}");
     let position = status["position"].as_u64().expect("position");
     assert_eq!(position, 7, "two orders created with an item each, one confirmed and paid: {status}");
@@ -119,8 +120,33 @@ fn projections_rebuild_resume_and_daily_counts_from_the_command_line() {
     let not_parked = failure(&run(&["projections", "resume", "orders.by_customer"]));
     assert!(not_parked.contains("projection `orders.by_customer` is not parked"), "{not_parked}");
     let unknown = failure(&run(&["projections", "rebuild", "orders.nope"]));
-    assert!(unknown.contains("no projection is named `orders.nope` (known: orders.by_customer)"), "{unknown}");
+    assert!(
+        unknown.contains("no projection is named `orders.nope` (known: orders.by_customer, accounts.statement)"),
+        "{unknown}"
+    );
     assert!(unknown.contains("hint: `platform projections status` lists the projections"), "{unknown}");
+
+    // The payment of order_001 is on the customer's statement, line by line.
+    let statement = json(&run(&["accounts", "statement", "cust_123", "--format", "json"]));
+    let lines = statement["lines"].as_array().expect("lines");
+    assert_eq!(statement["balance"], "800.02", "1000 opened, 199.98 paid: {statement}");
+    assert_eq!(statement["version"].as_u64(), Some(lines.len() as u64), "every event is a line: {statement}");
+    assert_eq!((lines[0]["change"].as_str(), lines[0]["balance"].as_str()), (Some("1000.00"), Some("1000.00")));
+    assert_eq!(lines.last().map(|l| l["balance"].clone()), Some(statement["balance"].clone()), "{statement}");
+    let page = json(&run(&["accounts", "statement", "cust_123", "--from", "2", "--limit", "1", "--format", "json"]));
+    assert_eq!(page["lines"].as_array().map(|l| l[0]["version"].clone()), Some(json!(2)), "{page}");
+    let more = if lines.len() > 2 { json!(3) } else { Value::Null };
+    assert_eq!(page["next_from"], more, "{page}");
+    let zero = failure(&run(&["accounts", "statement", "cust_123", "--limit", "0"]));
+    assert!(zero.contains("1 to 10000"), "{zero}");
+    let nobody = failure(&run(&["accounts", "statement", "nobody"]));
+    assert!(nobody.contains("nobody"), "{nobody}");
+    let rebuilt = json(&run(&["projections", "rebuild", "accounts.statement", "--format", "json"]));
+    let status = json(&run(&["projections", "status", "accounts.statement", "--format", "json"]));
+    assert_eq!(rebuilt["position"], status[0]["position"], "{rebuilt}");
+    assert!(data.join("accounts/statements.g1.redb").exists() && !data.join("accounts/statements.redb").exists());
+    assert_eq!(json(&run(&["accounts", "statement", "cust_123", "--format", "json"])), statement, "the same after it");
+
     let url = failure(&run(&["projections", "status", "--url", "https://example.com"]));
     assert!(url.contains("plain-HTTP address"), "{url}");
     let table = run(&["projections", "status"]);

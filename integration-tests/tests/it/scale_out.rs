@@ -141,6 +141,22 @@ async fn accounts_as_two_instances_apply_every_payment_once_through_a_kill_and_a
         assert_eq!(balance(&r.json()), opening - spent, "{customer}: {}", r.text());
     }
 
+    // The statement read model, one copy on the shared PostgreSQL fed by
+    // every instance, agrees line by line: no event twice, none missing.
+    let (customer, spent) = paid.iter().next().expect("a customer paid");
+    let r = cc.get(&format!("/accounts/{customer}/statement?limit=10000")).await;
+    let statement = r.json();
+    let lines = statement["lines"].as_array().expect("lines");
+    let versions: Vec<u64> = lines.iter().filter_map(|l| l["version"].as_u64()).collect();
+    assert_eq!(versions, (1..=lines.len() as u64).collect::<Vec<_>>(), "{}", r.text());
+    assert_eq!(statement["version"].as_u64(), Some(lines.len() as u64), "{}", r.text());
+    let changes: Decimal = lines.iter().filter_map(|l| l["change"].as_str()?.parse::<Decimal>().ok()).sum();
+    assert_eq!((changes, balance(&statement)), (opening - spent, opening - spent), "{}", r.text());
+    let page = cb.get("/accounts/merchant/statement?from=2&limit=1").await.json();
+    assert_eq!(page["next_from"], json!(3), "{page}");
+    let bad = cb.get("/accounts/merchant/statement?limit=0").await;
+    assert_eq!(bad.status, 422, "{}", bad.text());
+
     // The group's lag returns to zero on the instances that remain.
     eventually(Duration::from_secs(120), "consumer lag back at zero", || async {
         let mut lags = Vec::new();

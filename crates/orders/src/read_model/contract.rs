@@ -8,7 +8,7 @@ use std::sync::Arc;
 use domain_core::{Currency, Envelope, Money};
 use event_store::{RecordedEvent, StreamId};
 
-use super::{Generations, OrderSummary, ReadModel, ServingReadModel};
+use super::{OrderSummary, ReadModel, ServingReadModel};
 use crate::{CustomerInfo, Error, OrderEvent, OrderStatus};
 
 /// A directory under the system temp dir, removed on drop.
@@ -281,7 +281,9 @@ pub(crate) async fn a_failing_batch_changes_nothing(rm: &dyn ReadModel) {
 pub(crate) async fn gaps_are_refused(rm: &dyn ReadModel) {
     let log = story();
     let gap = |r: crate::Result<()>, expected: u64, got: u64| match r {
-        Err(Error::Gap { expected: e, got: g }) => assert_eq!((e, g), (expected, got)),
+        Err(Error::Gap(event_store::projection_rules::Gap { expected: e, got: g })) => {
+            assert_eq!((e, g), (expected, got))
+        }
         other => panic!("expected a gap, got {other:?}"),
     };
     gap(rm.apply(&log.range(2, 5), 5).await, 1, 2);
@@ -312,14 +314,14 @@ pub(crate) async fn foreign_events_move_only_the_checkpoint(rm: &dyn ReadModel) 
 
 /// Generation `generation` holds nothing (opening it finds it empty); the
 /// probe is removed again.
-async fn assert_removed(generations: &Arc<dyn Generations>, generation: u64) {
+async fn assert_removed(generations: &Arc<crate::OrderGenerations>, generation: u64) {
     let probe = generations.open(generation, false).await.expect("open");
     assert_eq!(probe.checkpoint().await.expect("checkpoint"), 1, "generation {generation} was removed");
     drop(probe);
     generations.remove(generation).await.expect("remove the probe");
 }
 
-pub(crate) async fn a_rebuilt_copy_replaces_the_serving_generation(generations: &Arc<dyn Generations>) {
+pub(crate) async fn a_rebuilt_copy_replaces_the_serving_generation(generations: &Arc<crate::OrderGenerations>) {
     let log = story();
     let serving = ServingReadModel::open(Arc::clone(generations)).await.expect("open");
     assert_eq!(serving.generation(), 0);
@@ -348,7 +350,7 @@ pub(crate) async fn a_rebuilt_copy_replaces_the_serving_generation(generations: 
     assert_story_applied(&reopened, &log).await;
 }
 
-pub(crate) async fn a_rebuild_cut_short_leaves_the_serving_generation(generations: &Arc<dyn Generations>) {
+pub(crate) async fn a_rebuild_cut_short_leaves_the_serving_generation(generations: &Arc<crate::OrderGenerations>) {
     let log = story();
     let serving = ServingReadModel::open(Arc::clone(generations)).await.expect("open");
     serving.apply(&log.events, log.next_position()).await.expect("apply");
@@ -550,7 +552,7 @@ macro_rules! contract_suite {
 }
 pub(crate) use contract_suite;
 
-/// The generations suite; `$make` gives `(guard, Arc<dyn Generations>)`.
+/// The generations suite; `$make` gives `(guard, Arc<crate::OrderGenerations>)`.
 macro_rules! generations_contract_tests {
     ($make:expr) => {
         $crate::read_model::contract::contract_suite!(

@@ -18,13 +18,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use event_store::RecordedEvent;
+use event_store::generations::GenerationFiles;
+use event_store::projection_rules::unapplied;
 use redb::{
     Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 
 use chrono::NaiveDate;
 
-use super::projection::{Days, add_day, order_id, unapplied};
+use super::projection::{Days, add_day, order_id};
 use super::{DailyOrders, Generations, OrderSummary, ReadModel, ServingReadModel};
 use crate::{Error, Result};
 
@@ -250,7 +252,7 @@ impl ReadModel for RedbReadModel {
 /// Generations of the redb read model in one directory: see the module doc.
 #[derive(Debug, Clone)]
 pub struct RedbGenerations {
-    dir: PathBuf,
+    files: GenerationFiles,
 }
 
 impl RedbGenerations {
@@ -258,63 +260,31 @@ impl RedbGenerations {
     pub const POINTER: &'static str = "orders.generation";
 
     pub fn new(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(Self { dir })
+        Ok(Self { files: GenerationFiles::new(dir, "orders", "redb")? })
     }
 
     /// The serving read model of `dir`, opened without a runtime (what
     /// [`ServingReadModel::open`] does, synchronously).
     pub fn open_serving(dir: impl AsRef<Path>) -> Result<ServingReadModel> {
         let generations = Self::new(dir)?;
-        let active = generations.active_now()?;
-        generations.remove_now(active + 1)?;
-        if let Some(previous) = active.checked_sub(1) {
-            generations.remove_now(previous)?;
-        }
+        let active = generations.files.tidy()?;
         let model = Arc::new(RedbReadModel::open_file(generations.file(active), false)?);
         Ok(ServingReadModel::serving(Arc::new(generations), active, model))
     }
 
-    fn active_now(&self) -> Result<u64> {
-        let path = self.dir.join(Self::POINTER);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse().map_err(|_| Error::InvalidValue {
-                column: "generation",
-                key: path.display().to_string(),
-                value: text.trim().to_owned(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(io(&path)(e)),
-        }
-    }
-
-    fn remove_now(&self, generation: u64) -> Result<()> {
-        let path = self.file(generation);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(&path)(e)),
-        }
-    }
-
     /// The file of `generation`.
     pub fn file(&self, generation: u64) -> PathBuf {
-        match generation {
-            0 => self.dir.join(RedbReadModel::FILE_NAME),
-            n => self.dir.join(format!("orders.g{n}.redb")),
-        }
+        self.files.file(generation)
     }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.display().to_string(), source }
 }
 
 #[async_trait]
 impl Generations for RedbGenerations {
+    type Model = dyn ReadModel;
+    type Error = Error;
+
     async fn active(&self) -> Result<u64> {
-        self.active_now()
+        Ok(self.files.active()?)
     }
 
     async fn open(&self, generation: u64, fresh: bool) -> Result<Arc<dyn ReadModel>> {
@@ -324,21 +294,12 @@ impl Generations for RedbGenerations {
     }
 
     async fn activate(&self, generation: u64) -> Result<()> {
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let (tmp, path) = (dir.join(format!("{}.tmp", Self::POINTER)), dir.join(Self::POINTER));
-            let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-            file.write_all(format!("{generation}\n").as_bytes()).map_err(io(&tmp))?;
-            file.sync_all().map_err(io(&tmp))?;
-            std::fs::rename(&tmp, &path).map_err(io(&path))?;
-            std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))
-        })
-        .await?
+        let files = self.files.clone();
+        Ok(tokio::task::spawn_blocking(move || files.activate(generation)).await??)
     }
 
     async fn remove(&self, generation: u64) -> Result<()> {
-        self.remove_now(generation)
+        Ok(self.files.remove(generation)?)
     }
 }
 

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use event_store::RecordedEvent;
+use event_store::projection_rules::unapplied;
 
 use chrono::NaiveDate;
 use domain_core::Currency;
 
-use super::projection::{Days, add_day, order_id, unapplied};
+use super::projection::{Days, add_day, order_id};
 use super::{DailyOrders, Generations, OrderSummary, ReadModel};
 use crate::Result;
 
@@ -133,6 +134,9 @@ impl MemoryGenerations {
 
 #[async_trait]
 impl Generations for MemoryGenerations {
+    type Model = dyn ReadModel;
+    type Error = crate::Error;
+
     async fn active(&self) -> Result<u64> {
         Ok(self.lock().active)
     }
@@ -171,6 +175,6 @@ mod tests {
 
     crate::read_model::contract::generations_contract_tests!((
         (),
-        std::sync::Arc::new(crate::MemoryGenerations::new()) as std::sync::Arc<dyn crate::Generations>
+        std::sync::Arc::new(crate::MemoryGenerations::new()) as std::sync::Arc<crate::OrderGenerations>
     ));
 }

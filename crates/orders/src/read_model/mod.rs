@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{OrderStatus, Result};
 pub use embedded::{RedbGenerations, RedbReadModel};
-pub use generations::{Generations, ServingReadModel};
+pub use event_store::generations::Generations;
+pub use generations::{OrderGenerations, ServingReadModel};
 pub use memory::{MemoryGenerations, MemoryReadModel};
 pub use postgres::{PostgresGenerations, PostgresReadModel};
 

@@ -38,6 +38,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain_core::{Currency, Money};
 use event_store::RecordedEvent;
+use event_store::projection_rules::unapplied;
 use rust_decimal::Decimal;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio_postgres::types::Type;
@@ -45,7 +46,7 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement};
 
 use chrono::NaiveDate;
 
-use super::projection::{Days, order_id, unapplied};
+use super::projection::{Days, order_id};
 use super::{DailyOrders, Generations, OrderSummary, ReadModel};
 use crate::{Error, OrderStatus, Result};
 
@@ -324,6 +325,9 @@ impl PostgresGenerations {
 
 #[async_trait]
 impl Generations for PostgresGenerations {
+    type Model = dyn ReadModel;
+    type Error = crate::Error;
+
     async fn active(&self) -> Result<u64> {
         let s = &self.schema;
         let row = open(&self.url)

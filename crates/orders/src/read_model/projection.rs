@@ -15,33 +15,6 @@ use super::{DailyOrders, OrderSummary};
 use crate::order::{OrderEvent, at_minor_units};
 use crate::{Error, Order, OrderStatus, Result};
 
-/// The events of `batch` the checkpoint does not cover yet, after checking
-/// that the batch is contiguous, reaches back to `checkpoint` and ends
-/// right before `next_position`. Empty when everything was applied before.
-pub(crate) fn unapplied(checkpoint: u64, batch: &[RecordedEvent], next_position: u64) -> Result<&[RecordedEvent]> {
-    for pair in batch.windows(2) {
-        if pair[1].position != pair[0].position + 1 {
-            return Err(Error::Gap { expected: pair[0].position + 1, got: pair[1].position });
-        }
-    }
-    let Some(first) = batch.first() else {
-        return if next_position <= checkpoint {
-            Ok(&[])
-        } else {
-            Err(Error::Gap { expected: checkpoint, got: next_position })
-        };
-    };
-    if first.position > checkpoint {
-        return Err(Error::Gap { expected: checkpoint, got: first.position });
-    }
-    let last = first.position + batch.len() as u64 - 1;
-    if next_position != last + 1 {
-        return Err(Error::Gap { expected: last + 1, got: next_position });
-    }
-    let covered = usize::try_from(checkpoint - first.position).unwrap_or(usize::MAX).min(batch.len());
-    Ok(&batch[covered..])
-}
-
 /// The order a recorded event belongs to, or `None` for an event of another
 /// aggregate type or context (it moves the checkpoint, no row).
 pub(crate) fn order_id(event: &RecordedEvent) -> Option<&str> {

@@ -1,11 +1,12 @@
 //! The accounts service's HTTP API: open, deposit, withdraw, transfer,
-//! freeze, unfreeze, close, balance and event history. A transfer answers
+//! freeze, unfreeze, close, balance, event history and the statement
+//! (balance after every event, from the `accounts.statement` read model). A transfer answers
 //! 202 once the debit is stored; the saga credits the target over the bus.
 
 use std::sync::Arc;
 
-use accounts::{AccountCommand, Accounts};
-use axum::extract::{Path, State};
+use accounts::{AccountCommand, Accounts, LinePage, Statements};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,11 +15,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::http::{ApiError, ApiResult, Body};
-use crate::accounts_cli::{account_json, history_json};
+use crate::accounts_cli::{account_json, history_json, statement_json};
 
 #[derive(Debug)]
 pub struct AccountsApi {
     pub accounts: Accounts,
+    pub statements: Statements,
 }
 
 type Shared = State<Arc<AccountsApi>>;
@@ -28,6 +30,7 @@ pub fn router(api: Arc<AccountsApi>) -> Router {
         .route("/accounts", post(open))
         .route("/accounts/{id}", get(show))
         .route("/accounts/{id}/events", get(events))
+        .route("/accounts/{id}/statement", get(statement))
         .route("/accounts/{id}/deposit", post(deposit))
         .route("/accounts/{id}/withdraw", post(withdraw))
         .route("/accounts/{id}/transfer", post(transfer))
@@ -147,6 +150,23 @@ async fn events(State(api): Shared, Path(id): Path<String>) -> ApiResult<Json<Va
         return Err(ApiError::not_found(format!("account `{id}` does not exist")));
     }
     Ok(Json(Value::Array(rows)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    /// The first line's version (1 when absent).
+    from: Option<u64>,
+    /// Lines to return (100 when absent, at most 10,000).
+    limit: Option<usize>,
+}
+
+async fn statement(State(api): Shared, Path(id): Path<String>, Query(q): Query<Page>) -> ApiResult<Json<Value>> {
+    let first = LinePage::first();
+    let page =
+        LinePage::new(q.from.unwrap_or(first.from), q.limit.unwrap_or(first.limit)).map_err(crate::Error::from)?;
+    let statement = api.statements.statement(&id, page).await.map_err(crate::Error::from)?;
+    Ok(Json(statement_json(&statement)))
 }
 
 /// The ledger audit: balances per currency, money in flight, saga counts,

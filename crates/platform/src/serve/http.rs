@@ -77,6 +77,7 @@ impl From<Error> for ApiError {
             | Error::Accounts(accounts::Error::Account(accounts::AccountError::NotOpened)) => {
                 (S::NOT_FOUND, "not_found")
             }
+            Error::Accounts(accounts::Error::InvalidPage { .. }) => (S::UNPROCESSABLE_ENTITY, "invalid_value"),
             Error::Accounts(accounts::Error::Account(a)) => match a {
                 accounts::AccountError::EmptyHolder
                 | accounts::AccountError::InvalidAccountId(_)

@@ -138,6 +138,21 @@ async fn orders_repository(config: &ServeConfig) -> Result<EventSourcedOrders> {
     Ok(EventSourcedOrders::new(store, read_model))
 }
 
+/// The account statements beside the accounts store: a schema of their
+/// own on PostgreSQL, `statements.redb` in `DIR/accounts` otherwise, kept
+/// as generations so `projections rebuild accounts.statement` runs while
+/// they answer.
+async fn statements(config: &ServeConfig, store: Arc<dyn EventStore>) -> Result<accounts::Statements> {
+    let read_model: Arc<dyn accounts::StatementReadModel> = match &config.database_url {
+        Some(url) => {
+            let generations = accounts::PostgresStatementGenerations::connect(url, "accounts_read").await?;
+            Arc::new(accounts::ServingStatements::open(Arc::new(generations)).await?)
+        }
+        None => Arc::new(accounts::RedbStatementGenerations::open_serving(config.data.join("accounts"))?),
+    };
+    Ok(accounts::Statements::new(store, read_model))
+}
+
 /// The time-series service's consumer group.
 pub const TIMESERIES_GROUP: &str = "timeseries-points";
 
@@ -204,7 +219,14 @@ async fn open_contexts(
         let sagas =
             AccountSagas::new(accounts.clone(), SagaConfig { merchant_account_id: config.merchant_account.clone() });
         node.consume(ACCOUNTS_GROUP, &[topics::ACCOUNTS, topics::ORDERS], sagas).await?;
-        contexts.accounts = Some(Arc::new(accounts_api::AccountsApi { accounts }));
+        let statements = statements(config, Arc::clone(accounts.store())).await?;
+        let runner = statements.runner().clone();
+        let stopping = stop.clone();
+        background.push(tokio::spawn(async move {
+            crate::projections::follow(runner, stopping).await;
+            Ok(())
+        }));
+        contexts.accounts = Some(Arc::new(accounts_api::AccountsApi { accounts, statements }));
     }
     if config.serves(ServiceName::Registry) {
         let registry = Arc::new(

@@ -58,6 +58,7 @@ impl Ops {
         }
         if let Some(a) = &c.accounts {
             probes.push(Probe::Store("accounts", Arc::clone(a.accounts.store())));
+            runners.push(a.statements.runner().clone());
         }
         if let Some(r) = &c.registry {
             probes.push(Probe::Registry(Arc::clone(&r.registry)));

@@ -9,7 +9,7 @@ fn temp() -> (TempDir, RedbReadModel) {
 
 crate::read_model::contract::read_model_contract_tests!(super::temp());
 
-fn temp_generations() -> (TempDir, std::sync::Arc<dyn crate::Generations>) {
+fn temp_generations() -> (TempDir, std::sync::Arc<crate::OrderGenerations>) {
     let dir = TempDir::new("orders-redb-generations");
     let generations = RedbGenerations::new(&dir.0).expect("dir");
     (dir, std::sync::Arc::new(generations))
@@ -41,7 +41,10 @@ async fn generations_are_files_beside_a_pointer_and_open_serving_tidies_up() {
     std::fs::write(dir.0.join(RedbGenerations::POINTER), "one\n").expect("write");
     drop(reopened);
     let r = RedbGenerations::open_serving(&dir.0);
-    assert!(matches!(&r, Err(Error::InvalidValue { column: "generation", value, .. }) if value == "one"), "{r:?}");
+    assert!(
+        matches!(&r, Err(Error::GenerationFile(event_store::generations::FileError::Pointer { text, .. })) if text == "one"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]

@@ -98,7 +98,7 @@ async fn fresh() -> (Schema, PostgresReadModel) {
 
 crate::read_model::contract::read_model_contract_tests!(super::fresh().await);
 
-async fn fresh_generations() -> (Schema, Arc<dyn crate::Generations>) {
+async fn fresh_generations() -> (Schema, Arc<crate::OrderGenerations>) {
     let schema = Schema::fresh().await;
     let generations = PostgresGenerations::connect(&schema.url, &schema.name).await.unwrap_or_else(|e| panic!("{e}"));
     (schema, Arc::new(generations))
