@@ -44,11 +44,21 @@ pub fn to_wire<E: DomainEvent>(event: &E) -> Result<(EventType, Value)> {
 /// The type must belong to `E`'s context and be at the current version
 /// (upcast older versions first).
 pub fn from_wire<E: DomainEvent>(ty: &EventType, data: &Value) -> Result<E> {
-    from_wire_owned(ty, data.clone())
+    // `&Value` is a deserializer of its own: the payload is read in place,
+    // not copied (a projection decodes every event it is handed by reference).
+    decode_tagged(ty, data)
 }
 
-/// [`from_wire`] taking the payload by value (no copy: replay's hot path).
+/// [`from_wire`] taking the payload by value.
 pub fn from_wire_owned<E: DomainEvent>(ty: &EventType, data: Value) -> Result<E> {
+    decode_tagged(ty, data)
+}
+
+fn decode_tagged<'de, E, D>(ty: &EventType, data: D) -> Result<E>
+where
+    E: DomainEvent,
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+{
     if ty.context() != E::CONTEXT {
         return Err(Error::UnknownEventType(ty.to_string()));
     }
@@ -69,13 +79,14 @@ pub fn from_wire_owned<E: DomainEvent>(ty: &EventType, data: Value) -> Result<E>
 }
 
 /// Presents `(variant name, payload)` to serde as an externally tagged enum,
-/// without building the `{name: payload}` map first.
-struct Tagged<'a> {
+/// without building the `{name: payload}` map first. The payload is any
+/// JSON deserializer: an owned `Value` or a borrowed `&Value`.
+struct Tagged<'a, D> {
     name: &'a str,
-    data: Value,
+    data: D,
 }
 
-impl<'de> serde::Deserializer<'de> for Tagged<'_> {
+impl<'de, D: serde::Deserializer<'de, Error = serde_json::Error>> serde::Deserializer<'de> for Tagged<'_, D> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> std::result::Result<V::Value, Self::Error> {
@@ -97,14 +108,14 @@ impl<'de> serde::Deserializer<'de> for Tagged<'_> {
     }
 }
 
-impl<'de> serde::de::EnumAccess<'de> for Tagged<'_> {
+impl<'de, D: serde::Deserializer<'de, Error = serde_json::Error>> serde::de::EnumAccess<'de> for Tagged<'_, D> {
     type Error = serde_json::Error;
-    type Variant = Payload;
+    type Variant = Payload<D>;
 
     fn variant_seed<S: serde::de::DeserializeSeed<'de>>(
         self,
         seed: S,
-    ) -> std::result::Result<(S::Value, Payload), Self::Error> {
+    ) -> std::result::Result<(S::Value, Payload<D>), Self::Error> {
         use serde::de::IntoDeserializer;
         let variant = seed.deserialize(self.name.into_deserializer())?;
         Ok((variant, Payload(self.data)))
@@ -112,9 +123,9 @@ impl<'de> serde::de::EnumAccess<'de> for Tagged<'_> {
 }
 
 /// The payload of a tagged event.
-struct Payload(Value);
+struct Payload<D>(D);
 
-impl<'de> serde::de::VariantAccess<'de> for Payload {
+impl<'de, D: serde::Deserializer<'de, Error = serde_json::Error>> serde::de::VariantAccess<'de> for Payload<D> {
     type Error = serde_json::Error;
 
     fn unit_variant(self) -> std::result::Result<(), Self::Error> {
@@ -133,7 +144,7 @@ impl<'de> serde::de::VariantAccess<'de> for Payload {
         _len: usize,
         visitor: V,
     ) -> std::result::Result<V::Value, Self::Error> {
-        serde::Deserializer::deserialize_seq(self.0, visitor)
+        self.0.deserialize_seq(visitor)
     }
 
     fn struct_variant<V: serde::de::Visitor<'de>>(
@@ -141,7 +152,7 @@ impl<'de> serde::de::VariantAccess<'de> for Payload {
         fields: &'static [&'static str],
         visitor: V,
     ) -> std::result::Result<V::Value, Self::Error> {
-        serde::Deserializer::deserialize_struct(self.0, "", fields, visitor)
+        self.0.deserialize_struct("", fields, visitor)
     }
 }
 

@@ -45,20 +45,25 @@ pub fn encode_into(out: &mut Vec<u8>, e: &Envelope, types: &mut TypeNames) -> Re
     Ok(())
 }
 
-/// Remembers the last event type decoded, since a stream's events mostly
-/// share a few types and parsing one costs more than comparing bytes.
+/// Remembers the event types decoded in a batch: a log interleaves a few
+/// types (an order's five events are five), and parsing one costs more than
+/// comparing bytes. Bounded, so a log of many types stays cheap.
 #[derive(Debug, Default)]
-pub struct TypeCache(Option<(Vec<u8>, EventType)>);
+pub struct TypeCache(Vec<(Box<str>, EventType)>);
+
+/// Types a [`TypeCache`] keeps; past it, the oldest is replaced.
+const TYPE_CACHE_SIZE: usize = 16;
 
 impl TypeCache {
     fn get(&mut self, raw: &str) -> Result<EventType> {
-        if let Some((bytes, ty)) = &self.0
-            && bytes.as_slice() == raw.as_bytes()
-        {
+        if let Some((_, ty)) = self.0.iter().find(|(name, _)| name.as_ref() == raw) {
             return Ok(ty.clone());
         }
         let ty: EventType = raw.parse()?;
-        self.0 = Some((raw.as_bytes().to_vec(), ty.clone()));
+        if self.0.len() == TYPE_CACHE_SIZE {
+            self.0.remove(0);
+        }
+        self.0.push((raw.into(), ty.clone()));
         Ok(ty)
     }
 }
@@ -127,5 +132,18 @@ mod tests {
         for cut in [0, 10, 40, 60] {
             assert!(decode(&bytes[..cut], 1).is_err());
         }
+    }
+
+    #[test]
+    fn the_type_cache_answers_each_name_with_its_own_type_past_its_size() {
+        let mut cache = TypeCache::default();
+        let names: Vec<String> = (0..TYPE_CACHE_SIZE + 4).map(|i| format!("ctx.Event{i}.v1")).collect();
+        for _ in 0..2 {
+            for name in &names {
+                assert_eq!(cache.get(name).expect("parses").to_string(), *name);
+            }
+        }
+        assert_eq!(cache.0.len(), TYPE_CACHE_SIZE);
+        assert!(cache.get("not a type").is_err());
     }
 }
