@@ -40,7 +40,7 @@ enum Command {
         #[command(subcommand)]
         command: orders_cli::OrdersCommand,
     },
-    /// Accounts: open, deposit, withdraw, transfer, freeze, unfreeze, close, show, history.
+    /// Accounts: open, deposit, withdraw, transfer, freeze, unfreeze, close, show, history, statement.
     Accounts {
         #[command(flatten)]
         bus: accounts_cli::BusArgs,
