@@ -27,6 +27,8 @@ pub mod postgres;
 pub mod projection;
 pub mod projection_rules;
 pub mod record;
+#[cfg(feature = "redb")]
+pub mod redb_file;
 pub mod repository;
 pub mod rules;
 pub mod store;

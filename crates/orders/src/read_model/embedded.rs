@@ -14,15 +14,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use event_store::RecordedEvent;
 use event_store::generations::GenerationFiles;
 use event_store::projection_rules::unapplied;
-use redb::{
-    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
-};
+use event_store::redb_file::RedbFile;
+use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use chrono::NaiveDate;
 
@@ -44,10 +42,7 @@ const CHECKPOINT: &str = "next_position";
 /// The read model in a redb file. Cloning shares the open database.
 #[derive(Debug, Clone)]
 pub struct RedbReadModel {
-    db: Arc<Database>,
-    path: PathBuf,
-    /// Commit without syncing (a copy being rebuilt) until [`ReadModel::sync`].
-    relaxed: Arc<AtomicBool>,
+    file: RedbFile,
 }
 
 impl RedbReadModel {
@@ -64,43 +59,23 @@ impl RedbReadModel {
     /// Opens (or creates) the read model in `path`; `relaxed` commits
     /// without syncing until [`ReadModel::sync`].
     pub fn open_file(path: PathBuf, relaxed: bool) -> Result<Self> {
-        let db = Database::create(&path)?;
-        let txn = db.begin_write()?;
-        {
+        let file = RedbFile::open(path, relaxed, |txn| {
             txn.open_table(ROWS)?;
             txn.open_multimap_table(BY_CUSTOMER)?;
             txn.open_table(DAILY)?;
             txn.open_table(META)?;
-        }
-        txn.commit()?;
-        Ok(Self { db: Arc::new(db), path, relaxed: Arc::new(AtomicBool::new(relaxed)) })
+            Ok::<_, Error>(())
+        })?;
+        Ok(Self { file })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Database) -> Result<T> + Send + 'static) -> Result<T> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db)).await?
-    }
-}
-
-fn apply_blocking(db: &Database, batch: &[RecordedEvent], next_position: u64, relaxed: bool) -> Result<()> {
-    let mut txn = db.begin_write()?;
-    if relaxed {
-        txn.set_durability(Durability::None)?;
-    }
-    match write_batch(&txn, batch, next_position) {
-        Ok(true) => Ok(txn.commit()?),
-        Ok(false) => Ok(txn.abort()?),
-        Err(e) => {
-            if let Err(abort) = txn.abort() {
-                tracing::warn!(error = %abort, "aborting a failed read-model batch failed too");
-            }
-            Err(e)
-        }
+        self.file.blocking(f).await
     }
 }
 
@@ -168,29 +143,11 @@ fn day_key(date: NaiveDate, currency: &str) -> String {
 #[async_trait]
 impl ReadModel for RedbReadModel {
     async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
-        let relaxed = self.relaxed.load(Ordering::Acquire);
-        // On a multi-threaded runtime the batch is written in place (the
-        // worker's other tasks move to another thread meanwhile), so it is
-        // not copied; a current-thread runtime cannot block in place.
-        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            return tokio::task::block_in_place(|| apply_blocking(&self.db, batch, next_position, relaxed));
-        }
-        let batch = batch.to_vec();
-        self.blocking(move |db| apply_blocking(db, &batch, next_position, relaxed)).await
+        self.file.apply(batch, move |txn, batch| write_batch(txn, batch, next_position)).await
     }
 
     async fn sync(&self) -> Result<()> {
-        if !self.relaxed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        self.blocking(|db| {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            Ok(txn.commit()?)
-        })
-        .await?;
-        self.relaxed.store(false, Ordering::Release);
-        Ok(())
+        self.file.sync().await
     }
 
     async fn checkpoint(&self) -> Result<u64> {
