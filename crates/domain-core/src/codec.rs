@@ -121,8 +121,9 @@ pub fn to_json(env: &Envelope) -> Result<Vec<u8>> {
     serde_json::to_vec(&doc).map_err(|e| Error::InvalidPayload(e.to_string()))
 }
 
-/// Decodes a CloudEvents JSON document (structured mode).
-pub fn from_json(bytes: &[u8]) -> Result<Envelope> {
+/// Decodes a CloudEvents JSON document (structured mode), its payload
+/// parsed (`Envelope`) or kept as text (`Envelope<JsonText>`).
+pub fn from_json<D: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<D>> {
     serde_json::from_slice(bytes).map_err(|e| Error::InvalidPayload(e.to_string()))
 }
 

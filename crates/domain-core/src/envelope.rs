@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::event::{from_wire, to_wire};
+use crate::event::{from_wire, from_wire_json, to_wire};
+use crate::json::JsonText;
 use crate::{DomainEvent, EventType, Result};
 
 /// CloudEvents `specversion` this crate speaks.
@@ -17,8 +18,13 @@ pub const CONTENT_TYPE: &str = "application/json";
 ///
 /// Serialized as a CloudEvents JSON (structured mode) document; on Kafka the
 /// attributes travel as `ce_*` headers instead (see [`crate::codec`]).
+///
+/// The payload `D` is a parsed [`Value`] by default; a reader that decodes
+/// every payload into a typed event (a projection) reads envelopes with a
+/// [`JsonText`] payload instead and parses each one once, straight into the
+/// event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Envelope {
+pub struct Envelope<D = Value> {
     /// Unique event id, a UUIDv7 (time-ordered).
     pub id: Uuid,
     /// The producing bounded context, e.g. `orders`.
@@ -40,7 +46,45 @@ pub struct Envelope {
     #[serde(rename = "causationid", default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
     /// The JSON payload.
-    pub data: Value,
+    pub data: D,
+}
+
+impl<D> Envelope<D> {
+    /// Marks this event as a consequence of `cause`: same correlation id,
+    /// causation id = the cause's id.
+    pub fn caused_by<C>(mut self, cause: &Envelope<C>) -> Self {
+        self.correlation_id = cause.correlation_id;
+        self.causation_id = Some(cause.id);
+        self
+    }
+
+    /// The same envelope with its payload mapped by `f`.
+    pub fn map_data<T>(self, f: impl FnOnce(D) -> T) -> Envelope<T> {
+        Envelope {
+            id: self.id,
+            source: self.source,
+            event_type: self.event_type,
+            subject: self.subject,
+            time: self.time,
+            aggregate_version: self.aggregate_version,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            data: f(self.data),
+        }
+    }
+}
+
+impl Envelope<JsonText> {
+    /// Decodes the payload text straight into a context's event enum.
+    pub fn decode<E: DomainEvent>(&self) -> Result<E> {
+        from_wire_json(&self.event_type, self.data.as_str())
+    }
+
+    /// The envelope with its payload parsed.
+    pub fn into_parsed(self) -> Result<Envelope> {
+        let value = self.data.to_value().map_err(|e| crate::Error::InvalidPayload(e.to_string()))?;
+        Ok(self.map_data(|_| value))
+    }
 }
 
 impl Envelope {
@@ -73,12 +117,10 @@ impl Envelope {
         }
     }
 
-    /// Marks this event as a consequence of `cause`: same correlation id,
-    /// causation id = the cause's id.
-    pub fn caused_by(mut self, cause: &Envelope) -> Self {
-        self.correlation_id = cause.correlation_id;
-        self.causation_id = Some(cause.id);
-        self
+    /// The envelope with its payload as JSON text.
+    pub fn into_json_text(self) -> Envelope<JsonText> {
+        let raw = JsonText::from_value(&self.data);
+        self.map_data(|_| raw)
     }
 
     /// Decodes the payload into a context's event enum.

@@ -5,8 +5,8 @@
 //! variant's fields are the JSON payload, so no per-event boilerplate is
 //! needed and an unknown name fails to decode with a typed error.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{Error, EventType, Result};
@@ -47,6 +47,15 @@ pub fn from_wire<E: DomainEvent>(ty: &EventType, data: &Value) -> Result<E> {
     // `&Value` is a deserializer of its own: the payload is read in place,
     // not copied (a projection decodes every event it is handed by reference).
     decode_tagged(ty, data)
+}
+
+/// [`from_wire`] reading the payload from its JSON text: one parse, straight
+/// into the event, with no [`Value`] in between.
+pub fn from_wire_json<E: DomainEvent>(ty: &EventType, json: &str) -> Result<E> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let event = decode_tagged(ty, &mut de)?;
+    de.end().map_err(|e| Error::SchemaMismatch { event_type: ty.to_string(), reason: e.to_string() })?;
+    Ok(event)
 }
 
 /// [`from_wire`] taking the payload by value.
@@ -129,7 +138,9 @@ impl<'de, D: serde::Deserializer<'de, Error = serde_json::Error>> serde::de::Var
     type Error = serde_json::Error;
 
     fn unit_variant(self) -> std::result::Result<(), Self::Error> {
-        Ok(())
+        // A unit event's payload is `{}`; read past it, so a text payload
+        // ends where the document does.
+        serde::de::IgnoredAny::deserialize(self.0).map(|_| ())
     }
 
     fn newtype_variant_seed<S: serde::de::DeserializeSeed<'de>>(
@@ -165,6 +176,7 @@ pub(crate) mod sample {
     pub enum CounterEvent {
         Incremented { by: u32 },
         Reset {},
+        Stopped,
     }
 
     impl super::DomainEvent for CounterEvent {
@@ -201,5 +213,22 @@ mod tests {
         let current: EventType = "counter.Incremented.v2".parse().expect("valid");
         let bad = serde_json::json!({"by": "three"});
         assert!(matches!(from_wire::<CounterEvent>(&current, &bad), Err(Error::SchemaMismatch { .. })));
+    }
+
+    #[test]
+    fn the_json_text_decodes_as_its_parsed_value_does() {
+        for e in [CounterEvent::Incremented { by: 7 }, CounterEvent::Reset {}, CounterEvent::Stopped] {
+            let (ty, data) = to_wire(&e).expect("encodes");
+            let text = serde_json::to_string(&data).expect("text");
+            assert_eq!(from_wire_json::<CounterEvent>(&ty, &text).expect("decodes"), e);
+            assert_eq!(from_wire::<CounterEvent>(&ty, &data).expect("decodes"), e);
+        }
+        let current: EventType = "counter.Incremented.v2".parse().expect("valid");
+        let unknown: EventType = "counter.Exploded.v1".parse().expect("valid");
+        assert!(matches!(from_wire_json::<CounterEvent>(&unknown, r#"{"by":1}"#), Err(Error::UnknownEventType(_))));
+        for bad in [r#"{"by":"three"}"#, r#"{"by":1"#, r#"{"by":1} trailing"#, "", "not json"] {
+            let got = from_wire_json::<CounterEvent>(&current, bad);
+            assert!(matches!(got, Err(Error::SchemaMismatch { .. })), "{bad:?} gave {got:?}");
+        }
     }
 }

@@ -3,7 +3,9 @@
 //! strings are scanned for characters to escape eight bytes at a time: a
 //! typical payload is mostly string bytes, and serde_json looks at each one.
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Appends `v` as compact JSON.
 pub fn write_value(out: &mut Vec<u8>, v: &Value) {
@@ -46,6 +48,52 @@ pub fn to_vec(v: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     write_value(&mut out, v);
     out
+}
+
+/// A JSON document kept as its text and read into a type only when asked:
+/// a reader that wants a typed event parses the text once, straight into
+/// it, instead of building a [`Value`] first (which costs more than the
+/// typed parse and is thrown away after it).
+///
+/// The text is not validated when wrapped ([`JsonText::from_trusted`] is for
+/// bytes this platform wrote); malformed text fails when it is read, with
+/// the same typed errors a [`Value`] payload gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(Box<str>);
+
+impl JsonText {
+    /// Wraps text this platform wrote as JSON (a store's own records).
+    pub fn from_trusted(text: impl Into<Box<str>>) -> Self {
+        Self(text.into())
+    }
+
+    /// The compact JSON text of `v`.
+    pub fn from_value(v: &Value) -> Self {
+        // `write_value` writes only UTF-8: JSON text of UTF-8 strings.
+        Self(String::from_utf8_lossy(&to_vec(v)).into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The document as a [`Value`].
+    pub fn to_value(&self) -> serde_json::Result<Value> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+impl Serialize for JsonText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = RawValue::from_string(self.0.to_string()).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(|raw| Self(raw.into()))
+    }
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -129,6 +177,19 @@ mod tests {
         #[test]
         fn writes_what_serde_json_writes(v in value()) {
             prop_assert_eq!(to_vec(&v), serde_json::to_vec(&v).expect("serialize"));
+        }
+
+        #[test]
+        fn json_text_holds_the_value_and_travels_inside_a_document(v in value()) {
+            let text = JsonText::from_value(&v);
+            // What any JSON text of `v` parses to (floats re-parse to within serde_json's precision).
+            let reparsed: Value = serde_json::from_slice(&to_vec(&v)).expect("parses");
+            prop_assert_eq!(text.to_value().expect("parses"), reparsed);
+            let mut doc = std::collections::BTreeMap::new();
+            doc.insert("data", text.clone());
+            let doc = serde_json::to_string(&doc).expect("serialize");
+            let back: std::collections::BTreeMap<String, JsonText> = serde_json::from_str(&doc).expect("parse");
+            prop_assert_eq!(&back["data"], &text);
         }
     }
 

@@ -197,6 +197,7 @@ mod tests {
             match event {
                 CounterEvent::Incremented { by } => self.value += by,
                 CounterEvent::Reset {} => self.value = 0,
+                CounterEvent::Stopped => {}
             }
         }
     }

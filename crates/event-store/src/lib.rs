@@ -39,7 +39,7 @@ pub use coalesce::Coalescer;
 pub use embedded::{EmbeddedConfig, EmbeddedEventStore};
 pub use error::{Error, Result};
 pub use memory::InMemoryEventStore;
-pub use model::{AppendResult, ExpectedVersion, RecordedEvent, Snapshot, StreamId};
+pub use model::{AppendResult, ExpectedVersion, RecordedEvent, RecordedText, Snapshot, StreamId};
 pub use outbox::OutboxRelay;
 pub use postgres::PostgresEventStore;
 pub use projection::{Parked, Projection, ProjectionRunner, ProjectionStatus, Rebuilt};

@@ -11,7 +11,7 @@ use domain_core::Envelope;
 use crate::head::HeadWatch;
 use crate::index::{Plan, ReadSide, WriteSide};
 use crate::model::DEFAULT_MAX_EVENT_BYTES;
-use crate::{AppendResult, EventStore, ExpectedVersion, RecordedEvent, Result, Snapshot, StreamId};
+use crate::{AppendResult, EventStore, ExpectedVersion, RecordedEvent, RecordedText, Result, Snapshot, StreamId};
 
 #[derive(Debug, Default)]
 struct State {
@@ -85,6 +85,10 @@ impl EventStore for InMemoryEventStore {
 
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<RecordedEvent>> {
         Ok(self.lock().read.all(from, max).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn read_all_text(&self, from: u64, max: usize) -> Result<Vec<RecordedText>> {
+        Ok(self.lock().read.all(from, max).map(|(_, e)| e.clone().into_text()).collect())
     }
 
     async fn head_position(&self) -> Result<u64> {

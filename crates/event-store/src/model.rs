@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use domain_core::Envelope;
+use domain_core::json::JsonText;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -99,16 +100,35 @@ pub struct AppendResult {
     pub last_position: u64,
 }
 
-/// An event as stored: its envelope plus where it sits.
+/// An event as stored: its envelope plus where it sits. The payload is a
+/// parsed [`Value`] by default, or its JSON text
+/// ([`RecordedText`], what [`crate::EventStore::read_all_text`] gives).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RecordedEvent {
+pub struct RecordedEvent<D = Value> {
     pub stream: StreamId,
     /// 1-based version within the stream.
     pub version: u64,
     /// 1-based position in the global log; contiguous, never reordered.
     pub position: u64,
     pub recorded_at: DateTime<Utc>,
-    pub envelope: Envelope,
+    pub envelope: Envelope<D>,
+}
+
+/// A recorded event whose payload is still its JSON text: what projections
+/// read, each decoding the text once, straight into its typed event.
+pub type RecordedText = RecordedEvent<JsonText>;
+
+impl RecordedEvent {
+    /// The event with its payload as JSON text.
+    pub fn into_text(self) -> RecordedText {
+        RecordedEvent {
+            stream: self.stream,
+            version: self.version,
+            position: self.position,
+            recorded_at: self.recorded_at,
+            envelope: self.envelope.into_json_text(),
+        }
+    }
 }
 
 /// Saved aggregate state at a stream version.

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::{Error, EventStore, RecordedEvent, Result};
+use crate::{Error, EventStore, RecordedText, Result};
 
 /// How long [`ProjectionRunner::run`] waits for new events before it checks again.
 const LIVE_WAIT: Duration = Duration::from_secs(1);
@@ -42,7 +42,7 @@ pub trait Projection: Send + Sync + Debug {
     /// checkpoint is refused. An event the projection cannot follow is an
     /// error that is not [`Error::is_transient`] (see [`Error::Refused`]);
     /// a failure of its storage is transient.
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()>;
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()>;
 
     /// The next global-log position to apply (1 when nothing was applied).
     async fn checkpoint(&self) -> Result<u64>;
@@ -373,7 +373,7 @@ impl ProjectionRunner {
 
     /// Applies `batch` one event per write; parks at the first event the
     /// projection refuses (the ones before it stay applied).
-    async fn apply_one_by_one(&self, batch: &[RecordedEvent]) -> Result<()> {
+    async fn apply_one_by_one(&self, batch: &[RecordedText]) -> Result<()> {
         for event in batch {
             match self.projection.apply(std::slice::from_ref(event), event.position + 1).await {
                 Ok(()) => {}
@@ -401,7 +401,7 @@ impl ProjectionRunner {
     }
 
     async fn recorded_at(&self, position: u64) -> Result<Option<DateTime<Utc>>> {
-        let events = self.store.read_all(position, 1).await?;
+        let events = self.store.read_all_text(position, 1).await?;
         Ok(events.into_iter().find(|e| e.position == position).map(|e| e.recorded_at))
     }
 
@@ -421,7 +421,7 @@ impl ProjectionRunner {
 /// Reads the log from `from` to `head` in batches on a task of its own,
 /// one batch ahead, so reading the next batch overlaps applying this one.
 struct ReadAhead {
-    batches: tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>>>,
+    batches: tokio::sync::mpsc::Receiver<Result<Vec<RecordedText>>>,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -431,7 +431,7 @@ impl ReadAhead {
         let reader = tokio::spawn(async move {
             let mut next = from;
             while next <= head {
-                let batch = store.read_all(next, batch_size).await;
+                let batch = store.read_all_text(next, batch_size).await;
                 let done = match &batch {
                     Ok(b) => b.last().is_none_or(|last| {
                         next = last.position + 1;
@@ -447,7 +447,7 @@ impl ReadAhead {
         Self { batches, reader }
     }
 
-    async fn next(&mut self) -> Option<Result<Vec<RecordedEvent>>> {
+    async fn next(&mut self) -> Option<Result<Vec<RecordedText>>> {
         self.batches.recv().await
     }
 }
@@ -499,7 +499,7 @@ mod tests {
             "test.counting"
         }
 
-        async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
+        async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()> {
             let mut c = self.get();
             if c.down {
                 return Err(Error::Database("connection refused".into()));
@@ -703,7 +703,7 @@ mod tests {
             "test.copies"
         }
 
-        async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
+        async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()> {
             self.serving().apply(batch, next_position).await
         }
 

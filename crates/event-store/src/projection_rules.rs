@@ -18,7 +18,11 @@ pub struct Gap {
 /// right before `next_position`. Empty when everything was applied before,
 /// so a replayed batch or a second projector racing over the same log
 /// cannot apply an event twice.
-pub fn unapplied(checkpoint: u64, batch: &[RecordedEvent], next_position: u64) -> Result<&[RecordedEvent], Gap> {
+pub fn unapplied<D>(
+    checkpoint: u64,
+    batch: &[RecordedEvent<D>],
+    next_position: u64,
+) -> Result<&[RecordedEvent<D>], Gap> {
     for pair in batch.windows(2) {
         if pair[1].position != pair[0].position + 1 {
             return Err(Gap { expected: pair[0].position + 1, got: pair[1].position });
@@ -67,7 +71,7 @@ mod tests {
         assert_eq!(unapplied(5, &batch, 7).expect("new")[0].position, 5);
         assert!(unapplied(7, &batch, 7).expect("all covered").is_empty());
         assert!(unapplied(9, &batch, 7).expect("covered by a later checkpoint").is_empty());
-        assert!(unapplied(4, &[], 4).expect("an empty batch at the checkpoint").is_empty());
+        assert!(unapplied::<serde_json::Value>(4, &[], 4).expect("an empty batch at the checkpoint").is_empty());
     }
 
     #[test]
@@ -75,7 +79,7 @@ mod tests {
         let batch = log(3..=6);
         assert_eq!(unapplied(2, &batch, 7), Err(Gap { expected: 2, got: 3 }));
         assert_eq!(unapplied(3, &batch, 8), Err(Gap { expected: 7, got: 8 }));
-        assert_eq!(unapplied(3, &[], 5), Err(Gap { expected: 3, got: 5 }));
+        assert_eq!(unapplied::<serde_json::Value>(3, &[], 5), Err(Gap { expected: 3, got: 5 }));
         let mut holed = log(3..=6);
         holed.remove(1);
         assert_eq!(unapplied(3, &holed, 7), Err(Gap { expected: 4, got: 5 }));

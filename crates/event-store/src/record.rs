@@ -4,7 +4,9 @@
 //! event can be encoded before the writer decides where it goes.
 
 use chrono::{DateTime, Utc};
+use domain_core::json::JsonText;
 use domain_core::{Envelope, EventType};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{Error, Result};
@@ -68,13 +70,37 @@ impl TypeCache {
     }
 }
 
-/// Decodes what [`encode`] wrote, attaching the stored version.
+/// The forms a stored payload is read into.
+pub trait StoredPayload: Sized {
+    fn from_stored(json: &[u8]) -> Result<Self>;
+}
+
+impl StoredPayload for Value {
+    fn from_stored(json: &[u8]) -> Result<Self> {
+        serde_json::from_slice(json).map_err(|e| Error::Codec(e.to_string()))
+    }
+}
+
+impl StoredPayload for JsonText {
+    fn from_stored(json: &[u8]) -> Result<Self> {
+        // The store wrote this text as JSON; only its encoding is checked
+        // here, the JSON when a reader decodes it.
+        let text = std::str::from_utf8(json).map_err(|e| Error::Codec(e.to_string()))?;
+        Ok(JsonText::from_trusted(text))
+    }
+}
+
+/// Decodes what [`encode_into`] wrote, attaching the stored version.
 pub fn decode(bytes: &[u8], aggregate_version: u64) -> Result<Envelope> {
     decode_with(bytes, aggregate_version, &mut TypeCache::default())
 }
 
 /// [`decode`] with a type cache shared across a batch of events.
-pub fn decode_with(bytes: &[u8], aggregate_version: u64, types: &mut TypeCache) -> Result<Envelope> {
+pub fn decode_with<D: StoredPayload>(
+    bytes: &[u8],
+    aggregate_version: u64,
+    types: &mut TypeCache,
+) -> Result<Envelope<D>> {
     let mut r = Reader(bytes);
     let id = r.uuid()?;
     let correlation_id = r.uuid()?;
@@ -88,7 +114,7 @@ pub fn decode_with(bytes: &[u8], aggregate_version: u64, types: &mut TypeCache) 
     let source = r.str()?.to_owned();
     let event_type = types.get(r.str()?)?;
     let subject = r.str()?.to_owned();
-    let data = serde_json::from_slice(r.0).map_err(|e| Error::Codec(e.to_string()))?;
+    let data = D::from_stored(r.0)?;
     Ok(Envelope { id, source, event_type, subject, time, aggregate_version, correlation_id, causation_id, data })
 }
 
@@ -129,6 +155,8 @@ mod tests {
         let mut bytes = Vec::new();
         encode_into(&mut bytes, &e, &mut TypeNames::default()).expect("encode");
         assert_eq!(decode(&bytes, 9).expect("decode"), e);
+        let text: Envelope<JsonText> = decode_with(&bytes, 9, &mut TypeCache::default()).expect("decode");
+        assert_eq!(text, e.clone().into_json_text());
         for cut in [0, 10, 40, 60] {
             assert!(decode(&bytes[..cut], 1).is_err());
         }

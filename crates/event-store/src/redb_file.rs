@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{Database, Durability, WriteTransaction};
 
-use crate::RecordedEvent;
+use crate::RecordedText;
 
 /// An open redb read model. Cloning shares the open database.
 #[derive(Debug, Clone)]
@@ -59,8 +59,8 @@ impl RedbFile {
     /// copied; a current-thread runtime cannot block in place.
     pub async fn apply<E>(
         &self,
-        batch: &[RecordedEvent],
-        write: impl FnOnce(&WriteTransaction, &[RecordedEvent]) -> Result<bool, E> + Send + 'static,
+        batch: &[RecordedText],
+        write: impl FnOnce(&WriteTransaction, &[RecordedText]) -> Result<bool, E> + Send + 'static,
     ) -> Result<(), E>
     where
         E: From<redb::Error> + From<tokio::task::JoinError> + std::fmt::Display + Send + 'static,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain_core::Envelope;
 
-use crate::{AppendResult, ExpectedVersion, RecordedEvent, Result, Snapshot, StreamId};
+use crate::{AppendResult, ExpectedVersion, RecordedEvent, RecordedText, Result, Snapshot, StreamId};
 
 /// Durable, ordered storage of event streams with a global log.
 ///
@@ -30,6 +30,12 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
 
     /// Up to `max` events of the global log from position `from` (inclusive).
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<RecordedEvent>>;
+
+    /// [`EventStore::read_all`] with each payload left as its JSON text, for
+    /// readers that decode every payload into a typed event (projections):
+    /// parsing the text once into the event costs a fraction of parsing it
+    /// into a `Value` and decoding that.
+    async fn read_all_text(&self, from: u64, max: usize) -> Result<Vec<RecordedText>>;
 
     /// The last position of the global log, 0 when empty.
     async fn head_position(&self) -> Result<u64>;

@@ -149,6 +149,32 @@ pub async fn global_log_is_ordered_and_pages(store: &dyn EventStore) {
     assert!(store.read_all(head + 1, 10).await.expect("past head").is_empty());
 }
 
+/// The log read with payloads as text is the log read parsed: same events,
+/// same positions, each text parsing to the stored payload.
+pub async fn the_log_as_text_is_the_log_parsed(store: &dyn EventStore) {
+    let start = store.head_position().await.expect("head") + 1;
+    let s = stream("text");
+    let mut batch = events(s.as_str(), 3);
+    let ty: EventType = "accounts.Nested.v1".parse().expect("type");
+    batch.push(Envelope::raw("accounts", ty, s.as_str(), 0, json!({"a": [1, 2.5, null, {"b": "\"q\"\n"}], "c": true})));
+    store.append(&s, ExpectedVersion::NoStream, &batch).await.expect("append");
+    let parsed = store.read_all(start, 10_000).await.expect("read all");
+    let text = store.read_all_text(start, 10_000).await.expect("read all as text");
+    assert_eq!(text.len(), parsed.len(), "same page");
+    for (t, p) in text.iter().zip(&parsed) {
+        assert_eq!(
+            (&t.stream, t.version, t.position, t.recorded_at),
+            (&p.stream, p.version, p.position, p.recorded_at)
+        );
+        assert_eq!(t.envelope.data.to_value().expect("text parses"), p.envelope.data, "payload at {}", p.position);
+        assert_eq!(t.envelope.clone().into_parsed().expect("parses"), p.envelope);
+    }
+    assert_eq!(text.iter().filter(|e| e.stream == s).count(), 4, "our events");
+    assert!(
+        store.read_all_text(store.head_position().await.expect("head") + 1, 10).await.expect("past head").is_empty()
+    );
+}
+
 pub async fn snapshots_keep_the_newest(store: &dyn EventStore) {
     let s = stream("order");
     assert!(store.load_snapshot(&s).await.expect("load").is_none());
@@ -296,6 +322,7 @@ macro_rules! event_store_contract_tests {
             case!(bad_input_is_refused_precisely);
             case!(deleted_streams_refuse_reads_and_appends);
             case!(global_log_is_ordered_and_pages);
+            case!(the_log_as_text_is_the_log_parsed);
             case!(snapshots_keep_the_newest);
             case!(checkpoints_round_trip);
             case!(racing_writers_get_one_winner_per_version, arc);

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use event_store::{EventStore, Projection, ProjectionRunner, RecordedEvent};
+use event_store::{EventStore, Projection, ProjectionRunner, RecordedText};
 
 use crate::{Error, ReadModel, Result};
 
@@ -35,7 +35,7 @@ impl Projection for ReadModelProjection {
         NAME
     }
 
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> event_store::Result<()> {
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> event_store::Result<()> {
         self.read_model.apply(batch, next_position).await.map_err(to_store_error)
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use domain_core::{AggregateRoot, Currency, Envelope, Money};
-use event_store::{RecordedEvent, StreamId};
+use event_store::{RecordedText, StreamId};
 use rust_decimal::Decimal;
 
 use super::{LinePage, MemoryStatements, StatementReadModel};
@@ -39,7 +39,7 @@ fn dec(amount: &str) -> Decimal {
 /// `Account` aggregate itself.
 #[derive(Debug, Default)]
 pub(crate) struct Log {
-    pub(crate) events: Vec<RecordedEvent>,
+    pub(crate) events: Vec<RecordedText>,
     accounts: HashMap<String, AggregateRoot<Account>>,
 }
 
@@ -59,12 +59,18 @@ impl Log {
     pub(crate) fn push_raw(&mut self, stream: StreamId, envelope: Envelope) -> &mut Self {
         let position = self.events.len() as u64 + 1;
         let version = envelope.aggregate_version;
-        self.events.push(RecordedEvent { stream, version, position, recorded_at: envelope.time, envelope });
+        self.events.push(RecordedText {
+            stream,
+            version,
+            position,
+            recorded_at: envelope.time,
+            envelope: envelope.into_json_text(),
+        });
         self
     }
 
     /// `[from, to)` by position (1-based).
-    pub(crate) fn range(&self, from: u64, to: u64) -> Vec<RecordedEvent> {
+    pub(crate) fn range(&self, from: u64, to: u64) -> Vec<RecordedText> {
         self.events[(from - 1) as usize..(to - 1) as usize].to_vec()
     }
 

@@ -4,7 +4,7 @@
 
 use domain_core::{Aggregate, DomainEvent};
 
-use event_store::RecordedEvent;
+use event_store::RecordedText;
 use rust_decimal::Decimal;
 
 use super::{StatementHeader, StatementLine};
@@ -12,7 +12,7 @@ use crate::{Account, AccountEvent, AccountStatus, Error, Result, TransferPurpose
 
 /// The account a recorded event belongs to, or `None` for an event of
 /// another aggregate type or context (it moves the checkpoint, no line).
-pub(crate) fn account_id(event: &RecordedEvent) -> Option<&str> {
+pub(crate) fn account_id(event: &RecordedText) -> Option<&str> {
     if event.envelope.source != AccountEvent::CONTEXT {
         return None;
     }
@@ -24,7 +24,7 @@ pub(crate) fn account_id(event: &RecordedEvent) -> Option<&str> {
 pub(crate) fn evolve(
     current: Option<StatementHeader>,
     account_id: &str,
-    event: &RecordedEvent,
+    event: &RecordedText,
 ) -> Result<(StatementHeader, StatementLine)> {
     let position = event.position;
     let decoded: AccountEvent = event.envelope.decode().map_err(|source| Error::Decode { position, source })?;

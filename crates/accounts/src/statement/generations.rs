@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use event_store::RecordedEvent;
+use event_store::RecordedText;
 use event_store::generations::{DynGenerations, Serving};
 
 use super::{LinePage, Statement, StatementReadModel};
@@ -45,7 +45,7 @@ impl ServingStatements {
 
 #[async_trait]
 impl StatementReadModel for ServingStatements {
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()> {
         self.inner.current().apply(batch, next_position).await
     }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
-use event_store::RecordedEvent;
+use event_store::RecordedText;
 use event_store::projection_rules::unapplied;
 
 use super::fold::{account_id, evolve};
@@ -31,7 +31,7 @@ impl MemoryStatements {
 
 #[async_trait]
 impl StatementReadModel for MemoryStatements {
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let checkpoint = state.next_position.max(1);
         let new = unapplied(checkpoint, batch, next_position)?;

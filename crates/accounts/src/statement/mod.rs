@@ -33,7 +33,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain_core::Currency;
-use event_store::{EventStore, Projection, ProjectionRunner, RecordedEvent};
+use event_store::{EventStore, Projection, ProjectionRunner, RecordedText};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -134,7 +134,7 @@ pub trait StatementReadModel: Send + Sync + std::fmt::Debug {
     /// checkpoint to `next_position`, all or nothing. Events the checkpoint
     /// covers are skipped; a batch that does not reach back to the
     /// checkpoint is refused with [`Error::Gap`].
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()>;
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()>;
 
     /// The next global-log position to apply (1 when nothing was applied).
     async fn checkpoint(&self) -> Result<u64>;
@@ -177,7 +177,7 @@ impl Projection for StatementProjection {
         NAME
     }
 
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> event_store::Result<()> {
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> event_store::Result<()> {
         self.read_model.apply(batch, next_position).await.map_err(to_store_error)
     }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use event_store::RecordedEvent;
+use event_store::RecordedText;
 use event_store::generations::Generations;
 use event_store::projection_rules::unapplied;
 use rust_decimal::Decimal;
@@ -331,7 +331,7 @@ impl LineColumns {
 
 #[async_trait]
 impl StatementReadModel for PostgresStatements {
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()> {
         let s = &self.schema;
         let mut ids: Vec<&str> = batch.iter().filter_map(account_id).collect();
         ids.sort_unstable();

@@ -34,8 +34,11 @@ use crate::framing::{self as frame, FrameReader, Scan};
 use crate::head::HeadWatch;
 use crate::index::{ReadSide, WriteSide};
 use crate::model::DEFAULT_MAX_EVENT_BYTES;
+use crate::record::StoredPayload;
 use crate::rules::EventKey;
-use crate::{AppendResult, Error, EventStore, ExpectedVersion, RecordedEvent, Result, Snapshot, StreamId};
+use crate::{
+    AppendResult, Error, EventStore, ExpectedVersion, RecordedEvent, RecordedText, Result, Snapshot, StreamId,
+};
 use writer::{Request, Writer};
 
 const LOG_FILE: &str = "events.log";
@@ -132,14 +135,20 @@ impl Shared {
         self.file.read_exact_at(buf, offset).map_err(Error::io(&self.path))
     }
 
+    /// Where the events of the global log from `from` are, up to `max`.
+    fn log_items(&self, from: u64, max: usize) -> Vec<(StreamId, u64, Loc)> {
+        let index = self.index();
+        index.events.all(from, max).map(|(p, l)| (index.stream_names[l.stream as usize].clone(), p, *l)).collect()
+    }
+
     /// Reads and decodes events, a large read on two threads.
-    fn load(&self, items: Vec<(StreamId, u64, Loc)>) -> Result<Vec<RecordedEvent>> {
+    fn load<D: StoredPayload + Send>(&self, items: Vec<(StreamId, u64, Loc)>) -> Result<Vec<RecordedEvent<D>>> {
         crate::parallel::in_halves(items, |part| self.load_part(&part))
     }
 
     /// Reads and decodes events in order, coalescing neighbouring ones into
     /// one read.
-    fn load_part(&self, items: &[(StreamId, u64, Loc)]) -> Result<Vec<RecordedEvent>> {
+    fn load_part<D: StoredPayload>(&self, items: &[(StreamId, u64, Loc)]) -> Result<Vec<RecordedEvent<D>>> {
         let mut out = Vec::with_capacity(items.len());
         let mut types = crate::record::TypeCache::default();
         // One modest buffer reused for every read: a multi-megabyte one per
@@ -380,11 +389,11 @@ impl EventStore for EmbeddedEventStore {
     }
 
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<RecordedEvent>> {
-        let items: Vec<_> = {
-            let index = self.shared.index();
-            index.events.all(from, max).map(|(p, l)| (index.stream_names[l.stream as usize].clone(), p, *l)).collect()
-        };
-        self.shared.load(items)
+        self.shared.load(self.shared.log_items(from, max))
+    }
+
+    async fn read_all_text(&self, from: u64, max: usize) -> Result<Vec<RecordedText>> {
+        self.shared.load(self.shared.log_items(from, max))
     }
 
     async fn head_position(&self) -> Result<u64> {

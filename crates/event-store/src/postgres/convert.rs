@@ -77,13 +77,13 @@ pub fn stored_ids(rows: &[Row]) -> Result<HashMap<Uuid, StoredId>> {
         .collect()
 }
 
-pub fn recorded(
+pub fn recorded<D: serde::de::DeserializeOwned>(
     stream: StreamId,
     position: u64,
     version: i64,
     body: &[u8],
     recorded_at: DateTime<Utc>,
-) -> Result<RecordedEvent> {
+) -> Result<RecordedEvent<D>> {
     Ok(RecordedEvent {
         stream,
         version: to_u64(version, "version")?,

@@ -56,7 +56,9 @@ use uuid::Uuid;
 use crate::head::HeadWatch;
 use crate::model::DEFAULT_MAX_EVENT_BYTES;
 use crate::rules::{self, StoredId};
-use crate::{AppendResult, Error, EventStore, ExpectedVersion, RecordedEvent, Result, Snapshot, StreamId};
+use crate::{
+    AppendResult, Error, EventStore, ExpectedVersion, RecordedEvent, RecordedText, Result, Snapshot, StreamId,
+};
 use convert::{clamp, corrupt, get, recorded, stored_ids, stream_id, stream_state, to_i64, violates};
 pub(crate) use convert::{db, to_u64};
 use listener::AbortOnDrop;
@@ -237,6 +239,22 @@ impl PostgresEventStore {
         Ok(result)
     }
 
+    /// Up to `max` events of the global log from `from`, the payload in the form `D`.
+    async fn read_log<D: serde::de::DeserializeOwned>(&self, from: u64, max: usize) -> Result<Vec<RecordedEvent<D>>> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .client
+            .query(&conn.st.read_all, &[&clamp(from), &clamp(max as u64)])
+            .await
+            .map_err(|e| db("reading the global log", &e))?;
+        rows.iter()
+            .map(|r| {
+                let stream = stream_id(get(r, 1)?)?;
+                recorded(stream, to_u64(get(r, 0)?, "position")?, get(r, 2)?, get(r, 3)?, get(r, 4)?)
+            })
+            .collect()
+    }
+
     async fn conflict(&self, stream: &StreamId, expected: ExpectedVersion) -> Error {
         match self.stream_version(stream).await {
             Err(e) => e,
@@ -305,18 +323,11 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<RecordedEvent>> {
-        let conn = self.pool.get().await?;
-        let rows = conn
-            .client
-            .query(&conn.st.read_all, &[&clamp(from), &clamp(max as u64)])
-            .await
-            .map_err(|e| db("reading the global log", &e))?;
-        rows.iter()
-            .map(|r| {
-                let stream = stream_id(get(r, 1)?)?;
-                recorded(stream, to_u64(get(r, 0)?, "position")?, get(r, 2)?, get(r, 3)?, get(r, 4)?)
-            })
-            .collect()
+        self.read_log(from, max).await
+    }
+
+    async fn read_all_text(&self, from: u64, max: usize) -> Result<Vec<RecordedText>> {
+        self.read_log(from, max).await
     }
 
     async fn head_position(&self) -> Result<u64> {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use domain_core::{Currency, Envelope, Money};
-use event_store::{RecordedEvent, StreamId};
+use event_store::{RecordedText, StreamId};
 
 use super::{OrderSummary, ReadModel, ServingReadModel};
 use crate::{CustomerInfo, Error, OrderEvent, OrderStatus};
@@ -34,7 +34,7 @@ pub(crate) fn cny(amount: &str) -> Money {
 /// A global log written by hand: positions from 1, versions per order.
 #[derive(Debug, Default)]
 pub(crate) struct Log {
-    pub(crate) events: Vec<RecordedEvent>,
+    pub(crate) events: Vec<RecordedText>,
     versions: HashMap<String, u64>,
 }
 
@@ -50,12 +50,18 @@ impl Log {
     pub(crate) fn push_raw(&mut self, stream: StreamId, envelope: Envelope) -> &mut Self {
         let position = self.events.len() as u64 + 1;
         let version = envelope.aggregate_version;
-        self.events.push(RecordedEvent { stream, version, position, recorded_at: envelope.time, envelope });
+        self.events.push(RecordedText {
+            stream,
+            version,
+            position,
+            recorded_at: envelope.time,
+            envelope: envelope.into_json_text(),
+        });
         self
     }
 
     /// `[from, to)` by position (1-based).
-    pub(crate) fn range(&self, from: u64, to: u64) -> Vec<RecordedEvent> {
+    pub(crate) fn range(&self, from: u64, to: u64) -> Vec<RecordedText> {
         self.events[(from - 1) as usize..(to - 1) as usize].to_vec()
     }
 

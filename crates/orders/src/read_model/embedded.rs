@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use event_store::RecordedEvent;
+use event_store::RecordedText;
 use event_store::generations::GenerationFiles;
 use event_store::projection_rules::unapplied;
 use event_store::redb_file::RedbFile;
@@ -80,7 +80,7 @@ impl RedbReadModel {
 }
 
 /// Writes the batch into `txn`; `false` when the checkpoint already covers it.
-fn write_batch(txn: &WriteTransaction, batch: &[RecordedEvent], next_position: u64) -> Result<bool> {
+fn write_batch(txn: &WriteTransaction, batch: &[RecordedText], next_position: u64) -> Result<bool> {
     let mut meta = txn.open_table(META)?;
     let checkpoint = meta.get(CHECKPOINT)?.map_or(1, |v| v.value());
     let new = unapplied(checkpoint, batch, next_position)?;
@@ -142,7 +142,7 @@ fn day_key(date: NaiveDate, currency: &str) -> String {
 
 #[async_trait]
 impl ReadModel for RedbReadModel {
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()> {
         self.file.apply(batch, move |txn, batch| write_batch(txn, batch, next_position)).await
     }
 

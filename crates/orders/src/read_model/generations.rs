@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use event_store::RecordedEvent;
+use event_store::RecordedText;
 use event_store::generations::{DynGenerations, Serving};
 
 use super::{DailyOrders, OrderSummary, ReadModel};
@@ -49,7 +49,7 @@ impl ServingReadModel {
 
 #[async_trait]
 impl ReadModel for ServingReadModel {
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()> {
         self.inner.current().apply(batch, next_position).await
     }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use event_store::RecordedEvent;
+use event_store::RecordedText;
 use event_store::projection_rules::unapplied;
 
 use chrono::NaiveDate;
@@ -50,7 +50,7 @@ impl MemoryReadModel {
 
 #[async_trait]
 impl ReadModel for MemoryReadModel {
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()> {
         let mut state = self.state();
         let new = unapplied(state.next_position, batch, next_position)?;
         if new.is_empty() {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain_core::Money;
-use event_store::RecordedEvent;
+use event_store::RecordedText;
 use serde::{Deserialize, Serialize};
 
 use crate::{OrderStatus, Result};
@@ -67,7 +67,7 @@ pub trait ReadModel: Send + Sync + std::fmt::Debug {
     /// the batch's last event), all or nothing. Events the checkpoint
     /// already covers are skipped; a batch that does not reach back to the
     /// checkpoint is refused with [`crate::Error::Gap`].
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()>;
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()>;
 
     /// The next global-log position to apply (1 when nothing was applied).
     async fn checkpoint(&self) -> Result<u64>;

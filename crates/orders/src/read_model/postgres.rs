@@ -37,7 +37,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain_core::{Currency, Money};
-use event_store::RecordedEvent;
+use event_store::RecordedText;
 use event_store::projection_rules::unapplied;
 use rust_decimal::Decimal;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -145,7 +145,7 @@ impl PostgresReadModel {
 
 #[async_trait]
 impl ReadModel for PostgresReadModel {
-    async fn apply(&self, batch: &[RecordedEvent], next_position: u64) -> Result<()> {
+    async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()> {
         let mut ids: Vec<&str> = batch.iter().filter_map(order_id).collect();
         ids.sort_unstable();
         ids.dedup();

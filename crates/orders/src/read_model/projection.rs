@@ -3,7 +3,7 @@
 //! transaction around these.
 
 use domain_core::{Aggregate, Money};
-use event_store::RecordedEvent;
+use event_store::RecordedText;
 use rust_decimal::Decimal;
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use crate::{Error, Order, OrderStatus, Result};
 
 /// The order a recorded event belongs to, or `None` for an event of another
 /// aggregate type or context (it moves the checkpoint, no row).
-pub(crate) fn order_id(event: &RecordedEvent) -> Option<&str> {
+pub(crate) fn order_id(event: &RecordedText) -> Option<&str> {
     if event.envelope.source != <OrderEvent as domain_core::DomainEvent>::CONTEXT {
         return None;
     }
@@ -25,7 +25,7 @@ pub(crate) fn order_id(event: &RecordedEvent) -> Option<&str> {
 }
 
 /// The row of `order_id` after `event`.
-pub(crate) fn evolve(current: Option<OrderSummary>, order_id: &str, event: &RecordedEvent) -> Result<OrderSummary> {
+pub(crate) fn evolve(current: Option<OrderSummary>, order_id: &str, event: &RecordedText) -> Result<OrderSummary> {
     let position = event.position;
     let decoded: OrderEvent = event.envelope.decode().map_err(|source| Error::Decode { position, source })?;
     let inconsistent = |reason| Error::Inconsistent { position, order_id: order_id.to_owned(), reason };
@@ -67,7 +67,7 @@ pub(crate) fn evolve(current: Option<OrderSummary>, order_id: &str, event: &Reco
 
 /// What one event, which took a row from status `was` (`None`: it did not
 /// exist) to `after`, adds to the counts of the event's day.
-fn day_delta(was: Option<OrderStatus>, after: &OrderSummary, event: &RecordedEvent) -> Option<DailyOrders> {
+fn day_delta(was: Option<OrderStatus>, after: &OrderSummary, event: &RecordedText) -> Option<DailyOrders> {
     let turned = |status| after.status == status && was != Some(status);
     let (created, paid, cancelled) =
         (u64::from(was.is_none()), u64::from(turned(OrderStatus::Paid)), u64::from(turned(OrderStatus::Cancelled)));
@@ -107,7 +107,7 @@ impl Days {
         &mut self,
         current: Option<OrderSummary>,
         order_id: &str,
-        event: &RecordedEvent,
+        event: &RecordedText,
     ) -> Result<OrderSummary> {
         let was = current.as_ref().map(|r| r.status);
         let after = evolve(current, order_id, event)?;
