@@ -74,8 +74,19 @@ pub struct Money {
 }
 
 fn amount_from_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Decimal, D::Error> {
-    let text = String::deserialize(d)?;
-    text.trim().parse::<Decimal>().map_err(|_| serde::de::Error::custom(format!("`{text}` is not a decimal amount")))
+    /// Reads the text in place (no copy per amount: a projection reads
+    /// every amount of the log).
+    struct Amount;
+    impl serde::de::Visitor<'_> for Amount {
+        type Value = Decimal;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a decimal amount as a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Decimal, E> {
+            text.trim().parse::<Decimal>().map_err(|_| E::custom(format!("`{text}` is not a decimal amount")))
+        }
+    }
+    d.deserialize_str(Amount)
 }
 
 impl Money {

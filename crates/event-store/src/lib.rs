@@ -22,7 +22,7 @@ mod index;
 pub mod memory;
 pub mod model;
 pub mod outbox;
-mod parallel;
+pub mod parallel;
 pub mod postgres;
 pub mod projection;
 pub mod projection_rules;

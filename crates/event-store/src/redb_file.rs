@@ -54,9 +54,7 @@ impl RedbFile {
 
     /// Writes `batch` with `write` in one transaction: committed when it
     /// returns `true`, aborted when it returns `false` (nothing new) or
-    /// fails. On a multi-threaded runtime the batch is written in place (the
-    /// worker's other tasks move to another thread meanwhile), so it is not
-    /// copied; a current-thread runtime cannot block in place.
+    /// fails (see [`RedbFile::in_place`] for where it runs).
     pub async fn apply<E>(
         &self,
         batch: &[RecordedText],
@@ -65,26 +63,54 @@ impl RedbFile {
     where
         E: From<redb::Error> + From<tokio::task::JoinError> + std::fmt::Display + Send + 'static,
     {
-        let relaxed = self.relaxed.load(Ordering::Acquire);
-        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            return tokio::task::block_in_place(|| write_once(&self.db, relaxed, |txn| write(txn, batch)));
-        }
-        let batch = batch.to_vec();
-        self.blocking(move |db| write_once(db, relaxed, |txn| write(txn, &batch))).await
+        let relaxed = self.is_relaxed();
+        self.in_place(batch, move |db, batch| write_once(db, relaxed, |txn| write(txn, batch))).await
     }
 
-    /// Makes every relaxed commit so far durable, and commits durably from
-    /// now on; nothing to do for a file that was never relaxed.
-    pub async fn sync<E>(&self) -> Result<(), E>
+    /// Runs `f` on the database with `batch`. On a multi-threaded runtime
+    /// it runs in place (the worker's other tasks move to another thread
+    /// meanwhile), so the batch is not copied; a current-thread runtime
+    /// cannot block in place, so there it runs on the blocking pool with a
+    /// copy.
+    pub async fn in_place<T, E>(
+        &self,
+        batch: &[RecordedText],
+        f: impl FnOnce(&Database, &[RecordedText]) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<tokio::task::JoinError> + Send + 'static,
+    {
+        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            return tokio::task::block_in_place(|| f(&self.db, batch));
+        }
+        let batch = batch.to_vec();
+        self.blocking(move |db| f(db, &batch)).await
+    }
+
+    /// Whether commits skip the sync: a copy being rebuilt, until [`RedbFile::sync`].
+    pub fn is_relaxed(&self) -> bool {
+        self.relaxed.load(Ordering::Acquire)
+    }
+
+    /// Makes every relaxed commit so far durable with one durable commit
+    /// that also writes what `finish` writes (what a copy held back while
+    /// it was fed), and commits durably from now on; nothing to do for a
+    /// file that was never relaxed.
+    pub async fn sync<E>(
+        &self,
+        finish: impl FnOnce(&WriteTransaction) -> Result<(), E> + Send + 'static,
+    ) -> Result<(), E>
     where
         E: From<redb::Error> + From<tokio::task::JoinError> + Send + 'static,
     {
-        if !self.relaxed.load(Ordering::Acquire) {
+        if !self.is_relaxed() {
             return Ok(());
         }
         self.blocking(|db| {
             let mut txn = db.begin_write().map_err(redb::Error::from)?;
             txn.set_durability(Durability::Immediate).map_err(redb::Error::from)?;
+            finish(&txn)?;
             txn.commit().map_err(redb::Error::from)?;
             Ok::<_, E>(())
         })
@@ -94,7 +120,9 @@ impl RedbFile {
     }
 }
 
-fn write_once<E: From<redb::Error> + std::fmt::Display>(
+/// One write transaction of `write` (committed when it returns `true`,
+/// aborted when `false` or on failure), durable unless `relaxed`.
+pub fn write_once<E: From<redb::Error> + std::fmt::Display>(
     db: &Database,
     relaxed: bool,
     write: impl FnOnce(&WriteTransaction) -> Result<bool, E>,

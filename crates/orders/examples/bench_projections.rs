@@ -5,9 +5,10 @@
 //! with the projection runner: a catch-up into memory and into redb (one
 //! durable transaction per batch, as live projection runs), and an online
 //! rebuild of a redb read model that serves (a fresh generation fed beside
-//! it, synced once, switched over). Then `find_by_customer` queries on the
-//! rebuilt copy. Baseline: reading the same events from the store with
-//! nothing applied (the ceiling a projection can reach).
+//! it, staged in memory and written sorted in its one durable commit,
+//! switched over; the median of three). Then `find_by_customer` queries on
+//! the rebuilt copy. Baseline: reading the same events from the store as
+//! projections read them (payloads as JSON text) with nothing applied.
 //!
 //! Usage: bench_projections [--quick] [--only read|memory|redb|rebuild]
 //! (`--only` runs one phase and prints its rate, for profiling it alone)
@@ -76,12 +77,30 @@ async fn rebuild(store: &Arc<dyn EventStore>, read_model: Arc<dyn ReadModel>) ->
     applied as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Rebuilds of a redb read model that serves (empty here), each into its
+/// next generation as `platform projections rebuild` runs it: the median
+/// rate of [`REBUILDS`] (one run moves by up to 25% on the 2-core box).
+async fn online_rebuild(store: &Arc<dyn EventStore>, dir: &std::path::Path) -> f64 {
+    let serving: Arc<dyn ReadModel> = Arc::new(RedbGenerations::open_serving(dir).unwrap_or_else(|e| panic!("{e}")));
+    let projector = Projector::new(Arc::clone(store), serving);
+    let mut rates = Vec::new();
+    for _ in 0..REBUILDS {
+        rates.push(projector.rebuild().await.unwrap_or_else(|e| panic!("{e}")).events_per_second);
+    }
+    eprintln!("online rebuilds: {rates:.0?} events/s");
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+/// Rebuilds [`online_rebuild`] runs.
+const REBUILDS: usize = 3;
+
 /// Events per second of reading the log with nothing applied.
 async fn read_only(store: &Arc<dyn EventStore>) -> f64 {
     let started = Instant::now();
     let (mut from, mut n) = (1, 0usize);
     loop {
-        let page = store.read_all(from, 4096).await.unwrap_or_else(|e| panic!("{e}"));
+        let page = store.read_all_text(from, 4096).await.unwrap_or_else(|e| panic!("{e}"));
         let Some(last) = page.last() else { break };
         from = last.position + 1;
         n += page.len();
@@ -104,12 +123,7 @@ async fn main() {
             "read" => read_only(&store).await,
             "memory" => rebuild(&store, Arc::new(MemoryReadModel::new())).await,
             "redb" => rebuild(&store, Arc::new(RedbReadModel::open(&dir).unwrap_or_else(|e| panic!("{e}")))).await,
-            "rebuild" => {
-                let serving: Arc<dyn ReadModel> =
-                    Arc::new(RedbGenerations::open_serving(&dir).unwrap_or_else(|e| panic!("{e}")));
-                let rebuilt = Projector::new(Arc::clone(&store), serving).rebuild().await;
-                rebuilt.unwrap_or_else(|e| panic!("{e}")).events_per_second
-            }
+            "rebuild" => online_rebuild(&store, &dir).await,
             other => panic!("unknown phase `{other}`: read, memory, redb or rebuild"),
         };
         let _ = std::fs::remove_dir_all(&dir);
@@ -124,18 +138,12 @@ async fn main() {
     let redb = Arc::new(RedbReadModel::open(dir.join("catch-up")).unwrap_or_else(|e| panic!("{e}")));
     let on_disk = rebuild(&store, Arc::clone(&redb) as Arc<dyn ReadModel>).await;
     drop(redb);
-    // The online rebuild: a serving read model (empty here) and a rebuild
-    // into its next generation, as `platform projections rebuild` runs it.
-    let serving: Arc<dyn ReadModel> =
-        Arc::new(RedbGenerations::open_serving(dir.join("rebuild")).unwrap_or_else(|e| panic!("{e}")));
-    let projector = Projector::new(Arc::clone(&store), Arc::clone(&serving));
-    let rebuilt = projector.rebuild().await.unwrap_or_else(|e| panic!("{e}"));
-    let online = rebuilt.events_per_second;
+    let online = online_rebuild(&store, &dir.join("rebuild")).await;
     eprintln!(
         "catch-up: memory {memory:.0} events/s, redb {on_disk:.0} events/s; online rebuild on redb {online:.0} events/s; \
          reading alone {ceiling:.0} events/s"
     );
-    let redb = serving;
+    let redb = RedbGenerations::open_serving(dir.join("rebuild")).unwrap_or_else(|e| panic!("{e}"));
 
     let mut rng = SplitMix64::new(7);
     let mut latencies = Vec::with_capacity(20_000);

@@ -114,7 +114,7 @@ impl StatementReadModel for RedbStatements {
     }
 
     async fn sync(&self) -> Result<()> {
-        self.file.sync().await
+        self.file.sync(|_| Ok::<_, Error>(())).await
     }
 
     async fn checkpoint(&self) -> Result<u64> {

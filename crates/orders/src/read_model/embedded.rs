@@ -12,6 +12,7 @@
 //! [`ReadModel::sync`] is one durable commit, which redb makes cover every
 //! commit before it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,19 +21,24 @@ use event_store::RecordedText;
 use event_store::generations::GenerationFiles;
 use event_store::projection_rules::unapplied;
 use event_store::redb_file::RedbFile;
-use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, MultimapTableHandle, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use chrono::NaiveDate;
 
-use super::projection::{Days, add_day, order_id};
+use super::projection::{Days, add_day, decode_batch};
 use super::{DailyOrders, Generations, OrderSummary, ReadModel, ServingReadModel};
 use crate::{Error, Result};
 
 /// Order id → `OrderSummary` as JSON.
 const ROWS: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("orders");
-/// Customer id → order ids.
-const BY_CUSTOMER: MultimapTableDefinition<'static, &'static str, &'static str> =
-    MultimapTableDefinition::new("orders_by_customer");
+/// `customer id NUL order id` (see [`index_key`]), one entry per order: a
+/// customer's orders are one key range. A plain table, not a multimap, and
+/// one string key, not a tuple: the index takes one insert per order, and
+/// a plain byte-compared key is the cheapest insert redb has.
+const BY_CUSTOMER: TableDefinition<'static, &'static str, ()> = TableDefinition::new("orders_customer_index");
+/// The customer index of the first layout (a multimap): a file that has it
+/// is emptied on open and projected again from position 1.
+const BY_CUSTOMER_MULTIMAP: &str = "orders_by_customer";
 /// `YYYY-MM-DD CUR` → `DailyOrders` as JSON (keys sort by date).
 const DAILY: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("daily_orders");
 /// The projection's own bookkeeping.
@@ -43,6 +49,10 @@ const CHECKPOINT: &str = "next_position";
 #[derive(Debug, Clone)]
 pub struct RedbReadModel {
     file: RedbFile,
+    /// What a copy being rebuilt holds before writing it.
+    staged: SharedStaged,
+    /// Rows staged at most ([`STAGED_MAX`]; less in tests).
+    stage_limit: usize,
 }
 
 impl RedbReadModel {
@@ -59,14 +69,36 @@ impl RedbReadModel {
     /// Opens (or creates) the read model in `path`; `relaxed` commits
     /// without syncing until [`ReadModel::sync`].
     pub fn open_file(path: PathBuf, relaxed: bool) -> Result<Self> {
+        let shown = path.display().to_string();
         let file = RedbFile::open(path, relaxed, |txn| {
+            if txn.list_multimap_tables()?.any(|t| t.name() == BY_CUSTOMER_MULTIMAP) {
+                tracing::warn!(file = %shown, "read model of an earlier layout: emptied, it is projected again from the start");
+                txn.delete_multimap_table(redb::MultimapTableDefinition::<&str, &str>::new(BY_CUSTOMER_MULTIMAP))?;
+                for table in txn.list_tables()?.collect::<Vec<_>>() {
+                    txn.delete_table(table)?;
+                }
+            }
             txn.open_table(ROWS)?;
-            txn.open_multimap_table(BY_CUSTOMER)?;
+            txn.open_table(BY_CUSTOMER)?;
             txn.open_table(DAILY)?;
             txn.open_table(META)?;
             Ok::<_, Error>(())
         })?;
-        Ok(Self { file })
+        Ok(Self { file, staged: Arc::default(), stage_limit: STAGED_MAX })
+    }
+
+    /// Stages at most `limit` rows, so a test sees the stage written often.
+    #[cfg(test)]
+    pub(crate) fn with_stage_limit(mut self, limit: usize) -> Self {
+        self.stage_limit = limit;
+        self
+    }
+
+    /// Writes what is staged now (without syncing), as a full stage is.
+    #[cfg(test)]
+    pub(crate) async fn write_stage(&self) -> Result<()> {
+        let staged = Arc::clone(&self.staged);
+        self.blocking(move |db| write_stage(db, &mut lock(&staged))).await
     }
 
     /// The database file.
@@ -88,52 +120,188 @@ fn write_batch(txn: &WriteTransaction, batch: &[RecordedText], next_position: u6
         return Ok(false);
     }
     let mut rows = txn.open_table(ROWS)?;
-    let mut index = txn.open_multimap_table(BY_CUSTOMER)?;
     // An order's events usually sit in one batch: each row is read once,
     // evolved in memory through all of them and written once.
     let mut touched: Vec<(&str, Option<OrderSummary>, bool)> = Vec::new();
     let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut days = Days::default();
-    for event in new {
-        let Some(id) = order_id(event) else { continue };
+    for change in decode_batch(new)? {
+        let id = change.order_id;
         match at.get(id) {
             Some(&i) => {
                 let row = touched[i].1.take();
-                touched[i].1 = Some(days.evolve(row, id, event)?);
+                touched[i].1 = Some(days.evolve(row, change)?);
             }
             None => {
-                let current: Option<OrderSummary> = match rows.get(id)? {
-                    Some(bytes) => Some(serde_json::from_slice(bytes.value())?),
-                    None => None,
-                };
+                let current = stored_row(&rows, id)?;
                 let created = current.is_none();
                 at.insert(id, touched.len());
-                touched.push((id, Some(days.evolve(current, id, event)?), created));
+                touched.push((id, Some(days.evolve(current, change)?), created));
             }
         }
     }
+    write_days(txn, days, next_position)?;
+    let mut created = Vec::new();
+    for (id, row, new_row) in touched {
+        let Some(row) = row else { continue };
+        rows.insert(id, serde_json::to_vec(&row)?.as_slice())?;
+        if new_row {
+            created.push(index_key(&row.customer_id, id));
+        }
+    }
+    insert_sorted(&mut txn.open_table(BY_CUSTOMER)?, &mut created)?;
+    meta.insert(CHECKPOINT, next_position)?;
+    Ok(true)
+}
+
+fn stored_row(rows: &impl ReadableTable<&'static str, &'static [u8]>, id: &str) -> Result<Option<OrderSummary>> {
+    match rows.get(id)? {
+        Some(bytes) => Ok(Some(serde_json::from_slice(bytes.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Adds the counts of `days` to the stored days.
+fn write_days(txn: &WriteTransaction, days: Days, position: u64) -> Result<()> {
     let mut daily = txn.open_table(DAILY)?;
     for delta in days.into_deltas() {
         let key = day_key(delta.date, &delta.currency.to_string());
         let day = match daily.get(key.as_str())? {
             Some(bytes) => {
                 let mut day: DailyOrders = serde_json::from_slice(bytes.value())?;
-                add_day(&mut day, &delta, next_position)?;
+                add_day(&mut day, &delta, position)?;
                 day
             }
             None => delta,
         };
         daily.insert(key.as_str(), serde_json::to_vec(&day)?.as_slice())?;
     }
-    for (id, row, created) in touched {
-        let Some(row) = row else { continue };
-        rows.insert(id, serde_json::to_vec(&row)?.as_slice())?;
-        if created {
-            index.insert(row.customer_id.as_str(), id)?;
-        }
+    Ok(())
+}
+
+/// Inserts customer-index entries, sorted first: neighbouring keys share
+/// B-tree pages.
+fn insert_sorted(index: &mut Table<'_, &str, ()>, entries: &mut [String]) -> Result<()> {
+    entries.sort_unstable();
+    for key in entries.iter() {
+        index.insert(key.as_str(), ())?;
     }
-    meta.insert(CHECKPOINT, next_position)?;
-    Ok(true)
+    Ok(())
+}
+
+/// The customer-index key of an order. Customer ids hold no control
+/// characters, so NUL ends the customer part and every key of a customer
+/// sorts between `customer NUL` and `customer SOH`.
+fn index_key(customer_id: &str, order_id: &str) -> String {
+    let mut key = String::with_capacity(customer_id.len() + 1 + order_id.len());
+    key.push_str(customer_id);
+    key.push('\0');
+    key.push_str(order_id);
+    key
+}
+
+/// What a copy being rebuilt holds in memory before it writes it. A redb
+/// insert costs a microsecond or more and the copy serves no query until
+/// it is synced, so the copy is fed like the memory read model (a batch
+/// evolves the staged rows, all or nothing) and written in one
+/// transaction, rows and index entries sorted, with the checkpoint of what
+/// it holds: when [`STAGED_MAX`] rows are staged, and in the durable commit
+/// of [`ReadModel::sync`]. The file's checkpoint always matches the file's
+/// rows; a crash loses only an unfinished copy, which a rebuild drops and
+/// starts again.
+#[derive(Debug, Default)]
+struct Staged {
+    /// Rows changed since the last write, by order id, and whether each is new.
+    rows: HashMap<String, (OrderSummary, bool)>,
+    days: Days,
+    /// The next position of what is staged; 0 when nothing was staged yet.
+    next_position: u64,
+    /// Whether a write put rows in the file: before one, a row that is not
+    /// staged does not exist.
+    wrote: bool,
+}
+
+/// Rows a copy stages at most before it writes them (a few hundred bytes each).
+const STAGED_MAX: usize = 1 << 19;
+
+type SharedStaged = Arc<std::sync::Mutex<Staged>>;
+
+/// Writes the stage in one relaxed commit and empties it.
+fn write_stage(db: &Database, staged: &mut Staged) -> Result<()> {
+    event_store::redb_file::write_once(db, true, |txn| staged.write(txn).map(|()| true))?;
+    staged.clear();
+    Ok(())
+}
+
+fn lock(staged: &SharedStaged) -> std::sync::MutexGuard<'_, Staged> {
+    // A batch is staged only after it evolved without error: a poisoned
+    // lock still guards a consistent state.
+    staged.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Staged {
+    /// Stages the batch; `true` when `limit` rows or more are staged.
+    fn stage(&mut self, db: &Database, batch: &[RecordedText], next_position: u64, limit: usize) -> Result<bool> {
+        let checkpoint = match self.next_position {
+            0 => db.begin_read()?.open_table(META)?.get(CHECKPOINT)?.map_or(1, |v| v.value()),
+            staged => staged,
+        };
+        let new = unapplied(checkpoint, batch, next_position)?;
+        if new.is_empty() {
+            return Ok(false);
+        }
+        let reader = if self.wrote { Some(db.begin_read()?) } else { None };
+        let stored = reader.as_ref().map(|txn| txn.open_table(ROWS)).transpose()?;
+        let mut changed: HashMap<&str, (OrderSummary, bool)> = HashMap::new();
+        let mut days = Days::default();
+        for change in decode_batch(new)? {
+            let id = change.order_id;
+            let (current, created) = match changed.remove(id).or_else(|| self.rows.get(id).cloned()) {
+                Some((row, created)) => (Some(row), created),
+                None => match &stored {
+                    Some(rows) => stored_row(rows, id).map(|row| (row, false))?,
+                    None => (None, false),
+                },
+            };
+            let created = created || current.is_none();
+            changed.insert(id, (days.evolve(current, change)?, created));
+        }
+        self.days.absorb(days, next_position)?;
+        for (id, row) in changed {
+            self.rows.insert(id.to_owned(), row);
+        }
+        self.next_position = next_position;
+        Ok(self.rows.len() >= limit)
+    }
+
+    /// Writes what is staged into `txn`; [`Staged::clear`] once it committed.
+    fn write(&self, txn: &WriteTransaction) -> Result<()> {
+        if self.next_position == 0 {
+            return Ok(());
+        }
+        let mut rows: Vec<(&String, &(OrderSummary, bool))> = self.rows.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // Encoding is independent per row: on every core, the inserts after.
+        let encoded = event_store::parallel::map_each(&rows, |(_, (row, _))| serde_json::to_vec(row));
+        let mut table = txn.open_table(ROWS)?;
+        let mut created = Vec::new();
+        for ((id, (row, new_row)), bytes) in rows.iter().zip(encoded) {
+            table.insert(id.as_str(), bytes?.as_slice())?;
+            if *new_row {
+                created.push(index_key(&row.customer_id, id));
+            }
+        }
+        insert_sorted(&mut txn.open_table(BY_CUSTOMER)?, &mut created)?;
+        write_days(txn, self.days.clone(), self.next_position)?;
+        txn.open_table(META)?.insert(CHECKPOINT, self.next_position)?;
+        Ok(())
+    }
+
+    /// Empties the stage after its write committed: the file holds it now.
+    fn clear(&mut self) {
+        let wrote = self.wrote || self.next_position > 0;
+        *self = Self { wrote, ..Self::default() };
+    }
 }
 
 fn day_key(date: NaiveDate, currency: &str) -> String {
@@ -143,14 +311,32 @@ fn day_key(date: NaiveDate, currency: &str) -> String {
 #[async_trait]
 impl ReadModel for RedbReadModel {
     async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()> {
-        self.file.apply(batch, move |txn, batch| write_batch(txn, batch, next_position)).await
+        if !self.file.is_relaxed() {
+            return self.file.apply(batch, move |txn, batch| write_batch(txn, batch, next_position)).await;
+        }
+        let (staged, limit) = (Arc::clone(&self.staged), self.stage_limit);
+        self.file
+            .in_place(batch, move |db, batch| {
+                let mut staged = lock(&staged);
+                if staged.stage(db, batch, next_position, limit)? {
+                    write_stage(db, &mut staged)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn sync(&self) -> Result<()> {
-        self.file.sync().await
+        let staged = Arc::clone(&self.staged);
+        self.file.sync(move |txn| lock(&staged).write(txn)).await?;
+        lock(&self.staged).clear();
+        Ok(())
     }
 
     async fn checkpoint(&self) -> Result<u64> {
+        if let staged @ 1.. = lock(&self.staged).next_position {
+            return Ok(staged);
+        }
         self.blocking(|db| {
             let txn = db.begin_read()?;
             let meta = txn.open_table(META)?;
@@ -163,11 +349,15 @@ impl ReadModel for RedbReadModel {
         let customer_id = customer_id.to_owned();
         self.blocking(move |db| {
             let txn = db.begin_read()?;
-            let index = txn.open_multimap_table(BY_CUSTOMER)?;
+            let index = txn.open_table(BY_CUSTOMER)?;
             let rows = txn.open_table(ROWS)?;
             let mut out = Vec::new();
-            for id in index.get(customer_id.as_str())? {
-                if let Some(bytes) = rows.get(id?.value())? {
+            let (low, high) = (index_key(&customer_id, ""), format!("{customer_id}\u{1}"));
+            for entry in index.range(low.as_str()..high.as_str())? {
+                let (key, _) = entry?;
+                let key = key.value();
+                let order_id = &key[low.len()..];
+                if let Some(bytes) = rows.get(order_id)? {
                     out.push(serde_json::from_slice(bytes.value())?);
                 }
             }

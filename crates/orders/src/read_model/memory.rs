@@ -11,7 +11,7 @@ use event_store::projection_rules::unapplied;
 use chrono::NaiveDate;
 use domain_core::Currency;
 
-use super::projection::{Days, add_day, order_id};
+use super::projection::{Days, add_day, decode_batch};
 use super::{DailyOrders, Generations, OrderSummary, ReadModel};
 use crate::Result;
 
@@ -58,10 +58,10 @@ impl ReadModel for MemoryReadModel {
         }
         let mut changed: HashMap<String, OrderSummary> = HashMap::new();
         let mut days = Days::default();
-        for event in new {
-            let Some(id) = order_id(event) else { continue };
+        for change in decode_batch(new)? {
+            let id = change.order_id;
             let current = changed.remove(id).or_else(|| state.rows.get(id).cloned());
-            changed.insert(id.to_owned(), days.evolve(current, id, event)?);
+            changed.insert(id.to_owned(), days.evolve(current, change)?);
         }
         let mut merged = Vec::new();
         for delta in days.into_deltas() {

@@ -46,7 +46,7 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement};
 
 use chrono::NaiveDate;
 
-use super::projection::{Days, order_id};
+use super::projection::{Days, decode_batch, order_id};
 use super::{DailyOrders, Generations, OrderSummary, ReadModel};
 use crate::{Error, OrderStatus, Result};
 
@@ -166,10 +166,10 @@ impl ReadModel for PostgresReadModel {
             stored.iter().map(summary).map(|r| r.map(|s| (s.order_id.clone(), s))).collect::<Result<_>>()?;
         let mut changed: HashMap<String, OrderSummary> = HashMap::new();
         let mut days = Days::default();
-        for event in new {
-            let Some(id) = order_id(event) else { continue };
+        for change in decode_batch(new)? {
+            let id = change.order_id;
             let current = changed.remove(id).or_else(|| stored.remove(id));
-            changed.insert(id.to_owned(), days.evolve(current, id, event)?);
+            changed.insert(id.to_owned(), days.evolve(current, change)?);
         }
         let columns = Columns::of(changed.values());
         let day_columns = DayColumns::of(days.into_deltas());

@@ -9,6 +9,77 @@ fn temp() -> (TempDir, RedbReadModel) {
 
 crate::read_model::contract::read_model_contract_tests!(super::temp());
 
+/// A copy being rebuilt stages what it is fed and writes it when its stage
+/// is full; here the stage holds two rows, and every query first writes
+/// what is staged (as the sync before a copy serves does), so the whole
+/// suite runs through staging, writes of a full stage included.
+mod staged {
+    use super::*;
+
+    #[derive(Debug)]
+    pub(super) struct Staging(RedbReadModel);
+
+    #[async_trait::async_trait]
+    impl ReadModel for Staging {
+        async fn apply(&self, batch: &[RecordedText], next_position: u64) -> Result<()> {
+            self.0.apply(batch, next_position).await
+        }
+        async fn checkpoint(&self) -> Result<u64> {
+            self.0.checkpoint().await
+        }
+        async fn by_customer(&self, customer_id: &str) -> Result<Vec<OrderSummary>> {
+            self.0.write_stage().await?;
+            self.0.by_customer(customer_id).await
+        }
+        async fn get(&self, order_id: &str) -> Result<Option<OrderSummary>> {
+            self.0.write_stage().await?;
+            self.0.get(order_id).await
+        }
+        async fn daily(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyOrders>> {
+            self.0.write_stage().await?;
+            self.0.daily(from, to).await
+        }
+    }
+
+    fn temp() -> (TempDir, Staging) {
+        let dir = TempDir::new("orders-redb-staged");
+        std::fs::create_dir_all(&dir.0).expect("dir");
+        let model = RedbReadModel::open_file(dir.0.join("copy.redb"), true).expect("open").with_stage_limit(2);
+        (dir, Staging(model))
+    }
+
+    crate::read_model::contract::read_model_contract_tests!(super::temp());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_stage_is_in_the_file_after_sync_and_durable_commits_follow() {
+        use crate::read_model::contract::story;
+        let dir = TempDir::new("orders-redb-staged-sync");
+        std::fs::create_dir_all(&dir.0).expect("dir");
+        let path = dir.0.join("copy.redb");
+        let model = RedbReadModel::open_file(path.clone(), true).expect("open").with_stage_limit(1000);
+        let log = story();
+        model.apply(&log.range(1, 6), 6).await.expect("stage");
+        assert_eq!(model.checkpoint().await.expect("checkpoint"), 6, "the stage's checkpoint");
+        model.sync().await.expect("sync");
+        model.apply(&log.range(6, log.next_position()), log.next_position()).await.expect("durable apply");
+        drop(model);
+        let reopened = RedbReadModel::open_file(path, false).expect("reopen");
+        assert_eq!(reopened.checkpoint().await.expect("checkpoint"), log.next_position());
+        let scratch = crate::MemoryReadModel::new();
+        scratch.apply(&log.events, log.next_position()).await.expect("from scratch");
+        for customer in ["cust_123", "cust_456"] {
+            assert_eq!(
+                reopened.by_customer(customer).await.expect("query"),
+                scratch.by_customer(customer).await.expect("query"),
+                "{customer}"
+            );
+        }
+        let day = log.events[0].envelope.time.date_naive();
+        let (from, to) = (day - chrono::Days::new(1), day + chrono::Days::new(1));
+        assert_eq!(reopened.daily(from, to).await.expect("daily"), scratch.daily(from, to).await.expect("daily"));
+    }
+}
+
 fn temp_generations() -> (TempDir, std::sync::Arc<crate::OrderGenerations>) {
     let dir = TempDir::new("orders-redb-generations");
     let generations = RedbGenerations::new(&dir.0).expect("dir");
@@ -129,4 +200,26 @@ async fn a_rebuild_under_load_switches_over_without_a_reader_noticing() {
 async fn a_poison_event_parks_the_projection_on_the_embedded_store() {
     let (_dir, store, serving) = log_and_serving("orders-redb-poison");
     contract::a_poison_event_parks_the_projection(store, serving).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_the_multimap_layout_is_emptied_and_projected_again() {
+    let dir = TempDir::new("orders-redb-old-layout");
+    std::fs::create_dir_all(&dir.0).expect("dir");
+    let path = dir.0.join("orders.redb");
+    {
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("txn");
+        let old = redb::MultimapTableDefinition::<&str, &str>::new(BY_CUSTOMER_MULTIMAP);
+        txn.open_multimap_table(old).expect("old index").insert("cust_123", "order_001").expect("insert");
+        txn.open_table(ROWS).expect("rows").insert("order_001", b"{}".as_slice()).expect("insert");
+        txn.open_table(META).expect("meta").insert(CHECKPOINT, 9).expect("insert");
+        txn.commit().expect("commit");
+    }
+    let model = RedbReadModel::open_file(path, false).expect("open");
+    assert_eq!(model.checkpoint().await.expect("checkpoint"), 1, "projected again from the start");
+    assert_eq!(model.get("order_001").await.expect("get"), None);
+    let log = story();
+    model.apply(&log.events, log.next_position()).await.expect("apply");
+    assert_eq!(model.by_customer("cust_123").await.expect("query").len(), 2);
 }
