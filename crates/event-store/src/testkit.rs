@@ -8,7 +8,7 @@ use std::time::Duration;
 use domain_core::{Envelope, EventType};
 use serde_json::json;
 
-use crate::{Error, EventStore, ExpectedVersion, Snapshot, StreamId};
+use crate::{Error, EventStore, ExpectedVersion, RecordedEvent, Snapshot, StreamId};
 
 /// A stream name no other run uses (PostgreSQL and disk stores persist).
 pub fn stream(prefix: &str) -> StreamId {
@@ -19,6 +19,18 @@ pub fn stream(prefix: &str) -> StreamId {
 pub fn event(subject: &str, n: i64) -> Envelope {
     let ty: EventType = "accounts.MoneyDeposited.v1".parse().unwrap_or_else(|e| panic!("{e}"));
     Envelope::raw("accounts", ty, subject, 0, json!({ "amount": n.to_string(), "holder": "张三" }))
+}
+
+/// `envelope` as a read model's tests feed it: recorded in `stream` at
+/// global `position`, at its own version and time, its payload as text.
+pub fn recorded_text(stream: StreamId, position: u64, envelope: Envelope) -> crate::RecordedText {
+    RecordedEvent {
+        stream,
+        version: envelope.aggregate_version,
+        position,
+        recorded_at: envelope.time,
+        envelope: envelope.into_json_text(),
+    }
 }
 
 fn events(subject: &str, n: usize) -> Vec<Envelope> {

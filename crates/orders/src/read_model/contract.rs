@@ -49,14 +49,7 @@ impl Log {
 
     pub(crate) fn push_raw(&mut self, stream: StreamId, envelope: Envelope) -> &mut Self {
         let position = self.events.len() as u64 + 1;
-        let version = envelope.aggregate_version;
-        self.events.push(RecordedText {
-            stream,
-            version,
-            position,
-            recorded_at: envelope.time,
-            envelope: envelope.into_json_text(),
-        });
+        self.events.push(event_store::testkit::recorded_text(stream, position, envelope));
         self
     }
 
