@@ -42,6 +42,11 @@ impl RedbFile {
         &self.path
     }
 
+    /// The open database, for work that outlives a call (a writer thread).
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
     /// Runs `f` on tokio's blocking pool (redb is synchronous).
     pub async fn blocking<T, E>(&self, f: impl FnOnce(&Database) -> Result<T, E> + Send + 'static) -> Result<T, E>
     where

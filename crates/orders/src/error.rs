@@ -60,6 +60,10 @@ pub enum Error {
     /// switch-over came without a copy.
     #[error("this read model keeps no copy to rebuild into (use a ServingReadModel over its generations)")]
     NoCopy,
+    /// A write of a copy being rebuilt failed earlier (that error was
+    /// returned then): the copy misses rows for good.
+    #[error("an earlier write of this read-model copy failed: drop the copy and rebuild it again")]
+    CopyBroken,
     #[error("the range starts on {from}, after its end {to}")]
     InvalidDateRange { from: chrono::NaiveDate, to: chrono::NaiveDate },
 }

@@ -8,11 +8,11 @@
 //! Generations ([`RedbGenerations`]): generation 0 is `orders.redb`, a later
 //! one `orders.g<N>.redb`, and `orders.generation` names the one that
 //! serves (written to a temporary file, synced, renamed over, directory
-//! synced). A copy being rebuilt commits without syncing; its
+//! synced). A copy being rebuilt is fed in memory and written in stages
+//! by a writer thread, committing without syncing (`staged`); its
 //! [`ReadModel::sync`] is one durable commit, which redb makes cover every
 //! commit before it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,6 +28,7 @@ use chrono::NaiveDate;
 use super::projection::{Days, add_day, decode_batch};
 use super::{DailyOrders, Generations, OrderSummary, ReadModel, ServingReadModel};
 use crate::{Error, Result};
+use staged::{STAGED_MAX, Stager};
 
 /// Order id → `OrderSummary` as JSON.
 const ROWS: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("orders");
@@ -49,10 +50,8 @@ const CHECKPOINT: &str = "next_position";
 #[derive(Debug, Clone)]
 pub struct RedbReadModel {
     file: RedbFile,
-    /// What a copy being rebuilt holds before writing it.
-    staged: SharedStaged,
-    /// Rows staged at most ([`STAGED_MAX`]; less in tests).
-    stage_limit: usize,
+    /// What a copy being rebuilt holds outside the file.
+    stager: Stager,
 }
 
 impl RedbReadModel {
@@ -84,21 +83,21 @@ impl RedbReadModel {
             txn.open_table(META)?;
             Ok::<_, Error>(())
         })?;
-        Ok(Self { file, staged: Arc::default(), stage_limit: STAGED_MAX })
+        Ok(Self { file, stager: Stager::new(STAGED_MAX) })
     }
 
     /// Stages at most `limit` rows, so a test sees the stage written often.
     #[cfg(test)]
     pub(crate) fn with_stage_limit(mut self, limit: usize) -> Self {
-        self.stage_limit = limit;
+        self.stager = Stager::new(limit);
         self
     }
 
     /// Writes what is staged now (without syncing), as a full stage is.
     #[cfg(test)]
     pub(crate) async fn write_stage(&self) -> Result<()> {
-        let staged = Arc::clone(&self.staged);
-        self.blocking(move |db| write_stage(db, &mut lock(&staged))).await
+        let (stager, db) = (self.stager.clone(), Arc::clone(self.file.database()));
+        tokio::task::spawn_blocking(move || stager.write_now(&db)).await?
     }
 
     /// The database file.
@@ -200,110 +199,6 @@ fn index_key(customer_id: &str, order_id: &str) -> String {
     key
 }
 
-/// What a copy being rebuilt holds in memory before it writes it. A redb
-/// insert costs a microsecond or more and the copy serves no query until
-/// it is synced, so the copy is fed like the memory read model (a batch
-/// evolves the staged rows, all or nothing) and written in one
-/// transaction, rows and index entries sorted, with the checkpoint of what
-/// it holds: when [`STAGED_MAX`] rows are staged, and in the durable commit
-/// of [`ReadModel::sync`]. The file's checkpoint always matches the file's
-/// rows; a crash loses only an unfinished copy, which a rebuild drops and
-/// starts again.
-#[derive(Debug, Default)]
-struct Staged {
-    /// Rows changed since the last write, by order id, and whether each is new.
-    rows: HashMap<String, (OrderSummary, bool)>,
-    days: Days,
-    /// The next position of what is staged; 0 when nothing was staged yet.
-    next_position: u64,
-    /// Whether a write put rows in the file: before one, a row that is not
-    /// staged does not exist.
-    wrote: bool,
-}
-
-/// Rows a copy stages at most before it writes them (a few hundred bytes each).
-const STAGED_MAX: usize = 1 << 19;
-
-type SharedStaged = Arc<std::sync::Mutex<Staged>>;
-
-/// Writes the stage in one relaxed commit and empties it.
-fn write_stage(db: &Database, staged: &mut Staged) -> Result<()> {
-    event_store::redb_file::write_once(db, true, |txn| staged.write(txn).map(|()| true))?;
-    staged.clear();
-    Ok(())
-}
-
-fn lock(staged: &SharedStaged) -> std::sync::MutexGuard<'_, Staged> {
-    // A batch is staged only after it evolved without error: a poisoned
-    // lock still guards a consistent state.
-    staged.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Staged {
-    /// Stages the batch; `true` when `limit` rows or more are staged.
-    fn stage(&mut self, db: &Database, batch: &[RecordedText], next_position: u64, limit: usize) -> Result<bool> {
-        let checkpoint = match self.next_position {
-            0 => db.begin_read()?.open_table(META)?.get(CHECKPOINT)?.map_or(1, |v| v.value()),
-            staged => staged,
-        };
-        let new = unapplied(checkpoint, batch, next_position)?;
-        if new.is_empty() {
-            return Ok(false);
-        }
-        let reader = if self.wrote { Some(db.begin_read()?) } else { None };
-        let stored = reader.as_ref().map(|txn| txn.open_table(ROWS)).transpose()?;
-        let mut changed: HashMap<&str, (OrderSummary, bool)> = HashMap::new();
-        let mut days = Days::default();
-        for change in decode_batch(new)? {
-            let id = change.order_id;
-            let (current, created) = match changed.remove(id).or_else(|| self.rows.get(id).cloned()) {
-                Some((row, created)) => (Some(row), created),
-                None => match &stored {
-                    Some(rows) => stored_row(rows, id).map(|row| (row, false))?,
-                    None => (None, false),
-                },
-            };
-            let created = created || current.is_none();
-            changed.insert(id, (days.evolve(current, change)?, created));
-        }
-        self.days.absorb(days, next_position)?;
-        for (id, row) in changed {
-            self.rows.insert(id.to_owned(), row);
-        }
-        self.next_position = next_position;
-        Ok(self.rows.len() >= limit)
-    }
-
-    /// Writes what is staged into `txn`; [`Staged::clear`] once it committed.
-    fn write(&self, txn: &WriteTransaction) -> Result<()> {
-        if self.next_position == 0 {
-            return Ok(());
-        }
-        let mut rows: Vec<(&String, &(OrderSummary, bool))> = self.rows.iter().collect();
-        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        // Encoding is independent per row: on every core, the inserts after.
-        let encoded = event_store::parallel::map_each(&rows, |(_, (row, _))| serde_json::to_vec(row));
-        let mut table = txn.open_table(ROWS)?;
-        let mut created = Vec::new();
-        for ((id, (row, new_row)), bytes) in rows.iter().zip(encoded) {
-            table.insert(id.as_str(), bytes?.as_slice())?;
-            if *new_row {
-                created.push(index_key(&row.customer_id, id));
-            }
-        }
-        insert_sorted(&mut txn.open_table(BY_CUSTOMER)?, &mut created)?;
-        write_days(txn, self.days.clone(), self.next_position)?;
-        txn.open_table(META)?.insert(CHECKPOINT, self.next_position)?;
-        Ok(())
-    }
-
-    /// Empties the stage after its write committed: the file holds it now.
-    fn clear(&mut self) {
-        let wrote = self.wrote || self.next_position > 0;
-        *self = Self { wrote, ..Self::default() };
-    }
-}
-
 fn day_key(date: NaiveDate, currency: &str) -> String {
     format!("{date} {currency}")
 }
@@ -314,28 +209,22 @@ impl ReadModel for RedbReadModel {
         if !self.file.is_relaxed() {
             return self.file.apply(batch, move |txn, batch| write_batch(txn, batch, next_position)).await;
         }
-        let (staged, limit) = (Arc::clone(&self.staged), self.stage_limit);
-        self.file
-            .in_place(batch, move |db, batch| {
-                let mut staged = lock(&staged);
-                if staged.stage(db, batch, next_position, limit)? {
-                    write_stage(db, &mut staged)?;
-                }
-                Ok(())
-            })
-            .await
+        let (stager, db) = (self.stager.clone(), Arc::clone(self.file.database()));
+        self.file.in_place(batch, move |_, batch| stager.apply(&db, batch, next_position)).await
     }
 
     async fn sync(&self) -> Result<()> {
-        let staged = Arc::clone(&self.staged);
-        self.file.sync(move |txn| lock(&staged).write(txn)).await?;
-        lock(&self.staged).clear();
+        let stager = self.stager.clone();
+        self.blocking(move |_| stager.finish_in_flight()).await?;
+        let stager = self.stager.clone();
+        self.file.sync(move |txn| stager.write_rest(txn)).await?;
+        self.stager.synced();
         Ok(())
     }
 
     async fn checkpoint(&self) -> Result<u64> {
-        if let staged @ 1.. = lock(&self.staged).next_position {
-            return Ok(staged);
+        if let Some(position) = self.stager.checkpoint()? {
+            return Ok(position);
         }
         self.blocking(|db| {
             let txn = db.begin_read()?;
@@ -449,6 +338,8 @@ impl Generations for RedbGenerations {
         Ok(self.files.remove(generation)?)
     }
 }
+
+mod staged;
 
 #[cfg(test)]
 mod tests;
