@@ -26,7 +26,7 @@ use crate::{Error, Result};
 
 /// Rows a stage holds before it is handed to the writer (a few hundred
 /// bytes each). Smaller stages overlap more of the writing with feeding
-/// but insert into a fuller file; this size measured best on the bench.
+/// but insert into a fuller file; 16k, 32k and 64k rows measured alike.
 pub(super) const STAGED_MAX: usize = 1 << 15;
 
 /// What a copy being rebuilt holds outside its file. Cloning shares it.
