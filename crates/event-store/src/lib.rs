@@ -14,7 +14,6 @@
 pub mod coalesce;
 pub mod embedded;
 pub mod error;
-pub mod framing;
 pub mod generations;
 mod head;
 mod id_hash;

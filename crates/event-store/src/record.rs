@@ -101,46 +101,21 @@ pub fn decode_with<D: StoredPayload>(
     aggregate_version: u64,
     types: &mut TypeCache,
 ) -> Result<Envelope<D>> {
-    let mut r = Reader(bytes);
-    let id = r.uuid()?;
-    let correlation_id = r.uuid()?;
-    let causation_id = match r.take(1)?[0] {
+    let mut r = disk_format::ByteReader::new(bytes, "stored event");
+    let id = Uuid::from_bytes(r.array()?);
+    let correlation_id = Uuid::from_bytes(r.array()?);
+    let causation_id = match r.u8()? {
         0 => None,
-        _ => Some(r.uuid()?),
+        _ => Some(Uuid::from_bytes(r.array()?)),
     };
     let micros = i64::from_le_bytes(r.array()?);
     let time =
         DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(|| Error::Codec(format!("bad time {micros}")))?;
-    let source = r.str()?.to_owned();
-    let event_type = types.get(r.str()?)?;
-    let subject = r.str()?.to_owned();
-    let data = D::from_stored(r.0)?;
+    let source = r.str16()?.to_owned();
+    let event_type = types.get(r.str16()?)?;
+    let subject = r.str16()?.to_owned();
+    let data = D::from_stored(r.rest().1)?;
     Ok(Envelope { id, source, event_type, subject, time, aggregate_version, correlation_id, causation_id, data })
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.0.len() < n {
-            return Err(Error::Codec("stored event is cut short".into()));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut a = [0; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    fn uuid(&mut self) -> Result<Uuid> {
-        Ok(Uuid::from_bytes(self.array()?))
-    }
-    fn str(&mut self) -> Result<&'a str> {
-        let n = u16::from_le_bytes(self.array()?) as usize;
-        std::str::from_utf8(self.take(n)?).map_err(|e| Error::Codec(e.to_string()))
-    }
 }
 
 #[cfg(test)]

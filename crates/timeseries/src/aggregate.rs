@@ -34,7 +34,10 @@ use serde::de::{self, Deserializer};
 use serde::ser::{self, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::sketch::{ByteReader, BytesVisitor, QuantileSketch, put_svarint, put_uvarint};
+use disk_format::ByteReader;
+use disk_format::varint::{put_svarint, put_uvarint};
+
+use crate::sketch::{BytesVisitor, QuantileSketch};
 
 /// Errors of the aggregation and sketch modules.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -60,6 +63,17 @@ pub enum AggError {
     Decode { what: &'static str, reason: &'static str },
     #[error("cannot encode quantile sketch: {reason}")]
     Encode { reason: &'static str },
+    /// Bytes that end early or hold an impossible varint or string.
+    #[error(transparent)]
+    Format(#[from] disk_format::ReadError),
+}
+
+impl AggError {
+    /// Whether stored bytes failed to decode (either a format the reader
+    /// refused or a value the structure does not allow).
+    pub fn is_decode(&self) -> bool {
+        matches!(self, Self::Decode { .. } | Self::Format(_))
+    }
 }
 
 /// Why an interval was refused.
@@ -1487,7 +1501,7 @@ mod tests {
         forged.push(OLD_BUCKET_6[3]);
         forged.extend_from_slice(&OLD_BUCKET_6[4..40]);
         forged.extend_from_slice(&[FLAG_SUM_FROM_VALUES, 0, 0, 0, 0]);
-        assert!(matches!(BucketAgg::from_bytes(&forged), Err(AggError::Decode { .. })));
+        assert!(matches!(BucketAgg::from_bytes(&forged), Err(e) if e.is_decode()));
         // Truncations all fail.
         for n in 0..bytes.len() {
             assert!(BucketAgg::from_bytes(&bytes[..n]).is_err(), "prefix {n}");

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
-use event_store::framing::{FrameReader, FrameWriter};
+use disk_format::{ByteReader, DirLock, FrameWriter};
 
 use crate::aggregate::{BucketAgg, Interval};
 use crate::fx::{self, FxMap};
@@ -262,9 +262,7 @@ impl Engine {
     /// Opens (or creates) the engine in `dir`, replaying its log.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_owned();
-        let event_store::framing::DirLock::Held(lock) =
-            event_store::framing::lock_dir(&dir).map_err(Error::io(&dir))?
-        else {
+        let DirLock::Held(lock) = disk_format::lock_dir(&dir).map_err(Error::io(&dir))? else {
             return Err(Error::Locked { path: dir.display().to_string() });
         };
         let mut state = State::default();
@@ -668,23 +666,22 @@ fn blocks_dir(dir: &Path, metric: &str) -> PathBuf {
 /// seal marks, head points (already in the rollups) and rollup buckets.
 fn checkpoint(state: &State) -> Result<Vec<u8>> {
     let mut w = FrameWriter::default();
-    let codec = |e: event_store::Error| Error::Codec(e.to_string());
     let mut names: Vec<&String> = state.schemas.keys().collect();
     names.sort();
     for name in &names {
         let Some(s) = state.schemas.get(*name) else { continue };
         let f = w.begin(SCHEMA);
         w.buf.extend_from_slice(&serde_json::to_vec(&s.schema).map_err(|e| Error::Codec(e.to_string()))?);
-        w.finish(f).map_err(codec)?;
+        w.finish(f)?;
         let f = w.begin(SEALED);
         w.i64(s.sealed_until);
         w.i64(s.newest);
         w.buf.extend_from_slice(name.as_bytes());
-        w.finish(f).map_err(codec)?;
+        w.finish(f)?;
     }
     let f = w.begin(INDEX);
     w.buf.extend_from_slice(&state.index.to_bytes()?);
-    w.finish(f).map_err(codec)?;
+    w.finish(f)?;
     // One block per metric: a metric's series share their timestamps and
     // value ranges, and pco compresses one long block far better than many
     // short ones.
@@ -710,8 +707,8 @@ fn checkpoint(state: &State) -> Result<Vec<u8>> {
             ts.extend(data.points.iter().map(|(t, _)| *t));
             vs.extend(data.points.iter().map(|(_, v)| *v));
         }
-        w.bytes(&crate::codec::Block::encode(&ts, &vs, true).map_err(|e| Error::Codec(e.to_string()))?);
-        w.finish(f).map_err(codec)?;
+        w.bytes(&crate::codec::Block::encode(&ts, &vs, true)?)?;
+        w.finish(f)?;
     }
     for (id, data) in state.series.iter().enumerate() {
         let levels = state.index.key(id as u32).and_then(|k| state.schemas.get(&k.metric)).map(|s| s.levels.as_slice());
@@ -725,7 +722,7 @@ fn checkpoint(state: &State) -> Result<Vec<u8>> {
                 w.u32(level as u32);
                 w.i64(*start);
                 w.buf.extend_from_slice(&agg.to_bytes()?);
-                w.finish(f).map_err(codec)?;
+                w.finish(f)?;
             }
         }
     }
@@ -769,7 +766,7 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             state.add_schema(schema)
         }
         SERIES => {
-            let mut r = FrameReader::new(body, 0);
+            let mut r = ByteReader::new(body, "log record");
             let id = r.u32().map_err(|e| Error::Codec(e.to_string()))?;
             let (_, json) = r.rest();
             let key: SeriesKey = serde_json::from_slice(json).map_err(|e| Error::Codec(e.to_string()))?;
@@ -779,15 +776,14 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             Ok(())
         }
         POINTS | HEAD_POINTS => {
-            let mut r = FrameReader::new(body, 0);
-            let codec = |e: event_store::Error| Error::Codec(e.to_string());
-            let n = r.u32().map_err(codec)?;
+            let mut r = ByteReader::new(body, "log record");
+            let n = r.u32()?;
             let mut batch = Vec::with_capacity(n as usize);
             for _ in 0..n {
-                let id = r.u32().map_err(codec)?;
-                let ts = r.i64().map_err(codec)?;
-                let v = f64::from_bits(r.u64().map_err(codec)?);
-                batch.push((id, ts, v, quality_of(r.u8().map_err(codec)?)?));
+                let id = r.u32()?;
+                let ts = r.i64()?;
+                let v = f64::from_bits(r.u64()?);
+                batch.push((id, ts, v, quality_of(r.u8()?)?));
             }
             if kind == POINTS {
                 state.apply_points(&batch);
@@ -811,19 +807,18 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
                 .into(),
         )),
         HEAD_GROUP => {
-            let mut r = FrameReader::new(body, 0);
-            let codec = |e: event_store::Error| Error::Codec(e.to_string());
+            let mut r = ByteReader::new(body, "log record");
             let mut series = Vec::new();
-            for _ in 0..r.u32().map_err(codec)? {
-                let (id, points) = (r.u32().map_err(codec)?, r.u32().map_err(codec)? as usize);
+            for _ in 0..r.u32()? {
+                let (id, points) = (r.u32()?, r.u32()? as usize);
                 let mut qualities = BTreeMap::new();
-                for _ in 0..r.u32().map_err(codec)? {
-                    qualities.insert(r.i64().map_err(codec)?, quality_of(r.u8().map_err(codec)?)?);
+                for _ in 0..r.u32()? {
+                    qualities.insert(r.i64()?, quality_of(r.u8()?)?);
                 }
                 series.push((id, points, qualities));
             }
-            let (_, block) = r.bytes().map_err(codec)?;
-            let (ts, vs) = crate::codec::Block::decode(block).map_err(|e| Error::Codec(e.to_string()))?;
+            let (_, block) = r.bytes32()?;
+            let (ts, vs) = crate::codec::Block::decode(block)?;
             if series.iter().map(|(_, n, _)| n).sum::<usize>() != ts.len() || vs.len() != ts.len() {
                 return Err(Error::Codec("a head group's block does not hold its series' points".into()));
             }
@@ -835,10 +830,8 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             Ok(())
         }
         ROLLUP => {
-            let mut r = FrameReader::new(body, 0);
-            let codec = |e: event_store::Error| Error::Codec(e.to_string());
-            let (id, level, start) =
-                (r.u32().map_err(codec)?, r.u32().map_err(codec)? as usize, r.i64().map_err(codec)?);
+            let mut r = ByteReader::new(body, "log record");
+            let (id, level, start) = (r.u32()?, r.u32()? as usize, r.i64()?);
             let (_, bytes) = r.rest();
             let agg = BucketAgg::from_bytes(bytes)?;
             let data = state.series_mut(id);
@@ -849,9 +842,8 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             Ok(())
         }
         SEALED => {
-            let mut r = FrameReader::new(body, 0);
-            let codec = |e: event_store::Error| Error::Codec(e.to_string());
-            let (until, newest) = (r.i64().map_err(codec)?, r.i64().map_err(codec)?);
+            let mut r = ByteReader::new(body, "log record");
+            let (until, newest) = (r.i64()?, r.i64()?);
             let (_, name) = r.rest();
             let name = std::str::from_utf8(name).map_err(|e| Error::Codec(e.to_string()))?;
             if let Some(s) = state.schemas.get_mut(name) {

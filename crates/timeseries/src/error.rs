@@ -40,6 +40,23 @@ pub enum Error {
     Codec(String),
     #[error("store at {path} is corrupt at byte {offset}: {reason}")]
     Corrupt { path: String, offset: u64, reason: String },
+    /// A frame damaged inside a file: never skipped.
+    #[error("store at {path} is damaged at byte {offset}: {source}")]
+    Damaged {
+        path: String,
+        offset: u64,
+        #[source]
+        source: disk_format::Error,
+    },
+    /// A frame that cannot be written (a field too long for its length).
+    #[error("frame: {0}")]
+    Format(#[from] disk_format::Error),
+    /// A stored record that does not read back.
+    #[error("stored record: {0}")]
+    Read(#[from] disk_format::ReadError),
+    /// A compressed block that does not encode or decode.
+    #[error("block: {0}")]
+    Block(#[from] crate::codec::CodecError),
     #[error("store at {path} is in use by another process")]
     Locked { path: String },
     #[error("{path}: {source}")]

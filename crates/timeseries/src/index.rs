@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use disk_format::varint::put_uvarint;
 use regex::Regex;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
@@ -141,20 +142,20 @@ impl SeriesIndex {
         let mut table = StringTable::default();
         let mut keys = Vec::with_capacity(self.keys.len() * 12);
         for k in &self.keys {
-            varint(&mut keys, table.intern(&k.metric));
-            varint(&mut keys, k.tags.len() as u32);
+            put_uvarint(&mut keys, u64::from(table.intern(&k.metric)));
+            put_uvarint(&mut keys, k.tags.len() as u64);
             for (tk, tv) in &k.tags {
-                varint(&mut keys, table.intern(tk));
-                varint(&mut keys, table.intern(tv));
+                put_uvarint(&mut keys, u64::from(table.intern(tk)));
+                put_uvarint(&mut keys, u64::from(table.intern(tv)));
             }
         }
         let mut out = Vec::with_capacity(keys.len() + table.strings.len() * 12);
-        varint(&mut out, table.strings.len() as u32);
+        put_uvarint(&mut out, table.strings.len() as u64);
         for s in &table.strings {
-            varint(&mut out, s.len() as u32);
+            put_uvarint(&mut out, s.len() as u64);
             out.extend_from_slice(s.as_bytes());
         }
-        varint(&mut out, self.keys.len() as u32);
+        put_uvarint(&mut out, self.keys.len() as u64);
         out.extend_from_slice(&keys);
         Ok(out)
     }
@@ -162,32 +163,36 @@ impl SeriesIndex {
     /// Reads what [`SeriesIndex::to_bytes`] wrote, rebuilding the postings;
     /// series keep their ids.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let mut r = Cursor { bytes, at: 0 };
-        let n = r.varint()? as usize;
+        let mut r = disk_format::ByteReader::new(bytes, "series index");
+        let n = r.uvarint32()? as usize;
         let mut table = Vec::with_capacity(n.min(1 << 20));
         for _ in 0..n {
-            let len = r.varint()? as usize;
-            table.push(String::from_utf8(r.take(len)?.to_vec()).map_err(|e| Error::Codec(e.to_string()))?);
+            let len = r.uvarint32()? as usize;
+            let offset = r.offset();
+            let text = std::str::from_utf8(r.take(len)?).map_err(|source| disk_format::ReadError::Utf8 {
+                what: "series index",
+                offset,
+                source,
+            })?;
+            table.push(text.to_owned());
         }
         let s = |i: u32| {
             table.get(i as usize).cloned().ok_or_else(|| Error::Codec(format!("string {i} is not in the index table")))
         };
-        let count = r.varint()? as usize;
+        let count = r.uvarint32()? as usize;
         let mut index = Self::default();
         for id in 0..count {
-            let metric = s(r.varint()?)?;
-            let ntags = r.varint()? as usize;
+            let metric = s(r.uvarint32()?)?;
+            let ntags = r.uvarint32()? as usize;
             let mut tags = Vec::with_capacity(ntags.min(256));
             for _ in 0..ntags {
-                tags.push((s(r.varint()?)?, s(r.varint()?)?));
+                tags.push((s(r.uvarint32()?)?, s(r.uvarint32()?)?));
             }
             if index.insert(SeriesKey { metric, tags }) as usize != id {
                 return Err(Error::Codec(format!("series {id} repeats an earlier series key")));
             }
         }
-        if r.at != bytes.len() {
-            return Err(Error::Codec(format!("{} bytes after the last series key", bytes.len() - r.at)));
-        }
+        r.finish()?;
         Ok(index)
     }
 }
@@ -210,50 +215,9 @@ impl<'a> StringTable<'a> {
     }
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u32) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn anchored(re: &str) -> Result<Regex> {
     Regex::new(&format!("^(?:{re})$"))
         .map_err(|e| Error::InvalidRegex { pattern: re.to_owned(), reason: e.to_string() })
-}
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|e| *e <= self.bytes.len())
-            .ok_or_else(|| Error::Codec("index file is cut short".into()))?;
-        let s = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(s)
-    }
-    fn varint(&mut self) -> Result<u32> {
-        let mut v = 0u32;
-        for shift in (0..35).step_by(7) {
-            let b = self.take(1)?[0];
-            let part = u32::from(b & 0x7f);
-            if shift == 28 && part > 0x0f {
-                return Err(Error::Codec("varint overflows 32 bits".into()));
-            }
-            v |= part << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(Error::Codec("varint longer than 5 bytes".into()))
-    }
 }
 
 #[cfg(test)]

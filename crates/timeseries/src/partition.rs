@@ -11,7 +11,8 @@ use std::io::{BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use event_store::framing::{self, FrameReader, FrameWriter, Scan};
+use disk_format::ByteReader;
+use disk_format::frame::{self as framing, FrameWriter, Scan};
 
 use crate::aggregate::BucketAgg;
 use crate::codec::Block;
@@ -44,10 +45,6 @@ pub(crate) struct Partition {
     series: HashMap<u32, (u64, usize)>,
 }
 
-fn codec(e: impl std::fmt::Display) -> Error {
-    Error::Codec(e.to_string())
-}
-
 pub(crate) fn quality_byte(q: Quality) -> u8 {
     match q {
         Quality::Good => 0,
@@ -73,12 +70,12 @@ impl Partition {
         let s = w.begin(META);
         w.i64(start);
         w.i64(end);
-        w.finish(s).map_err(codec)?;
+        w.finish(s)?;
         for (id, data) in series {
             let s = w.begin(SERIES);
             w.u32(*id);
             let (ts, vs): (Vec<i64>, Vec<f64>) = data.points.iter().copied().unzip();
-            w.bytes(&Block::encode(&ts, &vs, compress).map_err(codec)?);
+            w.bytes(&Block::encode(&ts, &vs, compress)?)?;
             w.u32(data.qualities.len() as u32);
             for (t, q) in &data.qualities {
                 w.i64(*t);
@@ -89,10 +86,10 @@ impl Partition {
                 w.u32(level.len() as u32);
                 for (bucket, agg) in level {
                     w.i64(*bucket);
-                    w.bytes(&agg.to_bytes()?);
+                    w.bytes(&agg.to_bytes()?)?;
                 }
             }
-            w.finish(s).map_err(codec)?;
+            w.finish(s)?;
         }
         let path = dir.join(format!("{start}-{end}.part"));
         let tmp = dir.join(format!("{start}-{end}.part.tmp"));
@@ -114,17 +111,21 @@ impl Partition {
         let mut points = 0u64;
         let mut block_bytes = 0u64;
         loop {
-            match framing::scan_next(&mut r, len - offset, &mut buf).map_err(|e| corrupt(offset, e))? {
+            match framing::scan_next(&mut r, len - offset, &mut buf).map_err(|source| Error::Damaged {
+                path: path.display().to_string(),
+                offset,
+                source,
+            })? {
                 Scan::End => break,
                 Scan::TornTail { reason } => return Err(corrupt(offset, reason)),
                 Scan::Frame { size } => {
-                    let mut f = FrameReader::new(&buf[1..], 0);
+                    let mut f = ByteReader::new(&buf[1..], "partition record");
                     match buf[0] {
-                        META => meta = Some((f.i64().map_err(codec)?, f.i64().map_err(codec)?)),
+                        META => meta = Some((f.i64()?, f.i64()?)),
                         SERIES => {
-                            series.insert(f.u32().map_err(codec)?, (offset, size as usize));
-                            let (_, block) = f.bytes().map_err(codec)?;
-                            points += u64::from(Block::header(block).map_err(codec)?.count);
+                            series.insert(f.u32()?, (offset, size as usize));
+                            let (_, block) = f.bytes32()?;
+                            points += u64::from(Block::header(block)?.count);
                             block_bytes += block.len() as u64;
                         }
                         other => return Err(corrupt(offset, format!("unknown record kind {other}"))),
@@ -149,23 +150,27 @@ impl Partition {
         file.read_exact_at(&mut raw, offset).map_err(Error::io(&self.path))?;
         let mut buf = Vec::new();
         let corrupt = |reason: String| Error::Corrupt { path: self.path.display().to_string(), offset, reason };
-        match framing::scan_next(&mut raw.as_slice(), size as u64, &mut buf).map_err(corrupt)? {
+        match framing::scan_next(&mut raw.as_slice(), size as u64, &mut buf).map_err(|source| Error::Damaged {
+            path: self.path.display().to_string(),
+            offset,
+            source,
+        })? {
             Scan::Frame { .. } => {}
             _ => return Err(corrupt("series record is damaged".into())),
         }
-        let mut f = FrameReader::new(&buf[1..], 0);
-        f.u32().map_err(codec)?;
-        let (_, block) = f.bytes().map_err(codec)?;
-        let (ts, vs) = Block::decode(block).map_err(codec)?;
+        let mut f = ByteReader::new(&buf[1..], "partition record");
+        f.u32()?;
+        let (_, block) = f.bytes32()?;
+        let (ts, vs) = Block::decode(block)?;
         let mut out = SealedSeries { points: ts.into_iter().zip(vs).collect(), ..SealedSeries::default() };
-        for _ in 0..f.u32().map_err(codec)? {
-            out.qualities.push((f.i64().map_err(codec)?, quality_of(f.u8().map_err(codec)?)?));
+        for _ in 0..f.u32()? {
+            out.qualities.push((f.i64()?, quality_of(f.u8()?)?));
         }
-        for _ in 0..f.u32().map_err(codec)? {
+        for _ in 0..f.u32()? {
             let mut level = Vec::new();
-            for _ in 0..f.u32().map_err(codec)? {
-                let bucket = f.i64().map_err(codec)?;
-                let (_, bytes) = f.bytes().map_err(codec)?;
+            for _ in 0..f.u32()? {
+                let bucket = f.i64()?;
+                let (_, bytes) = f.bytes32()?;
                 level.push((bucket, BucketAgg::from_bytes(bytes)?));
             }
             out.rollups.push(level);

@@ -95,6 +95,9 @@ use serde::ser::{self, Serializer};
 use serde::{Deserialize, Serialize};
 use sketches_ddsketch::{Config, DDSketch};
 
+use disk_format::ByteReader;
+use disk_format::varint::{put_svarint, put_uvarint};
+
 use crate::aggregate::AggError;
 
 /// Relative accuracy of every quantile answer (0.5 %).
@@ -597,7 +600,7 @@ impl CrateBins {
         while !input.is_empty() {
             match input.u8()? {
                 Self::FLAG_COUNT => {
-                    input.var_double()?;
+                    var_double(&mut input)?;
                 }
                 Self::FLAG_SUM | Self::FLAG_MIN | Self::FLAG_MAX => {
                     input.take(8)?;
@@ -610,15 +613,15 @@ impl CrateBins {
                     }
                 }
                 Self::FLAG_ZERO_COUNT => {
-                    bins.zero = count_from_f64(input.var_double()?).ok_or(err("bad zero count"))?
+                    bins.zero = count_from_f64(var_double(&mut input)?).ok_or(err("bad zero count"))?
                 }
                 flag @ (Self::FLAG_POSITIVE_STORE | Self::FLAG_NEGATIVE_STORE) => {
                     let n = input.uvarint()?;
                     let mut store = Vec::new();
                     let mut index = 0i64;
                     for _ in 0..n {
-                        index = index.checked_add(input.java_svarint()?).ok_or(err("bin index overflow"))?;
-                        let count = count_from_f64(input.var_double()?).ok_or(err("bad bin count"))?;
+                        index = index.checked_add(java_svarint(&mut input)?).ok_or(err("bin index overflow"))?;
+                        let count = count_from_f64(var_double(&mut input)?).ok_or(err("bad bin count"))?;
                         store.push((index, count));
                     }
                     if flag == Self::FLAG_POSITIVE_STORE {
@@ -638,127 +641,40 @@ fn count_from_f64(c: f64) -> Option<u64> {
     (c >= 0.0 && c <= MAX_COUNT as f64 && c.fract() == 0.0).then_some(c as u64)
 }
 
-pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+/// The Java sketch library's unsigned var-long (9 bytes max, last byte 8 bits), zigzag decoded.
+fn java_svarint(r: &mut ByteReader<'_>) -> Result<i64, AggError> {
+    let mut value = 0u64;
+    let mut shift = 0u32;
+    loop {
+        let b = r.u8()?;
+        if b < 0x80 || shift == 56 {
+            value |= u64::from(b) << shift;
+            break;
+        }
+        value |= u64::from(b & 0x7F) << shift;
+        shift += 7;
     }
-    out.push(v as u8);
+    Ok(disk_format::varint::unzigzag(value))
 }
 
-pub(crate) fn put_svarint(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-/// Bounds-checked little reader for the persistence formats of this crate.
-#[derive(Debug)]
-pub(crate) struct ByteReader<'a> {
-    rest: &'a [u8],
-    what: &'static str,
-}
-
-impl<'a> ByteReader<'a> {
-    pub(crate) fn new(bytes: &'a [u8], what: &'static str) -> Self {
-        Self { rest: bytes, what }
-    }
-
-    fn error(&self, reason: &'static str) -> AggError {
-        AggError::Decode { what: self.what, reason }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    /// Fails unless every byte was consumed.
-    pub(crate) fn finish(&self) -> Result<(), AggError> {
-        if self.rest.is_empty() { Ok(()) } else { Err(self.error("trailing bytes")) }
-    }
-
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], AggError> {
-        if self.rest.len() < n {
-            return Err(self.error("unexpected end of input"));
+/// The Java sketch library's variable-length double.
+fn var_double(r: &mut ByteReader<'_>) -> Result<f64, AggError> {
+    let mut bits = 0u64;
+    let mut shift = 57i32;
+    loop {
+        let b = r.u8()?;
+        if shift == 1 {
+            bits |= u64::from(b);
+            break;
         }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    pub(crate) fn u8(&mut self) -> Result<u8, AggError> {
-        let [b] = self.array::<1>()?;
-        Ok(b)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], AggError> {
-        let head = self.take(N)?;
-        <[u8; N]>::try_from(head).map_err(|_| self.error("unexpected end of input"))
-    }
-
-    pub(crate) fn f64(&mut self) -> Result<f64, AggError> {
-        Ok(f64::from_le_bytes(self.array::<8>()?))
-    }
-
-    pub(crate) fn i64(&mut self) -> Result<i64, AggError> {
-        Ok(i64::from_le_bytes(self.array::<8>()?))
-    }
-
-    /// LEB128, at most 10 bytes, rejecting bits beyond 64.
-    pub(crate) fn uvarint(&mut self) -> Result<u64, AggError> {
-        let mut value = 0u64;
-        for i in 0..10u32 {
-            let b = self.u8()?;
-            if i == 9 && b > 1 {
-                return Err(self.error("varint overflows 64 bits"));
-            }
-            value |= u64::from(b & 0x7F) << (7 * i);
-            if b < 0x80 {
-                return Ok(value);
-            }
+        if b < 0x80 {
+            bits |= u64::from(b) << shift;
+            break;
         }
-        Err(self.error("varint longer than 10 bytes"))
+        bits |= u64::from(b & 0x7F) << shift;
+        shift -= 7;
     }
-
-    /// Zigzag LEB128.
-    pub(crate) fn svarint(&mut self) -> Result<i64, AggError> {
-        let u = self.uvarint()?;
-        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
-    }
-
-    /// The Java sketch library's unsigned var-long (9 bytes max, last byte 8 bits), zigzag decoded.
-    fn java_svarint(&mut self) -> Result<i64, AggError> {
-        let mut value = 0u64;
-        let mut shift = 0u32;
-        loop {
-            let b = self.u8()?;
-            if b < 0x80 || shift == 56 {
-                value |= u64::from(b) << shift;
-                break;
-            }
-            value |= u64::from(b & 0x7F) << shift;
-            shift += 7;
-        }
-        Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
-    }
-
-    /// The Java sketch library's variable-length double.
-    fn var_double(&mut self) -> Result<f64, AggError> {
-        let mut bits = 0u64;
-        let mut shift = 57i32;
-        loop {
-            let b = self.u8()?;
-            if shift == 1 {
-                bits |= u64::from(b);
-                break;
-            }
-            if b < 0x80 {
-                bits |= u64::from(b) << shift;
-                break;
-            }
-            bits |= u64::from(b & 0x7F) << shift;
-            shift -= 7;
-        }
-        Ok(f64::from_bits(bits.rotate_right(6).wrapping_add(1.0f64.to_bits())) - 1.0)
-    }
+    Ok(f64::from_bits(bits.rotate_right(6).wrapping_add(1.0f64.to_bits())) - 1.0)
 }
 
 #[cfg(test)]
@@ -924,7 +840,7 @@ mod tests {
     #[test]
     fn decode_rejects_garbage() {
         for bytes in [&b""[..], b"QS", b"XX\x01\x00", b"QS\x02\x00", b"QS\x01\x00\x00", b"QS\x01\xff\xff\xff"] {
-            assert!(matches!(QuantileSketch::from_bytes(bytes), Err(AggError::Decode { .. })), "{bytes:?}");
+            assert!(matches!(QuantileSketch::from_bytes(bytes), Err(e) if e.is_decode()), "{bytes:?}");
         }
         let good = sketch_of(&[1.0, 2.0, -3.0, 0.0]).to_bytes().unwrap();
         // Truncations all fail.
@@ -1093,7 +1009,7 @@ mod tests {
             b"QS\x02\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x7f",                                 // +inf
             b"QS\x02\x01\x02\x02\x00",                                                         // trailing byte
         ] {
-            assert!(matches!(QuantileSketch::from_bytes(bad), Err(AggError::Decode { .. })), "{bad:?}");
+            assert!(matches!(QuantileSketch::from_bytes(bad), Err(e) if e.is_decode()), "{bad:?}");
         }
     }
 

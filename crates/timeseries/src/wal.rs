@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
-use event_store::framing::{self, Scan};
+use disk_format::frame::{self as framing, Scan};
 
 use crate::{Error, Result};
 
@@ -174,7 +174,11 @@ fn replay_segment(path: &Path, last: bool, replay: &mut impl FnMut(u8, &[u8]) ->
     let mut buf = Vec::new();
     let corrupt = |offset: u64, reason: String| Error::Corrupt { path: path.display().to_string(), offset, reason };
     loop {
-        match framing::scan_next(&mut reader, len - offset, &mut buf).map_err(|r| corrupt(offset, r))? {
+        match framing::scan_next(&mut reader, len - offset, &mut buf).map_err(|source| Error::Damaged {
+            path: path.display().to_string(),
+            offset,
+            source,
+        })? {
             Scan::End => return Ok(()),
             Scan::TornTail { reason } if last => {
                 tracing::warn!(path = %path.display(), offset, %reason, "truncating torn tail of the write-ahead log");
@@ -205,12 +209,12 @@ fn rotate<S>(current: &Path, state: &RwLock<S>, checkpoint: Checkpoint<S>) -> Re
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| Error::Codec(format!("bad segment name {}", current.display())))?;
     let frames = checkpoint(&state.read().unwrap_or_else(PoisonError::into_inner))?;
-    let mut w = event_store::framing::FrameWriter::default();
+    let mut w = disk_format::FrameWriter::default();
     let s = w.begin(CHECKPOINT_BEGIN);
-    w.finish(s).map_err(|e| Error::Codec(e.to_string()))?;
+    w.finish(s)?;
     w.buf.extend_from_slice(&frames);
     let s = w.begin(CHECKPOINT_END);
-    w.finish(s).map_err(|e| Error::Codec(e.to_string()))?;
+    w.finish(s)?;
     let path = segment_path(dir, seq + 1);
     let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(Error::io(&path))?;
     file.write_all(&w.buf).and_then(|()| file.sync_data()).map_err(Error::io(&path))?;

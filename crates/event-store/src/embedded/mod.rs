@@ -30,7 +30,6 @@ use chrono::{DateTime, Utc};
 use domain_core::Envelope;
 use tokio::sync::oneshot;
 
-use crate::framing::{self as frame, FrameReader, Scan};
 use crate::head::HeadWatch;
 use crate::index::{ReadSide, WriteSide};
 use crate::model::DEFAULT_MAX_EVENT_BYTES;
@@ -39,6 +38,8 @@ use crate::rules::EventKey;
 use crate::{
     AppendResult, Error, EventStore, ExpectedVersion, RecordedEvent, RecordedText, Result, Snapshot, StreamId,
 };
+use disk_format::frame::{self, Scan};
+use disk_format::{ByteReader, DirLock};
 use writer::{Request, Writer};
 
 const LOG_FILE: &str = "events.log";
@@ -193,7 +194,7 @@ impl EmbeddedEventStore {
 
     pub fn open_with(dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Self> {
         let dir = dir.as_ref();
-        let frame::DirLock::Held(lock) = frame::lock_dir(dir).map_err(Error::io(dir))? else {
+        let DirLock::Held(lock) = disk_format::lock_dir(dir).map_err(Error::io(dir))? else {
             return Err(Error::Locked { path: dir.display().to_string() });
         };
         let path = dir.join(LOG_FILE);
@@ -287,7 +288,11 @@ fn recover(path: &Path, file: &File) -> Result<(WriteSide, ReadIndex, u64)> {
     let mut buf = Vec::new();
     let corrupt = |offset: u64, reason: String| Error::Corrupt { path: path.display().to_string(), offset, reason };
     loop {
-        match frame::scan_next(&mut reader, file_len - offset, &mut buf).map_err(|r| corrupt(offset, r))? {
+        match frame::scan_next(&mut reader, file_len - offset, &mut buf).map_err(|source| Error::Damaged {
+            path: path.display().to_string(),
+            offset,
+            source,
+        })? {
             Scan::End => break,
             Scan::TornTail { reason } => {
                 tracing::warn!(path = %path.display(), offset, cut = file_len - offset, %reason, "truncating torn tail of the event log");
@@ -296,7 +301,7 @@ fn recover(path: &Path, file: &File) -> Result<(WriteSide, ReadIndex, u64)> {
             }
             Scan::Frame { size } => {
                 let body_offset = offset + frame::HEADER as u64 + 1;
-                apply_frame(buf[0], FrameReader::new(&buf[1..], body_offset), Some(&mut write), &mut read)
+                apply_frame(buf[0], ByteReader::at(&buf[1..], "log frame", body_offset), Some(&mut write), &mut read)
                     .map_err(|e| corrupt(offset, e.to_string()))?;
                 offset += size;
             }
@@ -308,10 +313,10 @@ fn recover(path: &Path, file: &File) -> Result<(WriteSide, ReadIndex, u64)> {
 /// Applies one durable frame to both indexes (on open and after a commit).
 /// On open both indexes are rebuilt; after a commit only the read side
 /// (the writer already updated its write side when it decided).
-fn apply_frame(kind: u8, mut r: FrameReader<'_>, write: Option<&mut WriteSide>, read: &mut ReadIndex) -> Result<()> {
+fn apply_frame(kind: u8, mut r: ByteReader<'_>, write: Option<&mut WriteSide>, read: &mut ReadIndex) -> Result<()> {
     match kind {
         APPEND => {
-            let stream = StreamId::new(r.str()?)?;
+            let stream = StreamId::new(r.str16()?)?;
             let first_version = r.u64()?;
             let first_position = r.u64()?;
             let recorded_at = r.i64()?;
@@ -323,9 +328,9 @@ fn apply_frame(kind: u8, mut r: FrameReader<'_>, write: Option<&mut WriteSide>, 
             let mut keys = Vec::with_capacity(if write.is_some() { count as usize } else { 0 });
             let mut locs = Vec::with_capacity(count as usize);
             for i in 0..u64::from(count) {
-                let id = r.uuid()?;
+                let id = uuid::Uuid::from_bytes(r.array()?);
                 let digest = r.u64()?;
-                let (offset, bytes) = r.bytes()?;
+                let (offset, bytes) = r.bytes32()?;
                 if write.is_some() {
                     keys.push(EventKey { id, digest });
                 }
@@ -343,14 +348,14 @@ fn apply_frame(kind: u8, mut r: FrameReader<'_>, write: Option<&mut WriteSide>, 
             read.events.push_many(&stream, locs);
         }
         TOMBSTONE => {
-            let stream = StreamId::new(r.str()?)?;
+            let stream = StreamId::new(r.str16()?)?;
             if let Some(w) = write {
                 w.mark_deleted(&stream);
             }
             read.events.mark_deleted(&stream);
         }
         SNAPSHOT => {
-            let stream = StreamId::new(r.str()?)?;
+            let stream = StreamId::new(r.str16()?)?;
             let version = r.u64()?;
             let (offset, json) = r.rest();
             if read.snapshots.get(&stream).is_none_or(|s| s.0 < version) {
@@ -358,7 +363,7 @@ fn apply_frame(kind: u8, mut r: FrameReader<'_>, write: Option<&mut WriteSide>, 
             }
         }
         CHECKPOINT => {
-            let name = r.str()?.to_owned();
+            let name = r.str16()?.to_owned();
             let position = r.u64()?;
             read.checkpoints.insert(name, position);
         }

@@ -139,7 +139,7 @@ async fn damage_inside_the_log_is_reported_not_skipped() {
     bytes[20] ^= 0x55; // inside the first of two frames
     std::fs::write(&log, &bytes).expect("write");
     match EmbeddedEventStore::open(&dir) {
-        Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, 0),
+        Err(Error::Damaged { offset, source: disk_format::Error::Damaged { .. }, .. }) => assert_eq!(offset, 0),
         other => panic!("expected a corruption error, got {other:?}"),
     }
 }

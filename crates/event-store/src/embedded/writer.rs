@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::{APPEND, CHECKPOINT, EmbeddedConfig, SNAPSHOT, Shared, TOMBSTONE, apply_frame};
-use crate::framing::{self as frame, FrameReader, FrameWriter};
 use crate::index::{Placement, Plan, WriteSide};
 use crate::rules::EncodedBatch;
 use crate::{AppendResult, Error, ExpectedVersion, Result, Snapshot, StreamId};
+use disk_format::ByteReader;
+use disk_format::frame::{self, FrameWriter};
 
 /// Largest frame buffer kept for the next group.
 const KEEP_FRAME_BUFFER: usize = 16 << 20;
@@ -170,7 +171,9 @@ impl Writer {
                     return None;
                 }
                 let start = frames.begin(TOMBSTONE);
-                frames.str(stream.as_str());
+                if let Err(e) = frames.str(stream.as_str()) {
+                    return refuse(frames, start, reply, e);
+                }
                 let done = finish_unit(frames, start, reply);
                 if done.is_some() {
                     self.write.mark_deleted(&stream);
@@ -186,7 +189,9 @@ impl Writer {
                     }
                 };
                 let start = frames.begin(SNAPSHOT);
-                frames.str(snapshot.stream.as_str());
+                if let Err(e) = frames.str(snapshot.stream.as_str()) {
+                    return refuse(frames, start, reply, e);
+                }
                 frames.u64(snapshot.version);
                 frames.buf.extend_from_slice(&json);
                 finish_unit(frames, start, reply)
@@ -197,7 +202,9 @@ impl Writer {
                     return None;
                 }
                 let start = frames.begin(CHECKPOINT);
-                frames.str(&name);
+                if let Err(e) = frames.str(&name) {
+                    return refuse(frames, start, reply, e);
+                }
                 frames.u64(position);
                 finish_unit(frames, start, reply)
             }
@@ -237,7 +244,9 @@ impl Writer {
             let payload = &buf[at + frame::HEADER..at + frame::HEADER + len];
             let body_offset = self.len + (at + frame::HEADER + 1) as u64;
             // These frames were built by this thread a moment ago.
-            if let Err(e) = apply_frame(payload[0], FrameReader::new(&payload[1..], body_offset), None, &mut read) {
+            if let Err(e) =
+                apply_frame(payload[0], ByteReader::at(&payload[1..], "log frame", body_offset), None, &mut read)
+            {
                 tracing::error!(error = %e, "publishing a frame just written failed");
             }
             at += frame::HEADER + len;
@@ -246,27 +255,35 @@ impl Writer {
     }
 }
 
+/// Drops the frame begun at `start` and refuses the request.
+fn refuse(
+    frames: &mut FrameWriter,
+    start: usize,
+    reply: oneshot::Sender<Result<()>>,
+    e: disk_format::Error,
+) -> Option<Pending> {
+    frames.buf.truncate(start);
+    let _ = reply.send(Err(e.into()));
+    None
+}
+
 /// Writes the APPEND frame of a placed batch: header, then the events as the
 /// caller laid them out (see [`EncodedBatch`]).
 pub(crate) fn append_frame(frames: &mut FrameWriter, placed: &Placement, batch: &EncodedBatch) -> Result<()> {
     let start = frames.begin(APPEND);
-    frames.str(placed.stream.as_str());
+    frames.str(placed.stream.as_str())?;
     frames.u64(placed.first_version);
     frames.u64(placed.first_position);
     frames.i64(placed.recorded_at.timestamp_micros());
     frames.u32(batch.keys.len() as u32);
     frames.buf.extend_from_slice(&batch.body);
-    frames.finish(start)
+    Ok(frames.finish(start)?)
 }
 
 fn finish_unit(frames: &mut FrameWriter, start: usize, reply: oneshot::Sender<Result<()>>) -> Option<Pending> {
     match frames.finish(start) {
         Ok(()) => Some(Pending::Unit(reply)),
-        Err(e) => {
-            frames.buf.truncate(start);
-            let _ = reply.send(Err(e));
-            None
-        }
+        Err(e) => refuse(frames, start, reply, e),
     }
 }
 

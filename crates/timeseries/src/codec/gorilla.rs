@@ -104,7 +104,7 @@ impl GorillaEncoder {
 
     /// Size of [`GorillaEncoder::finish`]'s output right now, header included.
     pub fn bytes_used(&self) -> usize {
-        1 + varint_len(self.count) + self.bits.bytes().len()
+        1 + disk_format::varint::uvarint_len(self.count) + self.bits.bytes().len()
     }
 
     /// Decodes the points pushed so far without copying or finishing the stream.
@@ -116,7 +116,7 @@ impl GorillaEncoder {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.bytes_used());
         out.push(GORILLA_VERSION);
-        write_varint(&mut out, self.count);
+        disk_format::varint::put_uvarint(&mut out, self.count);
         out.extend_from_slice(self.bits.bytes());
         out
     }
@@ -244,8 +244,9 @@ impl<'a> GorillaDecoder<'a> {
                 supported: GORILLA_VERSION,
             });
         }
-        let (count, used) = read_varint(rest, 1)?;
-        let stream = rest.get(used..).unwrap_or_default();
+        let mut header = disk_format::ByteReader::at(rest, "gorilla point count", 1);
+        let count = header.uvarint()?;
+        let (_, stream) = header.rest();
         self.reader = BitReader::new(stream, u64::MAX);
         self.remaining = count;
         Ok(())
@@ -381,43 +382,6 @@ fn sign_extend(raw: u64, width: u32) -> i64 {
     ((raw << shift) as i64) >> shift
 }
 
-fn varint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-fn write_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// LEB128; `base` is the byte offset of `bytes` in the whole input, for error messages.
-fn read_varint(bytes: &[u8], base: usize) -> Result<(u64, usize), CodecError> {
-    let mut value = 0u64;
-    for (i, &byte) in bytes.iter().enumerate().take(10) {
-        let payload = u64::from(byte & 0x7F);
-        // The tenth byte may only carry the single remaining bit of a u64.
-        if i == 9 && payload > 1 {
-            return Err(CodecError::Corrupt { what: "gorilla header", detail: "point count overflows u64".to_owned() });
-        }
-        value |= payload << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok((value, i + 1));
-        }
-    }
-    if bytes.len() >= 10 {
-        return Err(CodecError::Corrupt { what: "gorilla header", detail: "point count varint too long".to_owned() });
-    }
-    Err(CodecError::Truncated { what: "gorilla point count", offset: base + bytes.len(), needed: 1, available: 0 })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,19 +445,11 @@ mod tests {
             stream in prop::collection::vec(any::<u8>(), 0..512),
         ) {
             let mut bytes = vec![GORILLA_VERSION];
-            write_varint(&mut bytes, count);
+            disk_format::varint::put_uvarint(&mut bytes, count);
             bytes.extend_from_slice(&stream);
             let n = GorillaDecoder::new(&bytes).count();
             prop_assert!(n as u64 <= count.saturating_add(1));
             let _ = GorillaDecoder::decode_all(&bytes);
-        }
-
-        #[test]
-        fn varint_round_trips(v in any::<u64>()) {
-            let mut out = Vec::new();
-            write_varint(&mut out, v);
-            prop_assert_eq!(out.len(), varint_len(v));
-            prop_assert_eq!(read_varint(&out, 0)?, (v, out.len()));
         }
     }
 
@@ -540,7 +496,10 @@ mod tests {
     fn header_errors() {
         assert!(matches!(GorillaDecoder::decode_all(&[]), Err(CodecError::Truncated { .. })));
         assert!(matches!(GorillaDecoder::decode_all(&[9, 0]), Err(CodecError::UnsupportedVersion { found: 9, .. })));
-        assert!(matches!(GorillaDecoder::decode_all(&[GORILLA_VERSION, 0x80]), Err(CodecError::Truncated { .. })));
+        assert!(matches!(
+            GorillaDecoder::decode_all(&[GORILLA_VERSION, 0x80]),
+            Err(CodecError::Read(disk_format::ReadError::Truncated { .. }))
+        ));
         assert!(matches!(GorillaDecoder::decode_all(&[GORILLA_VERSION, 0, 0]), Err(CodecError::TrailingBytes(1))));
         assert_eq!(GorillaDecoder::decode_all(&[GORILLA_VERSION, 0]), Ok((vec![], vec![])));
         let mut bytes = encode(&[1, 2], &[1.0, 2.0]);

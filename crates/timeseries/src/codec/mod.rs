@@ -42,6 +42,9 @@ pub enum CodecError {
     /// The block's CRC32 does not match its contents.
     #[error("checksum mismatch: header says {expected:#010x}, contents hash to {actual:#010x}")]
     ChecksumMismatch { expected: u32, actual: u32 },
+    /// A varint or field of the block's bytes that does not read.
+    #[error(transparent)]
+    Read(#[from] disk_format::ReadError),
     /// pco rejected the data (compression or decompression).
     #[error("pco: {0}")]
     Pco(String),
