@@ -25,6 +25,9 @@ pub enum Error {
     Order(#[from] orders::OrderError),
     #[error("order `{0}` does not exist")]
     OrderNotFound(String),
+    /// A lenient write refused some lines (each listed with its reason).
+    #[error("{refused} of {lines} lines were refused (listed above); the others are written")]
+    LinesRefused { refused: usize, lines: usize },
     #[error("no projection is named `{name}` (known: {known})")]
     UnknownProjection { name: String, known: String },
     #[error("the sagas did not settle within {seconds} s ({waiting} events not yet seen by their consumers)")]
@@ -45,12 +48,21 @@ pub enum Error {
 
 impl Error {
     /// What the user can do next, when we know.
+    /// The process exit code: 3 when a lenient write refused some lines
+    /// (the rest is written), 1 for every other failure.
+    pub fn exit_code(&self) -> u8 {
+        if matches!(self, Error::LinesRefused { .. }) { 3 } else { 1 }
+    }
+
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             Error::Kafka(_) | Error::Domain(domain_core::Error::Bus(_)) => {
                 Some("is Kafka running? `cargo xtask kafka up` starts one on 127.0.0.1:9092")
             }
             Error::Io { .. } => Some("check that the directory exists and is writable"),
+            Error::LinesRefused { .. } => {
+                Some("fix the listed lines and write them again: points already written are not duplicated")
+            }
             Error::Store(event_store::Error::Locked { .. }) => {
                 Some("another platform process uses this --data directory; wait for it or pick another")
             }

@@ -62,7 +62,8 @@ pub struct WriteArgs {
     /// Timestamp precision of the input: ns, us, ms or s.
     #[arg(long, default_value = "ns")]
     precision: String,
-    /// Write the good lines and list the bad ones instead of stopping at the first.
+    /// Write every good line and list each refused one (line number and reason: it did not parse,
+    /// or failed the schema) instead of stopping at the first; exits with 3 when any was refused.
     #[arg(long)]
     lenient: bool,
 }
@@ -171,6 +172,9 @@ pub fn run(cmd: TsCommand, data: &Path, format: Format) -> Result<()> {
                         eprintln!("rejected: {r}");
                     }
                 }
+            }
+            if !report.rejected.is_empty() {
+                return Err(Error::LinesRefused { refused: report.rejected.len(), lines: report.lines });
             }
         }
         TsCommand::Query(a) => query(&engine, a, format)?,

@@ -3,7 +3,9 @@
 //! and vacuum as JSON, and precise errors for unknown tables and bad SQL.
 //! The orders read model: daily counts, and its projection's status,
 //! rebuild and resume, with precise errors for unknown names and for a
-//! resume of a projection that is not parked.
+//! resume of a projection that is not parked. The time-series store: a
+//! lenient write of a file with bad lines writes the good ones, lists each
+//! refused one and exits with 3.
 
 use std::process::{Command, Output};
 
@@ -153,4 +155,37 @@ fn projections_rebuild_resume_and_daily_counts_from_the_command_line() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(table.status.success() && text.contains("orders.by_customer") && text.contains("running"), "{text}");
     let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn a_lenient_ts_write_writes_the_good_lines_lists_the_refused_and_exits_with_3() {
+    let data = std::env::temp_dir().join(format!("ts-cli-{}", uuid::Uuid::now_v7().simple()));
+    let run = |args: &[&str]| platform(&data, args);
+    let created =
+        run(&["ts", "create-series", "--name", "sensor_temperature", "--tags", "device_id", "--unit", "celsius"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let file = data.join("points.lp");
+    std::fs::write(
+        &file,
+        "sensor,device_id=d1 temperature=21.5 1764547200000000000\n\
+         sensor,device_id=d1,room=r2 temperature=22 1764547210000000000\n\
+         sensor,device_id=d1 temperature=\"warm\" 1764547220000000000\n\
+         sensor,device_id=d1 temperature= 1764547230000000000\n\
+         sensor,device_id=d2 temperature=19.0 1764547240000000000\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let out = run(&["--format", "json", "ts", "write", "--lenient", path]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((report["lines"].clone(), report["points"].clone()), (json!(5), json!(2)));
+    let lines: Vec<u64> =
+        report["rejected"].as_array().expect("list").iter().map(|r| r["line"].as_u64().expect("line")).collect();
+    assert_eq!(lines, [2, 3, 4], "{report}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 of 5 lines were refused"));
+    let stats = json(&run(&["--format", "json", "ts", "stats"]));
+    assert_eq!(stats["points"], json!(2), "{stats}");
+    let strict = run(&["ts", "write", path]);
+    assert_eq!(strict.status.code(), Some(1), "a strict write stops at the first bad line");
+    std::fs::remove_dir_all(&data).ok();
 }

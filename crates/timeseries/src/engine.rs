@@ -246,6 +246,13 @@ pub struct WriteReport {
     pub new_series: usize,
 }
 
+/// A point [`Engine::write_lenient`] left out: its index in the batch and why.
+#[derive(Debug)]
+pub struct Refused {
+    pub index: usize,
+    pub error: Error,
+}
+
 /// A time-series engine on a local directory.
 #[derive(Debug)]
 pub struct Engine {
@@ -342,26 +349,51 @@ impl Engine {
     /// The points are borrowed: the engine copies what it keeps, and a
     /// caller may send the same batch again after an error.
     pub fn write(&self, points: &[Point]) -> Result<WriteReport> {
+        self.write_checked(points, None)
+    }
+
+    /// Writes the points that pass every check and hands back the others,
+    /// each with why, instead of refusing the whole batch at the first.
+    pub fn write_lenient(&self, points: &[Point]) -> Result<(WriteReport, Vec<Refused>)> {
+        let mut refused = Vec::new();
+        let report = self.write_checked(points, Some(&mut refused))?;
+        Ok((report, refused))
+    }
+
+    /// `refused`: `None` fails the batch at its first bad point; a list
+    /// collects the bad points and the rest is written.
+    fn write_checked(&self, points: &[Point], mut refused: Option<&mut Vec<Refused>>) -> Result<WriteReport> {
+        let mut refuse = |index: usize, error: Error| match refused.as_deref_mut() {
+            Some(list) => {
+                list.push(Refused { index, error });
+                Ok(())
+            }
+            None => Err(error),
+        };
         let mut report = WriteReport::default();
         let mut accepted = Vec::with_capacity(points.len());
         {
             let state = self.read();
-            for p in points {
-                let schema =
-                    &state.schemas.get(&p.series).ok_or_else(|| Error::UnknownSeries(p.series.clone()))?.schema;
+            for (i, p) in points.iter().enumerate() {
+                let Some(known) = state.schemas.get(&p.series) else {
+                    refuse(i, Error::UnknownSeries(p.series.clone()))?;
+                    continue;
+                };
+                let schema = &known.schema;
                 if let Some(unit) = &p.unit
                     && unit != &schema.unit
                 {
-                    return Err(Error::WrongUnit {
-                        series: p.series.clone(),
-                        expected: schema.unit.clone(),
-                        got: unit.clone(),
-                    });
+                    refuse(
+                        i,
+                        Error::WrongUnit { series: p.series.clone(), expected: schema.unit.clone(), got: unit.clone() },
+                    )?;
+                    continue;
                 }
                 if !p.value.is_finite() {
                     match schema.nan_policy {
                         NanPolicy::Reject => {
-                            return Err(Error::NaN { series: p.series.clone(), timestamp: p.timestamp });
+                            refuse(i, Error::NaN { series: p.series.clone(), timestamp: p.timestamp })?;
+                            continue;
                         }
                         NanPolicy::Drop => {
                             report.dropped += 1;
@@ -370,41 +402,56 @@ impl Engine {
                     }
                 }
                 let window = schema.out_of_order_ns();
-                accepted.push((p, window));
+                accepted.push((i, p, window));
             }
         }
         let mut ingest = self.ingest.lock().unwrap_or_else(PoisonError::into_inner);
         // Lateness is judged against the newest point logged before this batch.
-        for (p, window) in &accepted {
+        let mut on_time = Vec::with_capacity(accepted.len());
+        for (i, p, window) in accepted {
             let newest = ingest.newest.get(&p.series).copied().unwrap_or(i64::MIN);
-            if p.timestamp < newest.saturating_sub(*window) {
-                return Err(Error::TooLate {
-                    series: p.series.clone(),
-                    timestamp: p.timestamp,
-                    newest,
-                    window_ns: *window,
-                });
+            if p.timestamp < newest.saturating_sub(window) {
+                refuse(
+                    i,
+                    Error::TooLate { series: p.series.clone(), timestamp: p.timestamp, newest, window_ns: window },
+                )?;
+                continue;
+            }
+            on_time.push((i, p, window));
+        }
+        let mut accepted = on_time;
+        // Known series had their tag keys checked when they were created;
+        // only new ones are checked, before anything is registered.
+        let mut hashes: Vec<u64> = accepted.iter().map(|(_, p, _)| key_hash(&p.series, &p.tags)).collect();
+        let mut known: Vec<Option<u32>> =
+            accepted.iter().zip(&hashes).map(|((_, p, _), h)| ingest.find(*h, &p.series, &p.tags)).collect();
+        if known.iter().any(Option::is_none) {
+            let state = self.read();
+            let mut keep = vec![true; accepted.len()];
+            for (k, &(index, p, _)) in accepted.iter().enumerate().filter(|(k, _)| known[*k].is_none()) {
+                let Some(known) = state.schemas.get(&p.series) else {
+                    refuse(index, Error::UnknownSeries(p.series.clone()))?;
+                    keep[k] = false;
+                    continue;
+                };
+                if let Some(key) = p.tags.keys().find(|key| !known.schema.tags.contains(key)) {
+                    refuse(index, Error::UnknownTagKey { series: p.series.clone(), key: key.clone() })?;
+                    keep[k] = false;
+                }
+            }
+            if keep.contains(&false) {
+                let mut flags = keep.iter();
+                accepted.retain(|_| flags.next().copied().unwrap_or(true));
+                let mut flags = keep.iter();
+                hashes.retain(|_| flags.next().copied().unwrap_or(true));
+                let mut flags = keep.iter();
+                known.retain(|_| flags.next().copied().unwrap_or(true));
             }
         }
         let mut frames = FrameWriter::default();
         let mut new_keys = Vec::new();
         let mut batch = Vec::with_capacity(accepted.len());
-        // Known series had their tag keys checked when they were created;
-        // only new ones are checked, before anything is registered.
-        let hashes: Vec<u64> = accepted.iter().map(|(p, _)| key_hash(&p.series, &p.tags)).collect();
-        let known: Vec<Option<u32>> =
-            accepted.iter().zip(&hashes).map(|((p, _), h)| ingest.find(*h, &p.series, &p.tags)).collect();
-        if known.iter().any(Option::is_none) {
-            let state = self.read();
-            for ((p, _), _) in accepted.iter().zip(&known).filter(|(_, k)| k.is_none()) {
-                let schema =
-                    &state.schemas.get(&p.series).ok_or_else(|| Error::UnknownSeries(p.series.clone()))?.schema;
-                if let Some(key) = p.tags.keys().find(|k| !schema.tags.contains(k)) {
-                    return Err(Error::UnknownTagKey { series: p.series.clone(), key: key.clone() });
-                }
-            }
-        }
-        for (((p, _), hash), known) in accepted.iter().zip(hashes).zip(known) {
+        for (((_, p, _), hash), known) in accepted.iter().zip(hashes).zip(known) {
             // A series new to this batch may have been added a few points ago.
             let id = match known.or_else(|| ingest.find(hash, &p.series, &p.tags)) {
                 Some(id) => id,
@@ -414,7 +461,7 @@ impl Engine {
                     let id = ingest.keys.len() as u32;
                     frames.u32(id);
                     frames.buf.extend_from_slice(&serde_json::to_vec(&key).map_err(|e| Error::Codec(e.to_string()))?);
-                    frames.finish(start).map_err(|e| Error::Codec(e.to_string()))?;
+                    frames.finish(start)?;
                     new_keys.push((id, key.clone()));
                     ingest.add(hash, key)
                 }
@@ -430,9 +477,9 @@ impl Engine {
                 frames.u64(v.to_bits());
                 frames.buf.push(quality_byte(*q));
             }
-            frames.finish(start).map_err(|e| Error::Codec(e.to_string()))?;
+            frames.finish(start)?;
         }
-        for (p, _) in &accepted {
+        for (_, p, _) in &accepted {
             match ingest.newest.get_mut(&p.series) {
                 Some(n) => *n = (*n).max(p.timestamp),
                 None => drop(ingest.newest.insert(p.series.clone(), p.timestamp)),

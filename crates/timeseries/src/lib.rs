@@ -27,7 +27,7 @@ mod partition;
 pub mod sketch;
 mod wal;
 
-pub use engine::{Engine, Stats, WriteReport};
+pub use engine::{Engine, Refused, Stats, WriteReport};
 pub mod query;
 pub mod scenario;
 
