@@ -100,7 +100,7 @@ impl WriteSide {
     pub fn plan(&mut self, stream: &StreamId, expected: ExpectedVersion, keys: &[EventKey]) -> Result<Plan> {
         self.index_deferred();
         // Most appends carry new ids only: the filter settles most of them.
-        let hasher = *self.ids.hasher();
+        let hasher = self.ids.hasher().clone();
         if keys.iter().any(|k| self.filter.may_contain(hasher.hash_one(k.id)) && self.ids.contains_key(&k.id)) {
             let stored: Vec<Option<StoredId>> = keys.iter().map(|k| self.stored(&k.id)).collect();
             if let Some(done) = rules::already_stored(stream, keys, &stored)? {
@@ -167,7 +167,7 @@ impl WriteSide {
         keys: impl ExactSizeIterator<Item = EventKey>,
     ) {
         self.ids.reserve(keys.len());
-        let hasher = *self.ids.hasher();
+        let hasher = self.ids.hasher().clone();
         let mut full = false;
         for (i, key) in keys.enumerate() {
             let (version, position) = (first_version + i as u64, first_position + i as u64);

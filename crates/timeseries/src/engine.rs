@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use disk_format::{ByteReader, DirLock, FrameWriter};
 
 use crate::aggregate::{BucketAgg, Interval};
-use crate::fx::{self, FxMap};
 use crate::index::{SeriesIndex, SeriesKey};
 use crate::model::{NanPolicy, Point, Quality, SeriesSchema};
 use crate::partition::{Partition, SealedSeries, quality_byte, quality_of};
 use crate::wal::Wal;
 use crate::{Error, Result};
+use rustc_hash::{FxHashMap as FxMap, FxHasher};
 
 const SCHEMA: u8 = 1;
 const SERIES: u8 = 2;
@@ -206,15 +206,18 @@ struct Ingest {
     newest: FxMap<String, i64>,
 }
 
-/// A fast, non-cryptographic hash of metric and tags (FxHash's mixing,
-/// eight bytes at a time). Collisions only lengthen a candidate list; the
-/// keys themselves are always compared.
+/// A fast, non-cryptographic hash of metric and tags (FxHash). Collisions
+/// only lengthen a candidate list; the keys themselves are always compared.
 fn key_hash(metric: &str, tags: &BTreeMap<String, String>) -> u64 {
-    let mut h = fx::mix(0, metric.as_bytes());
+    use std::hash::{Hash, Hasher};
+    let mut h = FxHasher::default();
+    // `str`'s `Hash` ends each string, so `ab`,`c` and `a`,`bc` differ.
+    metric.hash(&mut h);
     for (k, v) in tags {
-        h = fx::mix(fx::mix(h, k.as_bytes()), v.as_bytes());
+        k.hash(&mut h);
+        v.hash(&mut h);
     }
-    h
+    h.finish()
 }
 
 impl Ingest {

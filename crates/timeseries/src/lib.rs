@@ -20,7 +20,6 @@ pub use error::{Error, Result};
 pub mod aggregate;
 pub mod bus;
 pub mod engine;
-mod fx;
 pub mod ingest;
 pub mod line_protocol;
 mod partition;
