@@ -134,6 +134,18 @@ impl Stager {
     }
 }
 
+impl Drop for Stages {
+    /// The last handle of a copy waits for its writer, so the file is
+    /// closed (and may be opened again or removed) once the copy is gone.
+    fn drop(&mut self) {
+        if let Some(InFlight { writer, .. }) = self.in_flight.take()
+            && let Ok(Err(e)) = writer.join()
+        {
+            tracing::warn!(error = %e, "a stage of a dropped read-model copy failed to write");
+        }
+    }
+}
+
 impl Stages {
     fn usable(&self) -> Result<()> {
         if self.broken { Err(Error::CopyBroken) } else { Ok(()) }
