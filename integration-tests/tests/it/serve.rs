@@ -208,13 +208,14 @@ async fn every_endpoint_answers_and_bad_input_gets_precise_4xx() {
         .post(
             "/write?precision=s",
             "text/plain",
-            b"cpu,host=server03 usage_user=1 1700000100\ncpu,host=x usage_user= 5\n",
+            b"cpu,host=server03 usage_user=1 1700000100\ncpu,host=x usage_user= 5\n\
+              cpu,host=server04,rack=r1 usage_user=2 1700000101\n",
         )
         .await;
     expect(&partial, 400, "partial write");
     let pj = partial.json();
     assert_eq!(pj["error"]["code"], json!("partial_write"));
-    assert_eq!(pj["rejected"].as_array().map(Vec::len), Some(1), "{pj}");
+    assert_eq!(pj["rejected"].as_array().map(Vec::len), Some(2), "a bad line and a tag key the schema lacks: {pj}");
     assert_eq!(pj["points_written"], json!(1), "the good line was written");
     let q = reader.get("/ts/query?series=cpu_usage_user&from=1699999999000000000&to=1700000200000000000").await;
     expect(&q, 200, "query");

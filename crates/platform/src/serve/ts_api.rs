@@ -142,7 +142,8 @@ struct Written {
 }
 
 /// Parses every line (bad ones are listed, not fatal), creates the series
-/// that do not exist yet, and writes the points as one durable batch.
+/// that do not exist yet, and writes the points the schemas accept as one
+/// durable batch (the refused ones are listed too).
 fn write_lines(engine: &Engine, text: &str, precision: Precision) -> timeseries::Result<Written> {
     let parsed =
         parse_batch(text, precision, BatchMode::Lenient).map_err(|e| timeseries::Error::Failed(e.to_string()))?;
@@ -168,7 +169,11 @@ fn write_lines(engine: &Engine, text: &str, precision: Precision) -> timeseries:
         let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
         engine.create_series(SeriesSchema::new(&name, &tags, "", 365, &["raw", "1min", "1hour", "1day"]))?;
     }
-    out.points = engine.write(&points)?.accepted;
+    // A point the schema refuses (a tag key it does not list, a point too
+    // late, NaN refused) is listed like a bad line; the others are written.
+    let (written, refused) = engine.write_lenient(&points)?;
+    out.points = written.accepted;
+    out.rejected.extend(refused.into_iter().map(|r| r.error.to_string()));
     Ok(out)
 }
 

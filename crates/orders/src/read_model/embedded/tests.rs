@@ -85,6 +85,26 @@ mod staged {
         log
     }
 
+    /// A copy dropped while a stage is being written lets go of its file:
+    /// the file opens again at once, holding whole stages only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copy_dropped_mid_write_closes_its_file() {
+        let dir = TempDir::new("orders-redb-staged-drop");
+        std::fs::create_dir_all(&dir.0).expect("dir");
+        let path = dir.0.join("copy.redb");
+        let log = interleaved(2_000, 12, 20_261_204);
+        for _ in 0..3 {
+            let model = RedbReadModel::open_file(path.clone(), true).expect("open").with_stage_limit(500);
+            model.apply(&log.events, log.next_position()).await.expect("feed");
+            drop(model);
+            let reopened = RedbReadModel::open_file(path.clone(), false).expect("the file is free again");
+            let checkpoint = reopened.checkpoint().await.expect("checkpoint");
+            assert!(checkpoint <= log.next_position(), "{checkpoint}");
+            drop(reopened);
+            std::fs::remove_file(&path).expect("remove");
+        }
+    }
+
     /// Orders whose events span many small stages, fed in batches of
     /// uneven sizes with no wait in between, so a batch often meets its
     /// rows in the stage being written or only in the file: after the sync
