@@ -22,6 +22,7 @@ pub mod memory;
 pub mod model;
 pub mod outbox;
 pub mod parallel;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod projection;
 pub mod projection_rules;
@@ -32,6 +33,7 @@ pub mod repository;
 pub mod rules;
 pub mod store;
 pub mod subscription;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use coalesce::Coalescer;
@@ -40,6 +42,7 @@ pub use error::{Error, Result};
 pub use memory::InMemoryEventStore;
 pub use model::{AppendResult, ExpectedVersion, RecordedEvent, RecordedText, Snapshot, StreamId};
 pub use outbox::OutboxRelay;
+#[cfg(feature = "postgres")]
 pub use postgres::PostgresEventStore;
 pub use projection::{Parked, Projection, ProjectionRunner, ProjectionStatus, Rebuilt};
 pub use repository::{Repository, SnapshotPolicy};
