@@ -17,6 +17,7 @@ pub mod index;
 pub mod model;
 
 pub use error::{Error, Result};
+mod agg_error;
 pub mod aggregate;
 pub mod bus;
 pub mod engine;

@@ -98,7 +98,7 @@ use sketches_ddsketch::{Config, DDSketch};
 use disk_format::ByteReader;
 use disk_format::varint::{put_svarint, put_uvarint};
 
-use crate::aggregate::AggError;
+use crate::agg_error::AggError;
 
 /// Relative accuracy of every quantile answer (0.5 %).
 pub const RELATIVE_ACCURACY: f64 = 0.005;
