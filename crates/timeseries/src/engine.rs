@@ -19,13 +19,14 @@ use rustc_hash::{FxHashMap as FxMap, FxHasher};
 const SCHEMA: u8 = 1;
 const SERIES: u8 = 2;
 const POINTS: u8 = 3;
-/// Checkpoint records: the whole series index, points already counted in
-/// the rollups, rollup buckets, and how far a metric is sealed.
-/// The index as written before 2026-11-26 (with posting lists); no longer read.
-const INDEX_WITH_POSTINGS: u8 = 4;
+/// Checkpoint records: the whole series index, rollup buckets, and how far
+/// a metric is sealed.
 /// The index as string table and varint keys (see `SeriesIndex::to_bytes`).
 const INDEX: u8 = 9;
-const HEAD_POINTS: u8 = 5;
+/// Kinds only versions before 2026-11-26 wrote, no longer read: the index
+/// with posting lists (4), head points one record per batch (5) and one
+/// block per series (8).
+const EARLIER_KINDS: [u8; 3] = [4, 5, 8];
 const ROLLUP: u8 = 6;
 const SEALED: u8 = 7;
 /// The head points of every series of one metric as one compressed block,
@@ -825,37 +826,25 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             }
             Ok(())
         }
-        POINTS | HEAD_POINTS => {
+        POINTS => {
             let mut r = ByteReader::new(body, "log record");
-            let n = r.u32()?;
-            let mut batch = Vec::with_capacity(n as usize);
+            let n = r.u32()? as usize;
+            // 21 bytes a point: a count past the body is damage, not an allocation.
+            let mut batch = Vec::with_capacity(n.min(body.len() / 21));
             for _ in 0..n {
                 let id = r.u32()?;
                 let ts = r.i64()?;
                 let v = f64::from_bits(r.u64()?);
                 batch.push((id, ts, v, quality_of(r.u8()?)?));
             }
-            if kind == POINTS {
-                state.apply_points(&batch);
-            } else {
-                // Checkpointed head points: their rollups come as ROLLUP records.
-                for (id, ts, v, q) in batch {
-                    if state.series_mut(id).insert_point(ts, v, q) {
-                        state.points += 1;
-                    }
-                }
-            }
+            state.apply_points(&batch);
             Ok(())
         }
         INDEX => {
             state.index = SeriesIndex::from_bytes(body)?;
             Ok(())
         }
-        INDEX_WITH_POSTINGS => Err(Error::Codec(
-            "this log's series index is in the format of 2026-11-25, which this version no longer reads; \
-             load the data again into a new directory"
-                .into(),
-        )),
+        kind if EARLIER_KINDS.contains(&kind) => Err(Error::EarlierFormat { kind }),
         HEAD_GROUP => {
             let mut r = ByteReader::new(body, "log record");
             let mut series = Vec::new();

@@ -400,3 +400,34 @@ fn hourly_by_city_matches_the_points_of_each_city_and_hour() {
     drop(engine);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A record kind only an earlier version wrote is refused by name, with
+/// the file and offset, never skipped.
+#[test]
+fn a_log_record_of_an_earlier_format_is_refused_by_name() {
+    let (dir, engine) = seeded_engine();
+    drop(engine);
+    let wal = dir.join("wal");
+    let newest = std::fs::read_dir(&wal)
+        .expect("wal dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .max()
+        .expect("a segment");
+    let mut frame = disk_format::FrameWriter::default();
+    let start = frame.begin(5);
+    frame.u32(0);
+    frame.finish(start).expect("frame");
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let offset = bytes.len() as u64;
+    bytes.extend_from_slice(&frame.buf);
+    std::fs::write(&newest, &bytes).expect("write");
+    match Engine::open(&dir) {
+        Err(Error::Corrupt { offset: at, reason, .. }) => {
+            assert_eq!(at, offset);
+            assert!(reason.contains("kind 5") && reason.contains("no longer reads"), "{reason}");
+        }
+        other => panic!("expected the earlier format refused, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

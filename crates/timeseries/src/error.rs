@@ -57,6 +57,11 @@ pub enum Error {
     /// A compressed block that does not encode or decode.
     #[error("block: {0}")]
     Block(#[from] crate::codec::CodecError),
+    /// A log record only an earlier version wrote.
+    #[error(
+        "this log holds records of kind {kind}, which only versions before 2026-11-26 wrote and this one no longer reads; load the data again into a new directory"
+    )]
+    EarlierFormat { kind: u8 },
     #[error("store at {path} is in use by another process")]
     Locked { path: String },
     #[error("{path}: {source}")]
