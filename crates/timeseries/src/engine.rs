@@ -125,6 +125,14 @@ pub(crate) struct SchemaState {
     pub partitions: BTreeMap<i64, Partition>,
 }
 
+impl SchemaState {
+    /// The oldest timestamp still inside the retention, measured from the
+    /// newest point (so back-filled history is kept as long as live data).
+    pub(crate) fn retention_cutoff(&self) -> i64 {
+        if self.newest == i64::MIN { i64::MIN } else { self.newest.saturating_sub(self.schema.retention_ns()) }
+    }
+}
+
 /// Everything queries read.
 #[derive(Debug, Default)]
 pub(crate) struct State {
@@ -648,7 +656,7 @@ impl Engine {
         let names: Vec<String> = state.schemas.keys().cloned().collect();
         for name in names {
             let Some(schema) = state.schemas.get_mut(&name) else { continue };
-            let cutoff = crate::query::retention_cutoff(schema);
+            let cutoff = schema.retention_cutoff();
             let expired: Vec<i64> = schema.partitions.values().filter(|p| p.end <= cutoff).map(|p| p.start).collect();
             for start in expired {
                 if let Some(p) = schema.partitions.remove(&start) {

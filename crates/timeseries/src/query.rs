@@ -103,7 +103,7 @@ impl Engine {
         }
         let state = self.read();
         let schema = state.schemas.get(&q.series).ok_or_else(|| Error::UnknownSeries(q.series.clone()))?;
-        let from = q.from.max(retention_cutoff(schema));
+        let from = q.from.max(schema.retention_cutoff());
         let ids = state.index.select(&q.series, &q.matchers)?;
         let Some(every) = q.every else {
             let mut out = Vec::new();
@@ -180,7 +180,7 @@ impl Engine {
     pub fn last(&self, series: &str, matchers: &[Matcher]) -> Result<Vec<LastPoint>> {
         let state = self.read();
         let schema = state.schemas.get(series).ok_or_else(|| Error::UnknownSeries(series.to_owned()))?;
-        let cutoff = retention_cutoff(schema);
+        let cutoff = schema.retention_cutoff();
         let ids = state.index.select(series, matchers)?;
         let mut out = Vec::new();
         for id in &ids {
@@ -231,12 +231,6 @@ fn series_points(state: &State, schema: &SchemaState, id: u32, from: i64, to: i6
         }
     }
     Ok((out, qualities))
-}
-
-/// The oldest timestamp still inside the schema's retention, measured from
-/// the newest point (so back-filled history is kept as long as live data).
-pub(crate) fn retention_cutoff(schema: &SchemaState) -> i64 {
-    if schema.newest == i64::MIN { i64::MIN } else { schema.newest.saturating_sub(schema.schema.retention_ns()) }
 }
 
 /// The index of the coarsest rollup level whose buckets tile both the
