@@ -423,9 +423,9 @@ fn a_log_record_of_an_earlier_format_is_refused_by_name() {
     bytes.extend_from_slice(&frame.buf);
     std::fs::write(&newest, &bytes).expect("write");
     match Engine::open(&dir) {
-        Err(Error::Corrupt { offset: at, reason, .. }) => {
+        Err(Error::Replay { offset: at, source, .. }) => {
             assert_eq!(at, offset);
-            assert!(reason.contains("kind 5") && reason.contains("no longer reads"), "{reason}");
+            assert!(matches!(*source, Error::EarlierFormat { kind: 5 }), "{source}");
         }
         other => panic!("expected the earlier format refused, got {other:?}"),
     }

@@ -40,6 +40,15 @@ pub enum Error {
     Codec(String),
     #[error("store at {path} is corrupt at byte {offset}: {reason}")]
     Corrupt { path: String, offset: u64, reason: String },
+    /// A whole, checked log record that does not replay (a record of an
+    /// earlier format, a field that does not read back): never skipped.
+    #[error("store at {path} has a record at byte {offset} that does not replay: {source}")]
+    Replay {
+        path: String,
+        offset: u64,
+        #[source]
+        source: Box<Error>,
+    },
     /// A frame damaged inside a file: never skipped.
     #[error("store at {path} is damaged at byte {offset}: {source}")]
     Damaged {

@@ -190,7 +190,11 @@ fn replay_segment(path: &Path, last: bool, replay: &mut impl FnMut(u8, &[u8]) ->
             }
             Scan::Frame { size } => {
                 if !matches!(buf[0], CHECKPOINT_BEGIN | CHECKPOINT_END) {
-                    replay(buf[0], &buf[1..]).map_err(|e| corrupt(offset, e.to_string()))?;
+                    replay(buf[0], &buf[1..]).map_err(|source| Error::Replay {
+                        path: path.display().to_string(),
+                        offset,
+                        source: Box::new(source),
+                    })?;
                 }
                 offset += size;
             }

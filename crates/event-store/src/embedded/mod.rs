@@ -286,7 +286,6 @@ fn recover(path: &Path, file: &File) -> Result<(WriteSide, ReadIndex, u64)> {
     let mut read = ReadIndex::default();
     let mut offset = 0u64;
     let mut buf = Vec::new();
-    let corrupt = |offset: u64, reason: String| Error::Corrupt { path: path.display().to_string(), offset, reason };
     loop {
         match frame::scan_next(&mut reader, file_len - offset, &mut buf).map_err(|source| Error::Damaged {
             path: path.display().to_string(),
@@ -302,7 +301,11 @@ fn recover(path: &Path, file: &File) -> Result<(WriteSide, ReadIndex, u64)> {
             Scan::Frame { size } => {
                 let body_offset = offset + frame::HEADER as u64 + 1;
                 apply_frame(buf[0], ByteReader::at(&buf[1..], "log frame", body_offset), Some(&mut write), &mut read)
-                    .map_err(|e| corrupt(offset, e.to_string()))?;
+                    .map_err(|source| Error::Replay {
+                    path: path.display().to_string(),
+                    offset,
+                    source: Box::new(source),
+                })?;
                 offset += size;
             }
         }

@@ -429,7 +429,11 @@ mod tests {
         assert_eq!(status(Error::Timeseries(timeseries::Error::UnknownSeries("s".into()))), StatusCode::NOT_FOUND);
         assert_eq!(status(Error::Usage("x".into())), StatusCode::BAD_REQUEST);
         assert_eq!(
-            status(Error::Store(event_store::Error::Corrupt { path: "p".into(), offset: 0, reason: "r".into() })),
+            status(Error::Store(event_store::Error::Replay {
+                path: "p".into(),
+                offset: 0,
+                source: Box::new(event_store::Error::StreamDeleted("s".into()))
+            })),
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }
