@@ -68,6 +68,7 @@ fn args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--hosts" => a.hosts = it.next().and_then(|h| h.parse().ok()).ok_or("--hosts needs a number")?,
+            "--hours" => a.hours = it.next().and_then(|h| h.parse().ok()).ok_or("--hours needs a number")?,
             "--quick" => {
                 a.hosts = 10;
                 a.hours = 12;
@@ -76,7 +77,7 @@ fn args() -> Result<Args, String> {
             "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: bench_timeseries [--hosts N] [--quick] [--no-vm]"
+                    "unknown argument {other}; usage: bench_timeseries [--hosts N] [--hours N] [--quick] [--no-vm]"
                 ));
             }
         }
@@ -347,6 +348,11 @@ fn main() -> Result<(), String> {
     engine.flush().map_err(e)?;
     let stats = engine.stats();
     eprintln!("  pre-parsed ingest: {rate:.0} points/s, {per_core:.0} points per CPU-second; {} series", stats.series);
+    eprintln!(
+        "  memory: RSS growth {} bytes per series; head points {} bytes per series",
+        rss / stats.series.max(1),
+        stats.head_bytes / stats.series.max(1)
+    );
     eprintln!(
         "  on disk: log {} bytes, partitions {} bytes (blocks {} bytes for {} sealed points)",
         stats.log_bytes, stats.partition_bytes, stats.sealed_block_bytes, stats.sealed_points

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use disk_format::{ByteReader, DirLock, FrameWriter};
 
-use crate::aggregate::{BucketAgg, Interval};
+use crate::aggregate::Interval;
+use crate::head::HeadPoints;
 use crate::index::{SeriesIndex, SeriesKey};
 use crate::model::{NanPolicy, Point, Quality, SeriesSchema};
 use crate::partition::{Partition, SealedSeries, quality_byte, quality_of};
@@ -19,8 +20,8 @@ use rustc_hash::{FxHashMap as FxMap, FxHasher};
 const SCHEMA: u8 = 1;
 const SERIES: u8 = 2;
 const POINTS: u8 = 3;
-/// Checkpoint records: the whole series index, rollup buckets, and how far
-/// a metric is sealed.
+/// Checkpoint records: the whole series index, and how far a metric is
+/// sealed.
 /// The index as string table and varint keys (see `SeriesIndex::to_bytes`).
 const INDEX: u8 = 9;
 /// Kinds only versions before 2026-11-26 wrote, no longer read: the index
@@ -50,67 +51,41 @@ const CHECKPOINT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
 /// 1-hour buckets of 10-second data, against 0.6 for the points).
 pub const MIN_STORED_ROLLUP_NS: i64 = 24 * 3600 * crate::model::NANOS_PER_SEC;
 
-/// Whether a level's buckets never straddle a partition boundary: then the
-/// head's buckets are exactly those of the head's points, and checkpoints
-/// rebuild them instead of storing them.
-fn tiles_partitions(level: Interval) -> bool {
-    PARTITION_NS % level.nanos() == 0
-}
-
-/// Whether sealed partitions keep this level's buckets.
-pub(crate) fn stored_in_partitions(level: Interval) -> bool {
-    level.nanos() >= MIN_STORED_ROLLUP_NS
-}
-
-/// One series' data in memory: points sorted by time, the newest point, and
-/// one map of bucket aggregates per rollup level of its schema.
+/// One series' data in memory: its head points (compressed, see
+/// [`HeadPoints`]) and the qualities that are not good. Rollup buckets of
+/// head data are computed from the points when a query asks: a bucket kept
+/// per level and series cost more memory than the points themselves.
 #[derive(Debug, Default)]
 pub(crate) struct SeriesData {
-    pub points: Vec<(i64, f64)>,
+    pub points: HeadPoints,
     /// Qualities other than good, by timestamp (most points are good).
     pub qualities: BTreeMap<i64, Quality>,
-    pub rollups: Vec<BTreeMap<i64, BucketAgg>>,
+}
+
+/// The start of the partition `ts` falls in.
+pub(crate) fn partition_of(ts: i64) -> i64 {
+    ts.div_euclid(PARTITION_NS) * PARTITION_NS
 }
 
 impl SeriesData {
     /// Adds a point; an exact duplicate of a head point (same time, same
     /// value bits) is ignored, so a redelivered write changes nothing.
     /// Returns whether the point was new.
-    fn insert(&mut self, ts: i64, v: f64, quality: Quality, levels: &[Interval]) -> bool {
-        if !self.insert_point(ts, v, quality) {
-            return false;
+    fn insert(&mut self, ts: i64, v: f64, quality: Quality) -> bool {
+        match self.points.insert(ts, v, partition_of) {
+            Ok(true) => {
+                if quality != Quality::Good {
+                    self.qualities.insert(ts, quality);
+                }
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                // The head decodes only what it encoded itself.
+                tracing::error!(error = %e, "a head chunk does not decode");
+                false
+            }
         }
-        if self.rollups.len() < levels.len() {
-            self.rollups.resize_with(levels.len(), BTreeMap::new);
-        }
-        for (level, buckets) in levels.iter().zip(&mut self.rollups) {
-            let start = level.bucket_start(ts, 0);
-            // In-order data lands in the newest bucket: skip the tree search.
-            let agg = match buckets.last_entry() {
-                Some(e) if *e.key() == start => e.into_mut(),
-                _ => buckets.entry(start).or_default(),
-            };
-            // Finite values only reach here (the schema policy runs first).
-            let _ = agg.add(ts, v);
-        }
-        true
-    }
-
-    fn insert_point(&mut self, ts: i64, v: f64, quality: Quality) -> bool {
-        // Mostly appends; a late point inside the window is inserted in place.
-        let at = match self.points.last() {
-            Some((last, _)) if *last >= ts => self.points.partition_point(|(t, _)| *t <= ts),
-            _ => self.points.len(),
-        };
-        let same_time = self.points[..at].iter().rev().take_while(|(t, _)| *t == ts);
-        if same_time.into_iter().any(|(_, old)| old.to_bits() == v.to_bits()) {
-            return false;
-        }
-        self.points.insert(at, (ts, v));
-        if quality != Quality::Good {
-            self.qualities.insert(ts, quality);
-        }
-        true
     }
 }
 
@@ -162,7 +137,7 @@ impl State {
             for i in run {
                 let (_, ts, v, q) = batch[*i as usize];
                 schema.newest = schema.newest.max(ts);
-                if data.insert(ts, v, q, &schema.levels) {
+                if data.insert(ts, v, q) {
                     *points += 1;
                 }
             }
@@ -182,18 +157,14 @@ impl State {
     }
 
     /// Drops head data of `metric` before `until` (sealed or expired).
-    fn drop_head_before(&mut self, metric: &str, until: i64, levels: &[Interval]) {
-        let Ok(ids) = self.index.select(metric, &[]) else { return };
+    fn drop_head_before(&mut self, metric: &str, until: i64) -> Result<()> {
+        let Ok(ids) = self.index.select(metric, &[]) else { return Ok(()) };
         for id in &ids {
             let Some(data) = self.series.get_mut(id as usize) else { continue };
-            let cut = data.points.partition_point(|(t, _)| *t < until);
-            self.points -= cut as u64;
-            data.points.drain(..cut);
+            self.points -= data.points.drop_before(until, partition_of)? as u64;
             data.qualities = data.qualities.split_off(&until);
-            for (level, buckets) in levels.iter().zip(&mut data.rollups) {
-                buckets.retain(|start, _| start.saturating_add(level.nanos()) > until);
-            }
         }
+        Ok(())
     }
 
     fn add_schema(&mut self, schema: SeriesSchema) -> Result<()> {
@@ -307,8 +278,8 @@ impl Engine {
             let sealed_end = parts.iter().map(|p| p.end).max().unwrap_or(i64::MIN);
             schema.sealed_until = schema.sealed_until.max(sealed_end);
             schema.partitions = parts.into_iter().map(|p| (p.start, p)).collect();
-            let (until, levels) = (schema.sealed_until, schema.levels.clone());
-            state.drop_head_before(&name, until, &levels);
+            let until = schema.sealed_until;
+            state.drop_head_before(&name, until)?;
         }
         *replayed.write().unwrap_or_else(PoisonError::into_inner) = state;
         Ok(Self { dir, state: replayed, ingest: Mutex::new(ingest), maintenance: Mutex::new(()), wal, _lock: lock })
@@ -571,26 +542,11 @@ impl Engine {
             for id in &state.index.select(metric, &[])? {
                 let Some(data) = state.series.get(id as usize) else { continue };
                 let mut per_part: BTreeMap<i64, SealedSeries> = BTreeMap::new();
-                let cut = data.points.partition_point(|(t, _)| *t < target);
-                for (t, v) in &data.points[..cut] {
-                    per_part.entry(t.div_euclid(PARTITION_NS) * PARTITION_NS).or_default().points.push((*t, *v));
+                for (t, v) in data.points.range(i64::MIN, target)? {
+                    per_part.entry(partition_of(t)).or_default().points.push((t, v));
                 }
                 for (t, q) in data.qualities.range(..target) {
-                    per_part.entry(t.div_euclid(PARTITION_NS) * PARTITION_NS).or_default().qualities.push((*t, *q));
-                }
-                for (li, (level, buckets)) in schema.levels.iter().zip(&data.rollups).enumerate() {
-                    if !stored_in_partitions(*level) {
-                        continue;
-                    }
-                    for (start, agg) in buckets {
-                        let end = start.saturating_add(level.nanos());
-                        if end > target {
-                            break;
-                        }
-                        let part = per_part.entry((end - 1).div_euclid(PARTITION_NS) * PARTITION_NS).or_default();
-                        part.rollups.resize_with(schema.levels.len(), Vec::new);
-                        part.rollups[li].push((*start, agg.clone()));
-                    }
+                    per_part.entry(partition_of(*t)).or_default().qualities.push((*t, *q));
                 }
                 for (start, sealed) in per_part {
                     parts.entry(start).or_default().push((id, sealed));
@@ -601,10 +557,10 @@ impl Engine {
         let dir = blocks_dir(&self.dir, metric);
         let mut written = Vec::new();
         for (start, series) in parts {
-            written.push(Partition::write(&dir, start, start + PARTITION_NS, compress, &series)?);
+            written.push(Partition::write(&dir, start, start + PARTITION_NS, compress, &levels, series)?);
         }
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        state.drop_head_before(metric, target, &levels);
+        state.drop_head_before(metric, target)?;
         if let Some(schema) = state.schemas.get_mut(metric) {
             for p in written {
                 schema.partitions.insert(p.start, p);
@@ -624,7 +580,7 @@ impl Engine {
     }
 
     fn compact_to(&self, metric: &str, width: i64) -> Result<()> {
-        let (windows, compress) = {
+        let (windows, compress, levels) = {
             let state = self.read();
             let Some(schema) = state.schemas.get(metric) else { return Ok(()) };
             let mut windows: BTreeMap<i64, Vec<Partition>> = BTreeMap::new();
@@ -634,11 +590,11 @@ impl Engine {
                     windows.entry(window).or_default().push(p.clone());
                 }
             }
-            (windows, schema.schema.compression)
+            (windows, schema.schema.compression, schema.levels.clone())
         };
         let dir = blocks_dir(&self.dir, metric);
         for (window, parts) in windows {
-            let merged = Partition::merge(&dir, window, window + width, compress, &parts)?;
+            let merged = Partition::merge(&dir, window, window + width, compress, &levels, &parts)?;
             let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
             if let Some(schema) = state.schemas.get_mut(metric) {
                 for p in &parts {
@@ -663,8 +619,7 @@ impl Engine {
                     std::fs::remove_file(&p.path).map_err(Error::io(&p.path))?;
                 }
             }
-            let levels = schema.levels.clone();
-            state.drop_head_before(&name, cutoff, &levels);
+            state.drop_head_before(&name, cutoff)?;
         }
         Ok(())
     }
@@ -695,6 +650,8 @@ impl Engine {
                     .fold((0, 0), |(n, b), p| (n + p.points, b + p.block_bytes));
                 if n == 0 { 0.0 } else { b as f64 / n as f64 }
             },
+            head_bytes: (s.series.capacity() * std::mem::size_of::<SeriesData>()
+                + s.series.iter().map(|d| d.points.heap_bytes()).sum::<usize>()) as u64,
         }
     }
 }
@@ -715,6 +672,8 @@ pub struct Stats {
     pub sealed_block_bytes: u64,
     /// Compressed block bytes per sealed point (raw data, without rollups).
     pub block_bytes_per_point: f64,
+    /// Memory the head's points take (chunks, buffers, per-series records).
+    pub head_bytes: u64,
 }
 
 fn blocks_dir(dir: &Path, metric: &str) -> PathBuf {
@@ -756,62 +715,30 @@ fn checkpoint(state: &State) -> Result<Vec<u8>> {
         w.u32(ids.len() as u32);
         for id in ids {
             let data = &state.series[*id as usize];
+            let points = data.points.range(i64::MIN, i64::MAX)?;
             w.u32(*id);
-            w.u32(data.points.len() as u32);
+            w.u32(points.len() as u32);
             w.u32(data.qualities.len() as u32);
             for (t, q) in &data.qualities {
                 w.i64(*t);
                 w.buf.push(quality_byte(*q));
             }
-            ts.extend(data.points.iter().map(|(t, _)| *t));
-            vs.extend(data.points.iter().map(|(_, v)| *v));
+            ts.extend(points.iter().map(|(t, _)| *t));
+            vs.extend(points.iter().map(|(_, v)| *v));
         }
         w.bytes(&crate::codec::Block::encode(&ts, &vs, true)?)?;
         w.finish(f)?;
     }
-    for (id, data) in state.series.iter().enumerate() {
-        let levels = state.index.key(id as u32).and_then(|k| state.schemas.get(&k.metric)).map(|s| s.levels.as_slice());
-        for (level, buckets) in data.rollups.iter().enumerate() {
-            if levels.and_then(|l| l.get(level)).is_some_and(|l| tiles_partitions(*l)) {
-                continue;
-            }
-            for (start, agg) in buckets {
-                let f = w.begin(ROLLUP);
-                w.u32(id as u32);
-                w.u32(level as u32);
-                w.i64(*start);
-                w.buf.extend_from_slice(&agg.to_bytes()?);
-                w.finish(f)?;
-            }
-        }
-    }
     Ok(w.buf)
 }
 
-/// Puts a series' head points back from a checkpoint. Rollup levels that
-/// tile partitions are rebuilt from the points; the others come as ROLLUP
-/// records.
+/// Puts a series' head points back from a checkpoint.
 fn restore_head(state: &mut State, id: u32, ts: &[i64], vs: &[f64], qualities: &BTreeMap<i64, Quality>) {
-    let levels: Vec<Interval> = state
-        .index
-        .key(id)
-        .and_then(|k| state.schemas.get(&k.metric))
-        .map(|s| s.levels.iter().map(|l| if tiles_partitions(*l) { *l } else { Interval::MAX }).collect())
-        .unwrap_or_default();
     let data = state.series_mut(id);
-    if data.rollups.len() < levels.len() {
-        data.rollups.resize_with(levels.len(), BTreeMap::new);
-    }
     let mut added = 0;
     for (t, v) in ts.iter().copied().zip(vs.iter().copied()) {
-        if !data.insert_point(t, v, qualities.get(&t).copied().unwrap_or_default()) {
-            continue;
-        }
-        added += 1;
-        for (level, buckets) in levels.iter().zip(&mut data.rollups) {
-            if *level != Interval::MAX {
-                let _ = buckets.entry(level.bucket_start(t, 0)).or_default().add(t, v);
-            }
+        if data.insert(t, v, qualities.get(&t).copied().unwrap_or_default()) {
+            added += 1;
         }
     }
     state.points += added;
@@ -876,18 +803,9 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
             }
             Ok(())
         }
-        ROLLUP => {
-            let mut r = ByteReader::new(body, "log record");
-            let (id, level, start) = (r.u32()?, r.u32()? as usize, r.i64()?);
-            let (_, bytes) = r.rest();
-            let agg = BucketAgg::from_bytes(bytes)?;
-            let data = state.series_mut(id);
-            if data.rollups.len() <= level {
-                data.rollups.resize_with(level + 1, BTreeMap::new);
-            }
-            data.rollups[level].insert(start, agg);
-            Ok(())
-        }
+        // Head rollup buckets, which logs before 2026-12-04 carry: the head
+        // now computes its buckets from its points, so they are not needed.
+        ROLLUP => Ok(()),
         SEALED => {
             let mut r = ByteReader::new(body, "log record");
             let (until, newest) = (r.i64()?, r.i64()?);

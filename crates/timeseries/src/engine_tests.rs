@@ -339,7 +339,12 @@ fn qualities_and_points_of_every_series_survive_a_checkpoint() {
     let head = |engine: &Engine| -> Head {
         let state = engine.read();
         (0..3u32)
-            .map(|id| (state.series[id as usize].points.clone(), state.series[id as usize].qualities.clone()))
+            .map(|id| {
+                (
+                    state.series[id as usize].points.range(i64::MIN, i64::MAX).expect("head"),
+                    state.series[id as usize].qualities.clone(),
+                )
+            })
             .collect()
     };
     let before = {

@@ -21,6 +21,7 @@ mod agg_error;
 pub mod aggregate;
 pub mod bus;
 pub mod engine;
+mod head;
 pub mod ingest;
 pub mod line_protocol;
 mod partition;

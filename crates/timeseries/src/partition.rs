@@ -4,8 +4,13 @@
 //! [`crate::codec::block`]) together with the rollup buckets that end in the
 //! partition, and written to `blocks/<metric>/<start>.part` with a CRC per
 //! series record. Memory then keeps only a small directory per partition.
+//!
+//! A partition stores the buckets of a rollup level only where they are
+//! complete inside it (the level divides the partition and is at least
+//! [`MIN_STORED_ROLLUP_NS`]): a day partition keeps its 1-day buckets, a
+//! 2-hour one none. Its header lists those levels, so a query knows which
+//! partitions answer from buckets and which from their points.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::os::unix::fs::FileExt;
@@ -14,8 +19,9 @@ use std::path::{Path, PathBuf};
 use disk_format::ByteReader;
 use disk_format::frame::{self as framing, FrameWriter, Scan};
 
-use crate::aggregate::BucketAgg;
+use crate::aggregate::{BucketAgg, Interval};
 use crate::codec::Block;
+use crate::engine::MIN_STORED_ROLLUP_NS;
 use crate::model::Quality;
 use crate::{Error, Result};
 
@@ -42,7 +48,35 @@ pub(crate) struct Partition {
     pub points: u64,
     /// Bytes of the raw point blocks alone (without rollups and framing).
     pub block_bytes: u64,
-    series: HashMap<u32, (u64, usize)>,
+    /// Widths (ns) of the rollup levels whose buckets are stored, complete.
+    levels: Vec<i64>,
+    /// Series id, record size and offset, sorted by id: 16 bytes a series.
+    series: Vec<(u32, u32, u64)>,
+}
+
+/// Whether a partition over `[start, end)` stores `level`'s buckets.
+fn stores_level(level: Interval, start: i64, end: i64) -> bool {
+    let n = level.nanos();
+    n >= MIN_STORED_ROLLUP_NS && start.rem_euclid(n) == 0 && end.rem_euclid(n) == 0
+}
+
+/// The buckets of `level` over sorted points.
+fn buckets_of(level: Interval, points: &[(i64, f64)]) -> Result<Vec<(i64, BucketAgg)>> {
+    let mut out: Vec<(i64, BucketAgg)> = Vec::new();
+    // Non-finite values never reach a partition through the engine (the
+    // schema's NaN policy runs first); a bucket cannot hold them.
+    for (t, v) in points.iter().filter(|(_, v)| v.is_finite()) {
+        let start = level.bucket_start(*t, 0);
+        match out.last_mut() {
+            Some((s, agg)) if *s == start => agg.add(*t, *v)?,
+            _ => {
+                let mut agg = BucketAgg::new();
+                agg.add(*t, *v)?;
+                out.push((start, agg));
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn quality_byte(q: Quality) -> u8 {
@@ -63,15 +97,38 @@ pub(crate) fn quality_of(b: u8) -> Result<Quality> {
 }
 
 impl Partition {
-    /// Writes a partition atomically (temp file, fsync, rename, fsync dir).
-    pub fn write(dir: &Path, start: i64, end: i64, compress: bool, series: &[(u32, SealedSeries)]) -> Result<Self> {
+    /// Writes a partition atomically (temp file, fsync, rename, fsync dir),
+    /// with the buckets of every level of `levels` it stores, computed from
+    /// the points (the `rollups` passed in are not used).
+    pub fn write(
+        dir: &Path,
+        start: i64,
+        end: i64,
+        compress: bool,
+        levels: &[Interval],
+        mut series: Vec<(u32, SealedSeries)>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let stored: Vec<bool> = levels.iter().map(|l| stores_level(*l, start, end)).collect();
         let mut w = FrameWriter::default();
         let s = w.begin(META);
         w.i64(start);
         w.i64(end);
+        w.u32(stored.iter().filter(|s| **s).count() as u32);
+        for (level, _) in levels.iter().zip(&stored).filter(|(_, s)| **s) {
+            w.i64(level.nanos());
+        }
         w.finish(s)?;
-        for (id, data) in series {
+        series.sort_by_key(|(id, _)| *id);
+        for (_, data) in &mut series {
+            data.points.sort_by_key(|(t, _)| *t);
+            data.rollups = levels
+                .iter()
+                .zip(&stored)
+                .map(|(l, s)| if *s { buckets_of(*l, &data.points) } else { Ok(Vec::new()) })
+                .collect::<Result<_>>()?;
+        }
+        for (id, data) in &series {
             let s = w.begin(SERIES);
             w.u32(*id);
             let (ts, vs): (Vec<i64>, Vec<f64>) = data.points.iter().copied().unzip();
@@ -107,7 +164,8 @@ impl Partition {
         let corrupt = |offset: u64, reason: String| Error::Corrupt { path: path.display().to_string(), offset, reason };
         let (mut offset, mut buf) = (0u64, Vec::new());
         let mut meta = None;
-        let mut series = HashMap::new();
+        let mut levels = Vec::new();
+        let mut series = Vec::new();
         let mut points = 0u64;
         let mut block_bytes = 0u64;
         loop {
@@ -121,9 +179,20 @@ impl Partition {
                 Scan::Frame { size } => {
                     let mut f = ByteReader::new(&buf[1..], "partition record");
                     match buf[0] {
-                        META => meta = Some((f.i64()?, f.i64()?)),
+                        META => {
+                            meta = Some((f.i64()?, f.i64()?));
+                            // Partitions written before 2026-12-04 list no levels.
+                            if !f.rest().1.is_empty() {
+                                let mut f = ByteReader::at(&buf[17..], "partition header", offset + 17);
+                                for _ in 0..f.u32()? {
+                                    levels.push(f.i64()?);
+                                }
+                            }
+                        }
                         SERIES => {
-                            series.insert(f.u32()?, (offset, size as usize));
+                            let size =
+                                u32::try_from(size).map_err(|_| corrupt(offset, "series record too large".into()))?;
+                            series.push((f.u32()?, size, offset));
                             let (_, block) = f.bytes32()?;
                             points += u64::from(Block::header(block)?.count);
                             block_bytes += block.len() as u64;
@@ -135,16 +204,27 @@ impl Partition {
             }
         }
         let (start, end) = meta.ok_or_else(|| corrupt(0, "no partition header".into()))?;
-        Ok(Self { start, end, path: path.to_owned(), bytes: len, points, block_bytes, series })
+        series.sort_unstable_by_key(|(id, _, _)| *id);
+        Ok(Self { start, end, path: path.to_owned(), bytes: len, points, block_bytes, levels, series })
+    }
+
+    fn entry(&self, id: u32) -> Option<(u32, u32, u64)> {
+        self.series.binary_search_by_key(&id, |(i, _, _)| *i).ok().map(|i| self.series[i])
     }
 
     pub fn contains(&self, id: u32) -> bool {
-        self.series.contains_key(&id)
+        self.entry(id).is_some()
+    }
+
+    /// Whether this partition holds `level`'s buckets, each complete.
+    pub fn stores(&self, level: Interval) -> bool {
+        self.levels.contains(&level.nanos())
     }
 
     /// The sealed data of one series, if the partition has any.
     pub fn read(&self, id: u32) -> Result<Option<SealedSeries>> {
-        let Some((offset, size)) = self.series.get(&id).copied() else { return Ok(None) };
+        let Some((_, size, offset)) = self.entry(id) else { return Ok(None) };
+        let size = size as usize;
         let file = File::open(&self.path).map_err(Error::io(&self.path))?;
         let mut raw = vec![0; size];
         file.read_exact_at(&mut raw, offset).map_err(Error::io(&self.path))?;
@@ -211,8 +291,15 @@ impl Partition {
     /// Merges adjacent partitions into one covering `[start, end)`: larger
     /// blocks compress better. The inputs are deleted once the merged file
     /// is durable.
-    pub fn merge(dir: &Path, start: i64, end: i64, compress: bool, parts: &[Partition]) -> Result<Self> {
-        let mut ids: Vec<u32> = parts.iter().flat_map(|p| p.series.keys().copied()).collect();
+    pub fn merge(
+        dir: &Path,
+        start: i64,
+        end: i64,
+        compress: bool,
+        levels: &[Interval],
+        parts: &[Partition],
+    ) -> Result<Self> {
+        let mut ids: Vec<u32> = parts.iter().flat_map(|p| p.series.iter().map(|(id, _, _)| *id)).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut merged = Vec::with_capacity(ids.len());
@@ -222,16 +309,10 @@ impl Partition {
                 let Some(d) = p.read(id)? else { continue };
                 all.points.extend(d.points);
                 all.qualities.extend(d.qualities);
-                if all.rollups.len() < d.rollups.len() {
-                    all.rollups.resize_with(d.rollups.len(), Vec::new);
-                }
-                for (level, buckets) in d.rollups.into_iter().enumerate() {
-                    all.rollups[level].extend(buckets);
-                }
             }
             merged.push((id, all));
         }
-        let out = Self::write(dir, start, end, compress, &merged)?;
+        let out = Self::write(dir, start, end, compress, levels, merged)?;
         for p in parts {
             std::fs::remove_file(&p.path).map_err(Error::io(&p.path))?;
         }
@@ -246,27 +327,45 @@ mod tests {
     #[test]
     fn partitions_round_trip_and_damage_is_reported() {
         let dir = std::env::temp_dir().join(format!("ts-part-{}", std::process::id()));
-        let mut agg = BucketAgg::new();
-        agg.add(10, 1.5).expect("add");
         let data = SealedSeries {
             points: vec![(10, 1.5), (20, f64::NAN), (20, -0.0), (30, f64::INFINITY)],
             qualities: vec![(20, Quality::Suspect)],
-            rollups: vec![vec![(0, agg)], vec![]],
+            rollups: Vec::new(),
         };
-        let p = Partition::write(&dir, 0, 100, true, &[(7, data.clone())]).expect("write");
+        let p = Partition::write(&dir, 0, 100, true, &[], vec![(7, data.clone())]).expect("write");
         let back = p.read(7).expect("read").expect("present");
         assert_eq!(back.qualities, data.qualities);
         assert_eq!(back.points.len(), 4);
         for ((t1, v1), (t2, v2)) in back.points.iter().zip(&data.points) {
             assert_eq!((t1, v1.to_bits()), (t2, v2.to_bits()));
         }
-        assert_eq!(back.rollups[0][0].1.count(), 1);
         assert!(p.read(8).expect("read").is_none());
         let mut bytes = std::fs::read(&p.path).expect("bytes");
         let n = bytes.len();
         bytes[n - 5] ^= 0x40;
         std::fs::write(&p.path, &bytes).expect("write");
         assert!(matches!(Partition::open(&p.path), Err(Error::Corrupt { .. })));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_partition_stores_the_buckets_of_the_levels_complete_inside_it() {
+        let dir = std::env::temp_dir().join(format!("ts-part-levels-{}", std::process::id()));
+        let day = Interval::DAY;
+        let levels = [Interval::MINUTE, day];
+        let day_ns = day.nanos();
+        let points: Vec<(i64, f64)> = (0..48).map(|h| (h * day_ns / 24 + 1, h as f64)).collect();
+        let data = |from: usize, to: usize| SealedSeries { points: points[from..to].to_vec(), ..Default::default() };
+        let whole = Partition::write(&dir, 0, 2 * day_ns, true, &levels, vec![(1, data(0, 48))]).expect("write");
+        assert!(whole.stores(day) && !whole.stores(Interval::MINUTE), "1-minute buckets are not stored");
+        let back = whole.read(1).expect("read").expect("present");
+        let days: Vec<(i64, u64, Option<f64>)> =
+            back.rollups[1].iter().map(|(s, a)| (*s, a.count(), a.sum())).collect();
+        assert_eq!(days, vec![(0, 24, Some(276.0)), (day_ns, 24, Some(852.0))]);
+        assert!(back.rollups[0].is_empty());
+        let part = Partition::write(&dir, 0, day_ns / 12, true, &levels, vec![(1, data(0, 2))]).expect("write");
+        assert!(!part.stores(day), "a 2-hour partition holds no complete day");
+        assert!(part.read(1).expect("read").expect("present").rollups.iter().all(Vec::is_empty));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

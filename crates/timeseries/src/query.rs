@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Agg, BucketAgg, Interval};
-use crate::engine::{Engine, SchemaState, State, stored_in_partitions};
+use crate::engine::{Engine, SchemaState, State};
 use crate::index::SeriesKey;
 use crate::model::{Matcher, Quality};
 use crate::{Error, Result};
@@ -129,33 +129,31 @@ impl Engine {
             let target = groups.entry(group).or_default();
             match level {
                 Some(l) => {
-                    let width = schema.levels[l].nanos();
-                    let stored = stored_in_partitions(schema.levels[l]);
-                    let sealed =
-                        schema.partitions.values().filter(|p| p.end > from && p.start < q.to.saturating_add(width));
-                    for p in sealed {
+                    let level = schema.levels[l];
+                    let n = level.nanos();
+                    for p in schema.partitions.values().filter(|p| p.end > from && p.start < q.to) {
                         let Some(data) = p.read(id)? else { continue };
-                        if stored {
+                        // Stored buckets are complete inside their partition;
+                        // they answer where the query covers them whole.
+                        let (lo, hi) = (from.max(p.start), q.to.min(p.end));
+                        if p.stores(level) && lo.rem_euclid(n) == 0 && hi.rem_euclid(n) == 0 {
                             for (start, agg) in data.rollups.get(l).into_iter().flatten() {
-                                if (from..q.to).contains(start) {
+                                if (lo..hi).contains(start) {
                                     target.entry(every.bucket_start(*start, 0)).or_default().merge(agg)?;
                                 }
                             }
                         } else {
-                            for (t, v) in data.points.iter().filter(|(t, _)| (from..q.to).contains(t)) {
-                                target.entry(every.bucket_start(*t, 0)).or_default().add(*t, *v)?;
-                            }
+                            let lo = data.points.partition_point(|(t, _)| *t < from);
+                            let hi = data.points.partition_point(|(t, _)| *t < q.to);
+                            add_points(target, every, &data.points[lo..hi]);
                         }
                     }
-                    let head = state.series.get(id as usize).and_then(|d| d.rollups.get(l));
-                    for (start, agg) in head.into_iter().flat_map(|r| r.range(from..q.to)) {
-                        target.entry(every.bucket_start(*start, 0)).or_default().merge(agg)?;
+                    if let Some(head) = state.series.get(id as usize) {
+                        add_points(target, every, &head.points.range(from, q.to)?);
                     }
                 }
                 None => {
-                    for (t, v) in series_points(&state, schema, id, from, q.to)?.0 {
-                        target.entry(every.bucket_start(t, 0)).or_default().add(t, v)?;
-                    }
+                    add_points(target, every, &series_points(&state, schema, id, from, q.to)?.0);
                 }
             }
         }
@@ -185,7 +183,7 @@ impl Engine {
         let mut out = Vec::new();
         for id in &ids {
             let Some(key) = state.index.key(id) else { continue };
-            let head = state.series.get(id as usize).and_then(|d| d.points.last().copied());
+            let head = state.series.get(id as usize).and_then(|d| d.points.last());
             let last = match head {
                 Some(p) => Some(p),
                 // Only sealed data: the newest partition holding the series.
@@ -221,16 +219,23 @@ fn series_points(state: &State, schema: &SchemaState, id: u32, from: i64, to: i6
         }
     }
     if let Some(data) = state.series.get(id as usize) {
-        let lo = data.points.partition_point(|(t, _)| *t < from);
-        let hi = data.points.partition_point(|(t, _)| *t < to);
-        if lo < hi {
-            out.extend_from_slice(&data.points[lo..hi]);
-        }
+        out.extend(data.points.range(from, to)?);
         if from < to {
             qualities.extend(data.qualities.range(from..to).map(|(t, q)| (*t, *q)));
         }
     }
     Ok((out, qualities))
+}
+
+/// Adds sorted points to their buckets, looking each bucket up once per
+/// run of points in it. Non-finite values never reach the engine's data.
+fn add_points(target: &mut BTreeMap<i64, BucketAgg>, every: Interval, points: &[(i64, f64)]) {
+    for run in points.chunk_by(|a, b| every.bucket_start(a.0, 0) == every.bucket_start(b.0, 0)) {
+        let agg = target.entry(every.bucket_start(run[0].0, 0)).or_default();
+        for (t, v) in run {
+            let _ = agg.add(*t, *v);
+        }
+    }
 }
 
 /// The index of the coarsest rollup level whose buckets tile both the

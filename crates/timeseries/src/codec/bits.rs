@@ -13,6 +13,14 @@ pub(crate) struct BitWriter {
 }
 
 impl BitWriter {
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        Self { buf: Vec::with_capacity(bytes), bit_len: 0 }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub(crate) fn write_bit(&mut self, bit: bool) {
         self.write_bits(u64::from(bit), 1);
     }

@@ -70,6 +70,17 @@ impl GorillaEncoder {
         Self::default()
     }
 
+    /// An encoder whose buffer starts with room for `bytes` bytes of stream
+    /// (a head chunk sized like the one before it wastes no doubling slack).
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self { bits: BitWriter::with_capacity(bytes), ..Self::default() }
+    }
+
+    /// Bytes the stream's buffer holds room for.
+    pub fn capacity_bytes(&self) -> usize {
+        self.bits.capacity()
+    }
+
     /// Appends one point. Any timestamp order is accepted (out-of-order points cost more).
     pub fn push(&mut self, timestamp: i64, value: f64) {
         let value = value.to_bits();
