@@ -5,7 +5,14 @@
 //! series; and, in the same run, the same line-protocol file ingested by
 //! VictoriaMetrics on loopback for its ingest time and disk bytes.
 //!
-//! Usage: bench_timeseries [--hosts N] [--quick] [--no-vm]
+//! With `--series N` it measures high cardinality instead: N series (N/10
+//! hosts), `--hours` of points each (default 4: the head then holds the
+//! 2 hours a 1-hour out-of-order window keeps), pre-parsed ingest rate,
+//! resident memory per series (and the head's and index's share of it), the
+//! latency of a series lookup whose tag matcher selects 1% (`rack`), and the
+//! time to reopen the engine (replaying its log).
+//!
+//! Usage: bench_timeseries [--hosts N] [--hours N] [--quick] [--no-vm] [--series N]
 //! (set `KEEP_BENCH_DATA=1` to keep the data directory for inspection)
 
 use std::io::{BufWriter, Read, Write};
@@ -60,15 +67,21 @@ struct Args {
     hosts: usize,
     hours: i64,
     vm: bool,
+    /// High-cardinality mode: this many series.
+    series: Option<usize>,
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { hosts: 100, hours: 24, vm: true };
+    let mut a = Args { hosts: 100, hours: 24, vm: true, series: None };
+    let mut hours = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--hosts" => a.hosts = it.next().and_then(|h| h.parse().ok()).ok_or("--hosts needs a number")?,
-            "--hours" => a.hours = it.next().and_then(|h| h.parse().ok()).ok_or("--hours needs a number")?,
+            "--hours" => hours = Some(it.next().and_then(|h| h.parse().ok()).ok_or("--hours needs a number")?),
+            "--series" => {
+                a.series = Some(it.next().and_then(|h| h.parse().ok()).ok_or("--series needs a number")?);
+            }
             "--quick" => {
                 a.hosts = 10;
                 a.hours = 12;
@@ -77,10 +90,14 @@ fn args() -> Result<Args, String> {
             "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: bench_timeseries [--hosts N] [--hours N] [--quick] [--no-vm]"
+                    "unknown argument {other}; usage: bench_timeseries [--hosts N] [--hours N] [--quick] [--no-vm] [--series N]"
                 ));
             }
         }
+    }
+    a.hours = hours.unwrap_or(if a.series.is_some() { 4 } else { a.hours });
+    if a.hours < 1 {
+        return Err("--hours must be at least 1".into());
     }
     Ok(a)
 }
@@ -326,10 +343,134 @@ fn which(name: &str) -> Result<PathBuf, ()> {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// High cardinality: `series` series, pre-parsed, then memory, lookups and reopen.
+fn scale(root: &Path, series: usize, hours: i64) -> Result<Vec<Value>, String> {
+    let hosts = series.div_ceil(FIELDS.len());
+    let mut data = Data::new(hosts, hours);
+    eprintln!(
+        "timeseries bench, high cardinality: {} series ({hosts} hosts x 10 fields) x {hours} h at 10 s = {} points",
+        hosts * FIELDS.len(),
+        data.points()
+    );
+    // Every series' point is built once, before memory is measured; a step
+    // only sets its time and value (building tag maps per point would cost
+    // more than the writes measured).
+    let mut batches: Vec<Vec<Point>> = Vec::new();
+    {
+        let tags: Vec<std::collections::BTreeMap<String, String>> =
+            data.tags.iter().map(|t| t.iter().cloned().collect()).collect();
+        let mut all = Vec::with_capacity(hosts * FIELDS.len());
+        data.step(|h, fi, _| {
+            all.push(Point {
+                series: format!("cpu_{}", FIELDS[fi]),
+                tags: tags[h].clone(),
+                timestamp: START,
+                value: 0.0,
+                quality: Default::default(),
+                unit: None,
+            })
+        });
+        while !all.is_empty() {
+            let rest = all.split_off(all.len().min(10_000));
+            batches.push(std::mem::replace(&mut all, rest));
+        }
+    }
+    let mut data = Data::new(hosts, hours);
+    let dir = root.join("scale");
+    let rss0 = rss_bytes();
+    let engine = Engine::open(&dir).map_err(e)?;
+    schemas(&engine)?;
+    let (mut busy, mut cpu) = (Duration::ZERO, 0.0);
+    let bar = indicatif::ProgressBar::new(data.steps as u64);
+    let mut values = Vec::with_capacity(hosts * FIELDS.len());
+    for step in 0..data.steps {
+        let ts = START + step * STEP;
+        values.clear();
+        data.step(|_, _, v| values.push(v as f64));
+        let mut next = values.iter();
+        for batch in &mut batches {
+            for p in batch.iter_mut() {
+                p.timestamp = ts;
+                p.value = next.next().copied().unwrap_or_default();
+            }
+            let (t0, c0) = (Instant::now(), cpu_seconds());
+            engine.write(batch).map_err(e)?;
+            busy += t0.elapsed();
+            cpu += cpu_seconds() - c0;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let rss = rss_bytes().saturating_sub(rss0);
+    let stats = engine.stats();
+    let n = data.points() as f64;
+    let per_series = |b: u64| b as f64 / stats.series.max(1) as f64;
+    eprintln!(
+        "  ingest {:.0} points/s ({:.0} per CPU-second); RSS growth {:.0} bytes per series (head {:.0}, index {:.0})",
+        n / busy.as_secs_f64(),
+        n / cpu.max(1e-9),
+        per_series(rss),
+        per_series(stats.head_bytes),
+        per_series(stats.index_bytes)
+    );
+    let mut rng = SplitMix64(11);
+    let mut times = Vec::new();
+    let mut selected = 0;
+    for _ in 0..200 {
+        let rack = (rng.next_u64() % 100).to_string();
+        let t0 = Instant::now();
+        selected = engine.series("cpu_usage_user", &[Matcher::eq("rack", &rack)]).map_err(e)?.len();
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let (p50, p99) = (median(times.clone()), times[times.len() * 99 / 100]);
+    eprintln!("  1% lookup ({selected} of {} series of a metric): p50 {p50:.3} ms, p99 {p99:.3} ms", hosts);
+    drop(engine);
+    let t0 = Instant::now();
+    let engine = Engine::open(&dir).map_err(e)?;
+    let reopen = t0.elapsed().as_secs_f64();
+    eprintln!("  reopen (log replay) {reopen:.2} s; {} series back", engine.stats().series);
+    let label = |m: &str| format!("{m}_{series}_series");
+    Ok(vec![
+        bench::figure(NAME, &label("scale_ingest"), n / busy.as_secs_f64(), "points/s", None, None, "report"),
+        bench::figure(NAME, &label("scale_ingest_per_core"), n / cpu.max(1e-9), "points/cpu-s", None, None, "report"),
+        bench::figure(NAME, &label("memory_per_series"), per_series(rss), "bytes", None, None, "<=1536"),
+        bench::figure(
+            NAME,
+            &label("head_bytes_per_series"),
+            per_series(stats.head_bytes),
+            "bytes",
+            None,
+            None,
+            "report",
+        ),
+        bench::figure(
+            NAME,
+            &label("index_bytes_per_series"),
+            per_series(stats.index_bytes),
+            "bytes",
+            None,
+            None,
+            "report",
+        ),
+        bench::figure(NAME, &label("lookup_1pct_p50"), p50, "ms", None, None, "report"),
+        bench::figure(NAME, &label("lookup_1pct_p99"), p99, "ms", None, None, "report"),
+        bench::figure(NAME, &label("reopen"), reopen, "s", None, None, "report"),
+    ])
+}
+
 fn main() -> Result<(), String> {
     let a = args()?;
     let root = std::env::temp_dir().join(format!("bench-ts-{}", std::process::id()));
     std::fs::create_dir_all(&root).map_err(e)?;
+    if let Some(series) = a.series {
+        let figures = scale(&root, series, a.hours)?;
+        print!("{}", bench::report(&figures));
+        if std::env::var_os("KEEP_BENCH_DATA").is_none() {
+            std::fs::remove_dir_all(&root).ok();
+        }
+        return Ok(());
+    }
     let points = Data::new(a.hosts, a.hours).points();
     eprintln!(
         "timeseries bench: {} hosts x 10 fields x {} h at 10 s = {points} points; data in {}",

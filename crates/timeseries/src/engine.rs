@@ -10,12 +10,12 @@ use disk_format::{ByteReader, DirLock, FrameWriter};
 
 use crate::aggregate::Interval;
 use crate::head::HeadPoints;
-use crate::index::{SeriesIndex, SeriesKey};
+use crate::index::{SeriesIds, SeriesIndex, SeriesKey, key_hash};
 use crate::model::{NanPolicy, Point, Quality, SeriesSchema};
-use crate::partition::{Partition, SealedSeries, quality_byte, quality_of};
+use crate::partition::{Partition, PartitionWriter, SealedSeries, quality_byte, quality_of};
 use crate::wal::Wal;
 use crate::{Error, Result};
-use rustc_hash::{FxHashMap as FxMap, FxHasher};
+use rustc_hash::FxHashMap as FxMap;
 
 const SCHEMA: u8 = 1;
 const SERIES: u8 = 2;
@@ -30,9 +30,16 @@ const INDEX: u8 = 9;
 const EARLIER_KINDS: [u8; 3] = [4, 5, 8];
 const ROLLUP: u8 = 6;
 const SEALED: u8 = 7;
-/// The head points of every series of one metric as one compressed block,
-/// in checkpoints (one block per series, kind 8, was up to 2026-11-25).
+/// The head points of up to [`CHECKPOINT_GROUP`] series of one metric as one
+/// compressed block, in compact checkpoints (`flush`).
 const HEAD_GROUP: u8 = 10;
+/// The head chunks of up to [`CHECKPOINT_GROUP`] series as they are in
+/// memory, in the checkpoints the log rotates to while running.
+const HEAD_CHUNKS: u8 = 11;
+
+/// Series per checkpoint record: bounds a record's size (a frame holds at
+/// most 256 MiB) and the memory replay needs for one.
+const CHECKPOINT_GROUP: usize = 4096;
 
 /// Width of a time partition: the unit of sealing and of retention.
 pub const PARTITION_NS: i64 = 2 * 3600 * crate::model::NANOS_PER_SEC;
@@ -41,7 +48,12 @@ pub const PARTITION_NS: i64 = 2 * 3600 * crate::model::NANOS_PER_SEC;
 pub const COMPACTION_WIDTHS: [i64; 2] =
     [6 * 3600 * crate::model::NANOS_PER_SEC, 24 * 3600 * crate::model::NANOS_PER_SEC];
 
-/// The log is rewritten as a checkpoint once it is larger than this.
+/// Series a seal reads from the head per hold of the state lock.
+const SEAL_GROUP: usize = 1024;
+
+/// The log is rewritten as a checkpoint once it is larger than this and
+/// than twice its last checkpoint (so checkpoints cost a bounded share of
+/// the writes however large the head).
 const CHECKPOINT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Rollup levels narrower than this are not stored in sealed partitions:
@@ -129,7 +141,7 @@ impl State {
         for run in by_series.chunk_by(|a, b| batch[*a as usize].0 == batch[*b as usize].0) {
             let id = batch[run[0] as usize].0;
             let Some(key) = index.key(id) else { continue };
-            let Some(schema) = schemas.get_mut(&key.metric) else { continue };
+            let Some(schema) = schemas.get_mut(key.metric()) else { continue };
             if series.len() <= id as usize {
                 series.resize_with(id as usize + 1, SeriesData::default);
             }
@@ -177,46 +189,21 @@ impl State {
 }
 
 /// What the writer side tracks to decide ids and lateness in log order.
+/// Its series ids run ahead of the state's (a series is registered here
+/// when logged, there when applied), so it keeps its own.
 #[derive(Debug, Default)]
 struct Ingest {
-    /// Series ids by a hash of metric and tags; looked up with borrowed
-    /// tags, so a known series costs no allocation per point.
-    by_hash: FxMap<u64, Vec<u32>>,
-    keys: Vec<SeriesKey>,
+    ids: SeriesIds,
     newest: FxMap<String, i64>,
 }
 
-/// A fast, non-cryptographic hash of metric and tags (FxHash). Collisions
-/// only lengthen a candidate list; the keys themselves are always compared.
-fn key_hash(metric: &str, tags: &BTreeMap<String, String>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = FxHasher::default();
-    // `str`'s `Hash` ends each string, so `ab`,`c` and `a`,`bc` differ.
-    metric.hash(&mut h);
-    for (k, v) in tags {
-        k.hash(&mut h);
-        v.hash(&mut h);
-    }
-    h.finish()
+fn pairs(tags: &BTreeMap<String, String>) -> impl Iterator<Item = (&str, &str)> + Clone {
+    tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
 impl Ingest {
     fn find(&self, hash: u64, metric: &str, tags: &BTreeMap<String, String>) -> Option<u32> {
-        self.by_hash.get(&hash)?.iter().copied().find(|id| {
-            self.keys.get(*id as usize).is_some_and(|k| {
-                k.metric == metric
-                    && k.tags.len() == tags.len()
-                    && k.tags.iter().zip(tags).all(|((a, b), (c, d))| a == c && b == d)
-            })
-        })
-    }
-
-    /// Registers a new series under the next id.
-    fn add(&mut self, hash: u64, key: SeriesKey) -> u32 {
-        let id = self.keys.len() as u32;
-        self.by_hash.entry(hash).or_default().push(id);
-        self.keys.push(key);
-        id
+        self.ids.find(hash, metric, pairs(tags))
     }
 }
 
@@ -262,8 +249,7 @@ impl Engine {
         let mut ingest = Ingest::default();
         for id in 0..state.index.next_id() {
             if let Some(k) = state.index.key(id) {
-                let tags: BTreeMap<String, String> = k.tags.iter().cloned().collect();
-                ingest.add(key_hash(&k.metric, &tags), k.clone());
+                ingest.ids.insert(key_hash(k.metric(), k.tags()), k.metric(), k.tags());
             }
         }
         for (name, s) in &state.schemas {
@@ -405,7 +391,7 @@ impl Engine {
         let mut accepted = on_time;
         // Known series had their tag keys checked when they were created;
         // only new ones are checked, before anything is registered.
-        let mut hashes: Vec<u64> = accepted.iter().map(|(_, p, _)| key_hash(&p.series, &p.tags)).collect();
+        let mut hashes: Vec<u64> = accepted.iter().map(|(_, p, _)| key_hash(&p.series, pairs(&p.tags))).collect();
         let mut known: Vec<Option<u32>> =
             accepted.iter().zip(&hashes).map(|((_, p, _), h)| ingest.find(*h, &p.series, &p.tags)).collect();
         if known.iter().any(Option::is_none) {
@@ -441,12 +427,12 @@ impl Engine {
                 None => {
                     let key = SeriesKey::new(&p.series, &p.tags);
                     let start = frames.begin(SERIES);
-                    let id = ingest.keys.len() as u32;
+                    let id = ingest.ids.len() as u32;
                     frames.u32(id);
                     frames.buf.extend_from_slice(&serde_json::to_vec(&key).map_err(|e| Error::Codec(e.to_string()))?);
                     frames.finish(start)?;
                     new_keys.push((id, key.clone()));
-                    ingest.add(hash, key)
+                    ingest.ids.insert(hash, &p.series, pairs(&p.tags)).0
                 }
             };
             batch.push((id, p.timestamp, p.value, p.quality));
@@ -495,7 +481,14 @@ impl Engine {
     /// restart. Durability does not depend on it.
     pub fn flush(&self) -> Result<()> {
         let _one = self.maintenance.lock().unwrap_or_else(PoisonError::into_inner);
-        self.wal.rotate(Box::new(checkpoint))
+        self.wal.rotate(Box::new(|s| checkpoint(s, true)))
+    }
+
+    /// Rotates the log to the checkpoint a running engine writes (the head's
+    /// chunks copied), as `maintain` does once the log has grown.
+    #[cfg(test)]
+    pub(crate) fn rotate_with_chunks(&self) -> Result<()> {
+        self.wal.rotate(Box::new(|s| checkpoint(s, false)))
     }
 
     /// Seals every partition that can no longer receive points, drops
@@ -517,47 +510,69 @@ impl Engine {
                 .filter(|(name, target)| state.schemas.get(name).is_some_and(|s| *target > s.sealed_until))
                 .collect()
         };
-        if work.is_empty() {
-            return Ok(());
+        if !work.is_empty() {
+            for (metric, target) in work {
+                self.seal(&metric, target)?;
+                self.compact(&metric)?;
+            }
+            self.enforce_retention()?;
         }
-        for (metric, target) in work {
-            self.seal(&metric, target)?;
-            self.compact(&metric)?;
-        }
-        self.enforce_retention()?;
-        // Rewriting the head costs a compression of every head point, so the
-        // log is only shrunk once it has grown; replay skips sealed points.
-        if self.wal.disk_bytes() > CHECKPOINT_AFTER_BYTES {
-            self.wal.rotate(Box::new(checkpoint))?;
+        // A checkpoint copies the whole head, so the log is shrunk only once
+        // it has grown past twice the last one; replay skips sealed points.
+        let (log, last) = self.wal.sizes();
+        if log > CHECKPOINT_AFTER_BYTES.max(2 * last) {
+            self.wal.rotate(Box::new(|s| checkpoint(s, false)))?;
         }
         Ok(())
     }
 
-    /// Moves head data of `metric` before `target` into partition files.
+    /// Moves head data of `metric` before `target` into partition files,
+    /// a partition at a time and [`SEAL_GROUP`] series at a time, so neither
+    /// memory nor the time writers wait for the state grows with the head.
+    /// Nothing can be added before `target` meanwhile (it is past the
+    /// out-of-order window).
     fn seal(&self, metric: &str, target: i64) -> Result<()> {
-        let (parts, compress, levels) = {
+        let (ids, compress, levels, first) = {
             let state = self.read();
             let Some(schema) = state.schemas.get(metric) else { return Ok(()) };
-            let mut parts: BTreeMap<i64, Vec<(u32, SealedSeries)>> = BTreeMap::new();
-            for id in &state.index.select(metric, &[])? {
-                let Some(data) = state.series.get(id as usize) else { continue };
-                let mut per_part: BTreeMap<i64, SealedSeries> = BTreeMap::new();
-                for (t, v) in data.points.range(i64::MIN, target)? {
-                    per_part.entry(partition_of(t)).or_default().points.push((t, v));
-                }
-                for (t, q) in data.qualities.range(..target) {
-                    per_part.entry(partition_of(*t)).or_default().qualities.push((*t, *q));
-                }
-                for (start, sealed) in per_part {
-                    parts.entry(start).or_default().push((id, sealed));
-                }
-            }
-            (parts, schema.schema.compression, schema.levels.clone())
+            let ids: Vec<u32> = state.index.select(metric, &[])?.iter().collect();
+            let first =
+                ids.iter().filter_map(|id| state.series.get(*id as usize)).filter_map(|d| d.points.first_time()).min();
+            (ids, schema.schema.compression, schema.levels.clone(), first)
         };
         let dir = blocks_dir(&self.dir, metric);
         let mut written = Vec::new();
-        for (start, series) in parts {
-            written.push(Partition::write(&dir, start, start + PARTITION_NS, compress, &levels, series)?);
+        let mut start = first.map_or(target, partition_of);
+        while start < target {
+            let end = start + PARTITION_NS;
+            let mut writer: Option<PartitionWriter> = None;
+            for group in ids.chunks(SEAL_GROUP) {
+                let sealed: Vec<(u32, SealedSeries)> = {
+                    let state = self.read();
+                    let mut out = Vec::new();
+                    for id in group {
+                        let Some(data) = state.series.get(*id as usize) else { continue };
+                        let points = data.points.range(start, end.min(target))?;
+                        if points.is_empty() {
+                            continue;
+                        }
+                        let qualities = data.qualities.range(start..end.min(target)).map(|(t, q)| (*t, *q)).collect();
+                        out.push((*id, SealedSeries { points, qualities, rollups: Vec::new() }));
+                    }
+                    out
+                };
+                for (id, data) in sealed {
+                    let w = match &mut writer {
+                        Some(w) => w,
+                        None => writer.insert(PartitionWriter::create(&dir, start, end, compress, &levels)?),
+                    };
+                    w.add(id, data)?;
+                }
+            }
+            if let Some(w) = writer {
+                written.push(w.finish()?);
+            }
+            start = end;
         }
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         state.drop_head_before(metric, target)?;
@@ -626,6 +641,8 @@ impl Engine {
 
     /// Series count, point count and bytes on disk.
     pub fn stats(&self) -> Stats {
+        // The ingest lock before the state's, as writes take them.
+        let ingest_ids = self.ingest.lock().unwrap_or_else(PoisonError::into_inner).ids.heap_bytes();
         let s = self.read();
         let log_bytes = self.wal.disk_bytes();
         let partition_bytes = s.schemas.values().flat_map(|x| x.partitions.values()).map(|p| p.bytes).sum::<u64>();
@@ -652,6 +669,7 @@ impl Engine {
             },
             head_bytes: (s.series.capacity() * std::mem::size_of::<SeriesData>()
                 + s.series.iter().map(|d| d.points.heap_bytes()).sum::<usize>()) as u64,
+            index_bytes: (s.index.heap_bytes() + ingest_ids) as u64,
         }
     }
 }
@@ -674,6 +692,9 @@ pub struct Stats {
     pub block_bytes_per_point: f64,
     /// Memory the head's points take (chunks, buffers, per-series records).
     pub head_bytes: u64,
+    /// Memory the series index takes (identities and postings, and the
+    /// writer's own identities).
+    pub index_bytes: u64,
 }
 
 fn blocks_dir(dir: &Path, metric: &str) -> PathBuf {
@@ -681,8 +702,10 @@ fn blocks_dir(dir: &Path, metric: &str) -> PathBuf {
 }
 
 /// The frames that rebuild the current state: schemas, the series index,
-/// seal marks, head points (already in the rollups) and rollup buckets.
-fn checkpoint(state: &State) -> Result<Vec<u8>> {
+/// seal marks and the head. `compact` (for `flush`) compresses the head
+/// points into pco blocks, a third of the bytes; otherwise the head's chunks
+/// are copied as they are, which costs far less time.
+fn checkpoint(state: &State, compact: bool) -> Result<Vec<u8>> {
     let mut w = FrameWriter::default();
     let mut names: Vec<&String> = state.schemas.keys().collect();
     names.sort();
@@ -700,16 +723,35 @@ fn checkpoint(state: &State) -> Result<Vec<u8>> {
     let f = w.begin(INDEX);
     w.buf.extend_from_slice(&state.index.to_bytes()?);
     w.finish(f)?;
-    // One block per metric: a metric's series share their timestamps and
+    // Grouped by metric: a metric's series share their timestamps and
     // value ranges, and pco compresses one long block far better than many
     // short ones.
     let mut by_metric: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for (id, data) in state.series.iter().enumerate() {
         if let (false, Some(key)) = (data.points.is_empty(), state.index.key(id as u32)) {
-            by_metric.entry(key.metric.as_str()).or_default().push(id as u32);
+            by_metric.entry(key.metric()).or_default().push(id as u32);
         }
     }
-    for ids in by_metric.values() {
+    for ids in by_metric.values().flat_map(|ids| ids.chunks(CHECKPOINT_GROUP)) {
+        let write_qualities = |w: &mut FrameWriter, data: &SeriesData| {
+            w.u32(data.qualities.len() as u32);
+            for (t, q) in &data.qualities {
+                w.i64(*t);
+                w.buf.push(quality_byte(*q));
+            }
+        };
+        if !compact {
+            let f = w.begin(HEAD_CHUNKS);
+            w.u32(ids.len() as u32);
+            for id in ids {
+                let data = &state.series[*id as usize];
+                w.u32(*id);
+                write_qualities(&mut w, data);
+                data.points.write_to(&mut w.buf);
+            }
+            w.finish(f)?;
+            continue;
+        }
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
         let f = w.begin(HEAD_GROUP);
         w.u32(ids.len() as u32);
@@ -718,11 +760,7 @@ fn checkpoint(state: &State) -> Result<Vec<u8>> {
             let points = data.points.range(i64::MIN, i64::MAX)?;
             w.u32(*id);
             w.u32(points.len() as u32);
-            w.u32(data.qualities.len() as u32);
-            for (t, q) in &data.qualities {
-                w.i64(*t);
-                w.buf.push(quality_byte(*q));
-            }
+            write_qualities(&mut w, data);
             ts.extend(points.iter().map(|(t, _)| *t));
             vs.extend(points.iter().map(|(_, v)| *v));
         }
@@ -801,6 +839,26 @@ fn replay(state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
                 restore_head(state, id, &ts[at..at + n], &vs[at..at + n], &qualities);
                 at += n;
             }
+            Ok(())
+        }
+        HEAD_CHUNKS => {
+            let mut r = ByteReader::new(body, "log record");
+            for _ in 0..r.u32()? {
+                let id = r.u32()?;
+                let mut qualities = BTreeMap::new();
+                for _ in 0..r.u32()? {
+                    qualities.insert(r.i64()?, quality_of(r.u8()?)?);
+                }
+                let points = HeadPoints::read_from(&mut r)?;
+                let n = points.len() as u64;
+                let data = state.series_mut(id);
+                if !data.points.is_empty() {
+                    return Err(Error::Codec(format!("series {id} has two heads in one checkpoint")));
+                }
+                *data = SeriesData { points, qualities };
+                state.points += n;
+            }
+            r.finish()?;
             Ok(())
         }
         // Head rollup buckets, which logs before 2026-12-04 carry: the head

@@ -351,14 +351,33 @@ fn qualities_and_points_of_every_series_survive_a_checkpoint() {
         let engine = Engine::open(&dir).expect("open");
         engine.create_series(schema).expect("create");
         engine.write(&points).expect("write");
-        // The checkpoint holds the head as one block for the metric.
-        engine.flush().expect("flush");
+        // The checkpoint a running engine rotates to: the head's chunks as they are.
+        engine.rotate_with_chunks().expect("rotate");
         head(&engine)
     };
     assert!(before.iter().all(|(p, q)| p.len() == 30 && !q.is_empty()));
+    {
+        let engine = Engine::open(&dir).expect("reopen");
+        assert_eq!(head(&engine), before, "the same from the head's chunks");
+        assert_eq!(engine.stats().points, 90);
+        // A late point waits beside the chunks; it survives the same way.
+        let late = Point::new("temp", &[("device", "a")], T0 + 5 * MIN + 1, 7.0);
+        engine.write(std::slice::from_ref(&late)).expect("late");
+        engine.rotate_with_chunks().expect("rotate");
+        let with_late = head(&engine);
+        drop(engine);
+        assert_eq!(head(&Engine::open(&dir).expect("reopen")), with_late);
+        points.push(late);
+    }
+    let before = {
+        let engine = Engine::open(&dir).expect("open");
+        // The checkpoint of a flush: the head as one block for the metric.
+        engine.flush().expect("flush");
+        head(&engine)
+    };
     let engine = Engine::open(&dir).expect("reopen");
     assert_eq!(head(&engine), before, "points and qualities of each series, in place");
-    assert_eq!(engine.stats().points, 90);
+    assert_eq!(engine.stats().points, 91);
     // Raw queries carry the qualities, from the head and, once sealed, from partitions.
     let written = |device: &str| -> Vec<(i64, Quality)> {
         points.iter().filter(|p| p.tags["device"] == device).map(|p| (p.timestamp, p.quality)).collect()

@@ -9,6 +9,9 @@
 //! that reads merge in; past [`LATE_POINTS`] they are folded into the chunks
 //! by re-encoding them.
 
+use disk_format::ByteReader;
+use disk_format::varint::put_uvarint;
+
 use crate::codec::{CodecError, GorillaDecoder, GorillaEncoder};
 
 /// Most points in one chunk: larger chunks spread the per-chunk cost (first
@@ -65,6 +68,15 @@ impl HeadPoints {
 
     pub fn is_empty(&self) -> bool {
         self.open.is_empty() && self.closed.is_empty() && self.late.is_empty()
+    }
+
+    /// The time of the oldest point.
+    pub fn first_time(&self) -> Option<i64> {
+        let chunk = self.closed.first().map(|c| c.first).or_else(|| (!self.open.is_empty()).then_some(self.open_first));
+        match (chunk, self.late.first()) {
+            (Some(c), Some((l, _))) => Some(c.min(*l)),
+            (c, l) => c.or(l.map(|(t, _)| *t)),
+        }
     }
 
     /// The newest point (for equal times, the last to arrive).
@@ -214,6 +226,68 @@ impl HeadPoints {
     }
 }
 
+impl HeadPoints {
+    /// The head as log-checkpoint bytes: closed chunks as they are (a
+    /// checkpoint then costs a copy, not a compression of every point), the
+    /// open chunk's stream and the late points.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        put_uvarint(out, self.closed.len() as u64);
+        for c in &self.closed {
+            put_uvarint(out, c.bytes.len() as u64);
+            out.extend_from_slice(&c.bytes);
+        }
+        let open = self.open.to_bytes();
+        put_uvarint(out, open.len() as u64);
+        out.extend_from_slice(&open);
+        put_uvarint(out, self.late.len() as u64);
+        for (t, v) in &self.late {
+            out.extend_from_slice(&t.to_le_bytes());
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+    }
+
+    /// Reads what [`write_to`](Self::write_to) wrote, checking every chunk
+    /// decodes and the times are in the order the head keeps them.
+    pub fn read_from(r: &mut ByteReader<'_>) -> crate::Result<Self> {
+        let bad = |what: &str| crate::Error::Codec(format!("head checkpoint: {what}"));
+        let mut head = Self::default();
+        let mut newest = None::<i64>;
+        let closed = r.uvarint32()? as usize;
+        head.closed.reserve_exact(closed.min(1 << 16));
+        for _ in 0..closed {
+            let len = r.uvarint32()? as usize;
+            let bytes = r.take(len)?;
+            let (ts, _) = GorillaDecoder::decode_all(bytes)?;
+            let (Some(&first), Some(&last)) = (ts.first(), ts.last()) else { return Err(bad("an empty chunk")) };
+            if newest.is_some_and(|n| first <= n) || ts.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(bad("chunk times out of order"));
+            }
+            newest = Some(last);
+            head.closed.push(Chunk { first, last, bytes: bytes.into() });
+        }
+        let len = r.uvarint32()? as usize;
+        for p in GorillaDecoder::new(r.take(len)?) {
+            let (t, v) = p?;
+            if newest.is_some_and(|n| t <= n) {
+                return Err(bad("open chunk times out of order"));
+            }
+            if head.open.is_empty() {
+                head.open_first = t;
+            }
+            head.open.push(t, v);
+            newest = Some(t);
+        }
+        for _ in 0..r.uvarint32()? {
+            let (t, v) = (r.i64()?, f64::from_bits(r.u64()?));
+            if newest.is_none_or(|n| t > n) || head.late.last().is_some_and(|(l, _)| *l > t) {
+                return Err(bad("late points out of order"));
+            }
+            head.late.push((t, v));
+        }
+        Ok(head)
+    }
+}
+
 /// The point count in a Gorilla stream's header (0 if it does not read).
 fn header_count(bytes: &[u8]) -> usize {
     bytes
@@ -279,6 +353,33 @@ mod tests {
         assert_eq!(h.range(i64::MIN, 1003).expect("range"), vec![(1002, (334 % 7) as f64)]);
         // Compressed: far below the 16 bytes a raw point takes.
         assert!(h.heap_bytes() < 666 * 4, "{} bytes", h.heap_bytes());
+    }
+
+    #[test]
+    fn a_head_round_trips_through_its_checkpoint_bytes_and_damage_is_refused() {
+        let mut h = HeadPoints::default();
+        for i in 0..700 {
+            h.insert(i * 5, (i % 9) as f64, part).expect("insert");
+        }
+        h.insert(10, 42.0, part).expect("late");
+        let mut bytes = Vec::new();
+        h.write_to(&mut bytes);
+        let back = HeadPoints::read_from(&mut ByteReader::new(&bytes, "head")).expect("read");
+        assert_eq!(bits(&back.range(i64::MIN, i64::MAX).expect("r")), bits(&h.range(i64::MIN, i64::MAX).expect("r")));
+        assert_eq!(back.len(), 701);
+        for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(HeadPoints::read_from(&mut ByteReader::new(&bytes[..cut], "head")).is_err(), "cut at {cut}");
+        }
+        // Two chunks swapped: times out of order.
+        let mut a = HeadPoints::default();
+        a.insert(2000, 1.0, part).expect("insert");
+        a.close_open();
+        a.insert(1000, 1.0, part).expect("late");
+        a.late.clear();
+        a.closed.push(Chunk { first: 1000, last: 1000, bytes: a.closed[0].bytes.clone() });
+        let mut bytes = Vec::new();
+        a.write_to(&mut bytes);
+        assert!(HeadPoints::read_from(&mut ByteReader::new(&bytes, "head")).is_err());
     }
 
     proptest! {

@@ -54,6 +54,122 @@ pub(crate) struct Partition {
     series: Vec<(u32, u32, u64)>,
 }
 
+/// Writes one partition series by series, so sealing a million series
+/// holds one series' points at a time, not the partition's.
+#[derive(Debug)]
+pub(crate) struct PartitionWriter {
+    file: std::io::BufWriter<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    start: i64,
+    end: i64,
+    compress: bool,
+    levels: Vec<(Interval, bool)>,
+    frame: FrameWriter,
+    offset: u64,
+    points: u64,
+    block_bytes: u64,
+    series: Vec<(u32, u32, u64)>,
+}
+
+impl PartitionWriter {
+    /// Starts `<start>-<end>.part.tmp` in `dir`; nothing is visible until
+    /// [`finish`](Self::finish) renames it.
+    pub fn create(dir: &Path, start: i64, end: i64, compress: bool, levels: &[Interval]) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let path = dir.join(format!("{start}-{end}.part"));
+        let tmp = dir.join(format!("{start}-{end}.part.tmp"));
+        let file = File::create(&tmp).map_err(Error::io(&tmp))?;
+        let levels: Vec<(Interval, bool)> = levels.iter().map(|l| (*l, stores_level(*l, start, end))).collect();
+        let mut w = Self {
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            tmp,
+            path,
+            dir: dir.to_owned(),
+            start,
+            end,
+            compress,
+            levels,
+            frame: FrameWriter::default(),
+            offset: 0,
+            points: 0,
+            block_bytes: 0,
+            series: Vec::new(),
+        };
+        let f = &mut w.frame;
+        let s = f.begin(META);
+        f.i64(start);
+        f.i64(end);
+        f.u32(w.levels.iter().filter(|(_, s)| *s).count() as u32);
+        for (level, _) in w.levels.iter().filter(|(_, s)| *s) {
+            f.i64(level.nanos());
+        }
+        f.finish(s)?;
+        w.flush_frame()?;
+        Ok(w)
+    }
+
+    fn flush_frame(&mut self) -> Result<u64> {
+        let n = self.frame.buf.len() as u64;
+        self.file.write_all(&self.frame.buf).map_err(Error::io(&self.tmp))?;
+        self.frame.buf.clear();
+        self.offset += n;
+        Ok(n)
+    }
+
+    /// Appends one series (ids in increasing order).
+    pub fn add(&mut self, id: u32, mut data: SealedSeries) -> Result<()> {
+        if self.series.last().is_some_and(|(last, _, _)| *last >= id) {
+            return Err(Error::Codec(format!("series {id} added to a partition out of order")));
+        }
+        data.points.sort_by_key(|(t, _)| *t);
+        let rollups = self
+            .levels
+            .iter()
+            .map(|(l, s)| if *s { buckets_of(*l, &data.points) } else { Ok(Vec::new()) })
+            .collect::<Result<Vec<_>>>()?;
+        let (ts, vs): (Vec<i64>, Vec<f64>) = data.points.iter().copied().unzip();
+        let block = Block::encode(&ts, &vs, self.compress)?;
+        let w = &mut self.frame;
+        let s = w.begin(SERIES);
+        w.u32(id);
+        w.bytes(&block)?;
+        w.u32(data.qualities.len() as u32);
+        for (t, q) in &data.qualities {
+            w.i64(*t);
+            w.buf.push(quality_byte(*q));
+        }
+        w.u32(rollups.len() as u32);
+        for level in &rollups {
+            w.u32(level.len() as u32);
+            for (bucket, agg) in level {
+                w.i64(*bucket);
+                w.bytes(&agg.to_bytes()?)?;
+            }
+        }
+        w.finish(s)?;
+        let at = self.offset;
+        let size = self.flush_frame()?;
+        let size = u32::try_from(size).map_err(|_| Error::Codec(format!("series {id} record too large")))?;
+        self.series.push((id, size, at));
+        self.points += ts.len() as u64;
+        self.block_bytes += block.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the partition durable and visible.
+    pub fn finish(self) -> Result<Partition> {
+        let Self { file, tmp, path, dir, start, end, levels, offset, points, block_bytes, series, .. } = self;
+        let file = file.into_inner().map_err(|e| Error::io(&tmp)(e.into_error()))?;
+        file.sync_all().map_err(Error::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(Error::io(&path))?;
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(Error::io(&dir))?;
+        let levels = levels.iter().filter(|(_, s)| *s).map(|(l, _)| l.nanos()).collect();
+        Ok(Partition { start, end, path, bytes: offset, points, block_bytes, levels, series })
+    }
+}
+
 /// Whether a partition over `[start, end)` stores `level`'s buckets.
 fn stores_level(level: Interval, start: i64, end: i64) -> bool {
     let n = level.nanos();
@@ -99,7 +215,9 @@ pub(crate) fn quality_of(b: u8) -> Result<Quality> {
 impl Partition {
     /// Writes a partition atomically (temp file, fsync, rename, fsync dir),
     /// with the buckets of every level of `levels` it stores, computed from
-    /// the points (the `rollups` passed in are not used).
+    /// the points (the `rollups` passed in are not used). The engine streams
+    /// through [`PartitionWriter`]; tests write whole partitions at once.
+    #[cfg(test)]
     pub fn write(
         dir: &Path,
         start: i64,
@@ -108,53 +226,12 @@ impl Partition {
         levels: &[Interval],
         mut series: Vec<(u32, SealedSeries)>,
     ) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-        let stored: Vec<bool> = levels.iter().map(|l| stores_level(*l, start, end)).collect();
-        let mut w = FrameWriter::default();
-        let s = w.begin(META);
-        w.i64(start);
-        w.i64(end);
-        w.u32(stored.iter().filter(|s| **s).count() as u32);
-        for (level, _) in levels.iter().zip(&stored).filter(|(_, s)| **s) {
-            w.i64(level.nanos());
-        }
-        w.finish(s)?;
         series.sort_by_key(|(id, _)| *id);
-        for (_, data) in &mut series {
-            data.points.sort_by_key(|(t, _)| *t);
-            data.rollups = levels
-                .iter()
-                .zip(&stored)
-                .map(|(l, s)| if *s { buckets_of(*l, &data.points) } else { Ok(Vec::new()) })
-                .collect::<Result<_>>()?;
+        let mut w = PartitionWriter::create(dir, start, end, compress, levels)?;
+        for (id, data) in series {
+            w.add(id, data)?;
         }
-        for (id, data) in &series {
-            let s = w.begin(SERIES);
-            w.u32(*id);
-            let (ts, vs): (Vec<i64>, Vec<f64>) = data.points.iter().copied().unzip();
-            w.bytes(&Block::encode(&ts, &vs, compress)?)?;
-            w.u32(data.qualities.len() as u32);
-            for (t, q) in &data.qualities {
-                w.i64(*t);
-                w.buf.push(quality_byte(*q));
-            }
-            w.u32(data.rollups.len() as u32);
-            for level in &data.rollups {
-                w.u32(level.len() as u32);
-                for (bucket, agg) in level {
-                    w.i64(*bucket);
-                    w.bytes(&agg.to_bytes()?)?;
-                }
-            }
-            w.finish(s)?;
-        }
-        let path = dir.join(format!("{start}-{end}.part"));
-        let tmp = dir.join(format!("{start}-{end}.part.tmp"));
-        let mut f = File::create(&tmp).map_err(Error::io(&tmp))?;
-        f.write_all(&w.buf).and_then(|()| f.sync_all()).map_err(Error::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(Error::io(&path))?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io(dir))?;
-        Self::open(&path)
+        w.finish()
     }
 
     /// Reads a partition's directory; any damage is an error naming the offset.
@@ -302,7 +379,7 @@ impl Partition {
         let mut ids: Vec<u32> = parts.iter().flat_map(|p| p.series.iter().map(|(id, _, _)| *id)).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut merged = Vec::with_capacity(ids.len());
+        let mut w = PartitionWriter::create(dir, start, end, compress, levels)?;
         for id in ids {
             let mut all = SealedSeries::default();
             for p in parts {
@@ -310,9 +387,9 @@ impl Partition {
                 all.points.extend(d.points);
                 all.qualities.extend(d.qualities);
             }
-            merged.push((id, all));
+            w.add(id, all)?;
         }
-        let out = Self::write(dir, start, end, compress, levels, merged)?;
+        let out = w.finish()?;
         for p in parts {
             std::fs::remove_file(&p.path).map_err(Error::io(&p.path))?;
         }

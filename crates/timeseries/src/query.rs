@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Agg, BucketAgg, Interval};
 use crate::engine::{Engine, SchemaState, State};
-use crate::index::SeriesKey;
+use crate::index::KeyRef;
 use crate::model::{Matcher, Quality};
 use crate::{Error, Result};
 
@@ -111,7 +111,7 @@ impl Engine {
                 let Some(key) = state.index.key(id) else { continue };
                 let (points, qualities) = series_points(&state, schema, id, from, q.to)?;
                 if !points.is_empty() {
-                    out.push(SeriesPoints { tags: key.tags.clone(), points, qualities });
+                    out.push(SeriesPoints { tags: key.tag_pairs(), points, qualities });
                 }
             }
             return Ok(QueryResult::Raw(out));
@@ -174,6 +174,17 @@ impl Engine {
         Ok(QueryResult::Buckets { level: level.map(|l| schema.levels[l].to_string()), groups })
     }
 
+    /// The tags of every series of `series` the matchers select, by id
+    /// (the order series were first written in).
+    pub fn series(&self, series: &str, matchers: &[Matcher]) -> Result<Vec<Vec<(String, String)>>> {
+        let state = self.read();
+        if !state.schemas.contains_key(series) {
+            return Err(Error::UnknownSeries(series.to_owned()));
+        }
+        let ids = state.index.select(series, matchers)?;
+        Ok(ids.iter().filter_map(|id| state.index.key(id)).map(|k| k.tag_pairs()).collect())
+    }
+
     /// The newest point of every matching series (served from memory).
     pub fn last(&self, series: &str, matchers: &[Matcher]) -> Result<Vec<LastPoint>> {
         let state = self.read();
@@ -199,7 +210,7 @@ impl Engine {
                 }
             };
             if let Some((time, value)) = last.filter(|(t, _)| *t >= cutoff) {
-                out.push(LastPoint { tags: key.tags.clone(), time, value });
+                out.push(LastPoint { tags: key.tag_pairs(), time, value });
             }
         }
         Ok(out)
@@ -247,6 +258,6 @@ fn coarsest_exact_level(schema: &SchemaState, from: i64, to: i64, width: i64) ->
     })
 }
 
-fn group_key(key: &SeriesKey, group_by: &[String]) -> Vec<(String, String)> {
+fn group_key(key: KeyRef<'_>, group_by: &[String]) -> Vec<(String, String)> {
     group_by.iter().map(|g| (g.clone(), key.tag(g).unwrap_or_default().to_owned())).collect()
 }

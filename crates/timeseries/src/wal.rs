@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,14 @@ pub(crate) struct Wal<S> {
     tx: Mutex<Option<mpsc::Sender<Request<S>>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     dir: PathBuf,
+    sizes: Arc<Sizes>,
+}
+
+/// Bytes in the log and in its last checkpoint, kept by the writer.
+#[derive(Debug, Default)]
+struct Sizes {
+    log: AtomicU64,
+    checkpoint: AtomicU64,
 }
 
 impl<S> std::fmt::Debug for Wal<S> {
@@ -76,12 +85,18 @@ impl<S: Send + Sync + 'static> Wal<S> {
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
         let seqs = segments(dir)?;
         // Start at the newest segment that opens with a complete checkpoint.
-        let mut from = 0;
+        let (mut from, mut checkpointed) = (0, false);
         for (i, seq) in seqs.iter().enumerate() {
             if has_complete_checkpoint(&segment_path(dir, *seq))? {
-                from = i;
+                (from, checkpointed) = (i, true);
             }
         }
+        let len = |seq: &u64| std::fs::metadata(segment_path(dir, *seq)).map_or(0, |m| m.len());
+        let sizes = Arc::new(Sizes::default());
+        sizes.log.store(seqs.iter().map(len).sum(), Ordering::Relaxed);
+        // The checkpoint segment's length, tail included: an estimate that
+        // errs towards rotating later.
+        sizes.checkpoint.store(if checkpointed { seqs.get(from).map_or(0, len) } else { 0 }, Ordering::Relaxed);
         for (i, seq) in seqs.iter().enumerate().skip(from) {
             let path = segment_path(dir, *seq);
             replay_segment(&path, i + 1 == seqs.len(), &mut replay)?;
@@ -94,9 +109,12 @@ impl<S: Send + Sync + 'static> Wal<S> {
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("timeseries-wal".into())
-            .spawn(move || writer(file, path, rx, state))
+            .spawn({
+                let sizes = Arc::clone(&sizes);
+                move || writer(file, path, rx, state, &sizes)
+            })
             .map_err(Error::io(dir))?;
-        Ok(Self { tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)), dir: dir.to_owned() })
+        Ok(Self { tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)), dir: dir.to_owned(), sizes })
     }
 
     /// Appends `frames`, waits until they are durable and `apply` has run.
@@ -123,6 +141,12 @@ impl<S: Send + Sync + 'static> Wal<S> {
             tx.send(Request::Rotate { checkpoint, reply }).map_err(|_| Error::Closed)?;
         }
         done.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Bytes in the log now and in the checkpoint it last rotated to (0
+    /// before the first), without touching the file system.
+    pub fn sizes(&self) -> (u64, u64) {
+        (self.sizes.log.load(Ordering::Relaxed), self.sizes.checkpoint.load(Ordering::Relaxed))
     }
 
     /// Bytes of all segments on disk.
@@ -205,7 +229,7 @@ fn replay_segment(path: &Path, last: bool, replay: &mut impl FnMut(u8, &[u8]) ->
 /// Writes a checkpoint segment after `current` and deletes the older ones.
 /// Replay ignores everything before a complete checkpoint, so a crash at
 /// any step leaves a log that replays to the same state.
-fn rotate<S>(current: &Path, state: &RwLock<S>, checkpoint: Checkpoint<S>) -> Result<(File, PathBuf)> {
+fn rotate<S>(current: &Path, state: &RwLock<S>, checkpoint: Checkpoint<S>, sizes: &Sizes) -> Result<(File, PathBuf)> {
     let dir = current.parent().ok_or_else(|| Error::Codec("log segment has no directory".into()))?;
     let seq = current
         .file_stem()
@@ -227,10 +251,12 @@ fn rotate<S>(current: &Path, state: &RwLock<S>, checkpoint: Checkpoint<S>) -> Re
         let p = segment_path(dir, old);
         std::fs::remove_file(&p).map_err(Error::io(&p))?;
     }
+    sizes.checkpoint.store(w.buf.len() as u64, Ordering::Relaxed);
+    sizes.log.store(w.buf.len() as u64, Ordering::Relaxed);
     Ok((file, path))
 }
 
-fn writer<S>(mut file: File, mut path: PathBuf, rx: mpsc::Receiver<Request<S>>, state: Arc<RwLock<S>>) {
+fn writer<S>(mut file: File, mut path: PathBuf, rx: mpsc::Receiver<Request<S>>, state: Arc<RwLock<S>>, sizes: &Sizes) {
     let mut last_group = 1;
     let mut last_sync = Duration::ZERO;
     let mut failed: Option<String> = None;
@@ -246,7 +272,7 @@ fn writer<S>(mut file: File, mut path: PathBuf, rx: mpsc::Receiver<Request<S>>, 
         if let Request::Rotate { checkpoint, reply } = first {
             let result = match &failed {
                 Some(msg) => Err(Error::Failed(msg.clone())),
-                None => rotate(&path, &state, checkpoint).map(|(f, p)| {
+                None => rotate(&path, &state, checkpoint, sizes).map(|(f, p)| {
                     file = f;
                     path = p;
                 }),
@@ -288,6 +314,7 @@ fn writer<S>(mut file: File, mut path: PathBuf, rx: mpsc::Receiver<Request<S>>, 
         let started = Instant::now();
         let synced = file.write_all(&bytes).and_then(|()| file.sync_data());
         last_sync = started.elapsed();
+        sizes.log.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if let Err(e) = synced {
             let msg = format!("writing {} failed: {e}", path.display());
             tracing::error!(error = %msg, "time-series engine stops accepting writes");
