@@ -48,6 +48,10 @@ pub const PARTITION_NS: i64 = 2 * 3600 * crate::model::NANOS_PER_SEC;
 pub const COMPACTION_WIDTHS: [i64; 2] =
     [6 * 3600 * crate::model::NANOS_PER_SEC, 24 * 3600 * crate::model::NANOS_PER_SEC];
 
+/// Back-filled head points of a metric that trigger their merge into the
+/// sealed partitions (each merge rewrites the partitions they fall in).
+const BACKFILL_MERGE_POINTS: u64 = 1 << 20;
+
 /// Series a seal reads from the head per hold of the state lock.
 const SEAL_GROUP: usize = 1024;
 
@@ -107,9 +111,13 @@ pub(crate) struct SchemaState {
     pub schema: SeriesSchema,
     pub levels: Vec<Interval>,
     pub newest: i64,
-    /// Everything before this time is in sealed partitions (or expired).
+    /// Everything before this time is in sealed partitions (or expired),
+    /// except back-filled head points waiting to be merged into them.
     pub sealed_until: i64,
     pub partitions: BTreeMap<i64, Partition>,
+    /// Head points before `sealed_until` (a back-fill), merged into their
+    /// partitions once there are [`BACKFILL_MERGE_POINTS`], at `flush` and at open.
+    pub backfill: u64,
 }
 
 impl SchemaState {
@@ -151,6 +159,9 @@ impl State {
                 schema.newest = schema.newest.max(ts);
                 if data.insert(ts, v, q) {
                     *points += 1;
+                    if ts < schema.sealed_until {
+                        schema.backfill += 1;
+                    }
                 }
             }
         }
@@ -181,8 +192,14 @@ impl State {
 
     fn add_schema(&mut self, schema: SeriesSchema) -> Result<()> {
         let levels = schema.rollup_intervals()?;
-        let state =
-            SchemaState { schema, levels, newest: i64::MIN, sealed_until: i64::MIN, partitions: BTreeMap::new() };
+        let state = SchemaState {
+            schema,
+            levels,
+            newest: i64::MIN,
+            sealed_until: i64::MIN,
+            partitions: BTreeMap::new(),
+            backfill: 0,
+        };
         self.schemas.insert(state.schema.series_name.clone(), state);
         Ok(())
     }
@@ -211,6 +228,8 @@ impl Ingest {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteReport {
     pub accepted: usize,
+    /// Points of sealed partitions that were already there, exactly.
+    pub duplicates: usize,
     /// NaN or infinite values left out under `nan_policy = drop`.
     pub dropped: usize,
     pub new_series: usize,
@@ -264,11 +283,15 @@ impl Engine {
             let sealed_end = parts.iter().map(|p| p.end).max().unwrap_or(i64::MIN);
             schema.sealed_until = schema.sealed_until.max(sealed_end);
             schema.partitions = parts.into_iter().map(|p| (p.start, p)).collect();
-            let until = schema.sealed_until;
-            state.drop_head_before(&name, until)?;
         }
         *replayed.write().unwrap_or_else(PoisonError::into_inner) = state;
-        Ok(Self { dir, state: replayed, ingest: Mutex::new(ingest), maintenance: Mutex::new(()), wal, _lock: lock })
+        let engine =
+            Self { dir, state: replayed, ingest: Mutex::new(ingest), maintenance: Mutex::new(()), wal, _lock: lock };
+        // Head points before a metric's `sealed_until`: a back-fill not yet
+        // merged, or points a seal wrote before its checkpoint. Merging
+        // drops the duplicates and keeps the rest.
+        engine.merge_all_backfill()?;
+        Ok(engine)
     }
 
     pub fn dir(&self) -> &Path {
@@ -370,25 +393,24 @@ impl Engine {
                         }
                     }
                 }
-                let window = schema.out_of_order_ns();
-                accepted.push((i, p, window));
+                accepted.push((i, p, schema.retention_ns()));
             }
         }
         let mut ingest = self.ingest.lock().unwrap_or_else(PoisonError::into_inner);
-        // Lateness is judged against the newest point logged before this batch.
-        let mut on_time = Vec::with_capacity(accepted.len());
-        for (i, p, window) in accepted {
+        // Any time the retention keeps is accepted (older than the window
+        // goes into the sealed partitions); the retention is measured from
+        // the newest point logged before this batch.
+        let mut kept = Vec::with_capacity(accepted.len());
+        for (i, p, retention) in accepted {
             let newest = ingest.newest.get(&p.series).copied().unwrap_or(i64::MIN);
-            if p.timestamp < newest.saturating_sub(window) {
-                refuse(
-                    i,
-                    Error::TooLate { series: p.series.clone(), timestamp: p.timestamp, newest, window_ns: window },
-                )?;
+            let cutoff = if newest == i64::MIN { i64::MIN } else { newest.saturating_sub(retention) };
+            if p.timestamp < cutoff {
+                refuse(i, Error::TooOld { series: p.series.clone(), timestamp: p.timestamp, cutoff })?;
                 continue;
             }
-            on_time.push((i, p, window));
+            kept.push((i, p, retention));
         }
-        let mut accepted = on_time;
+        let mut accepted = kept;
         // Known series had their tag keys checked when they were created;
         // only new ones are checked, before anything is registered.
         let mut hashes: Vec<u64> = accepted.iter().map(|(_, p, _)| key_hash(&p.series, pairs(&p.tags))).collect();
@@ -437,6 +459,14 @@ impl Engine {
             };
             batch.push((id, p.timestamp, p.value, p.quality));
         }
+        // Points of sealed partitions already there exactly (a load run
+        // again) are ignored, as head duplicates are.
+        let duplicate = self.sealed_duplicates(&batch, |k| &accepted[k].1.series)?;
+        if duplicate.contains(&true) {
+            let mut flags = duplicate.iter();
+            batch.retain(|_| !flags.next().copied().unwrap_or(false));
+            report.duplicates = duplicate.iter().filter(|d| **d).count();
+        }
         if !batch.is_empty() {
             let start = frames.begin(POINTS);
             frames.u32(batch.len() as u32);
@@ -476,12 +506,171 @@ impl Engine {
         Ok(report)
     }
 
+    /// Which points of `batch` lie in a sealed partition that holds them
+    /// already (same time, same value bits). Reads each series' record of
+    /// the partitions its points fall in, once per batch.
+    fn sealed_duplicates<'a>(
+        &self,
+        batch: &[(u32, i64, f64, Quality)],
+        metric_of: impl Fn(usize) -> &'a str,
+    ) -> Result<Vec<bool>> {
+        let mut duplicate = vec![false; batch.len()];
+        let state = self.read();
+        let mut by_series: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (k, (id, ts, _, _)) in batch.iter().enumerate() {
+            if state.schemas.get(metric_of(k)).is_some_and(|s| *ts < s.sealed_until) {
+                by_series.entry(*id).or_default().push(k);
+            }
+        }
+        for (id, ks) in by_series {
+            let Some(schema) = state.schemas.get(metric_of(ks[0])) else { continue };
+            let lo = ks.iter().map(|k| batch[*k].1).min().unwrap_or(i64::MAX);
+            let hi = ks.iter().map(|k| batch[*k].1).max().unwrap_or(i64::MIN);
+            let mut have = rustc_hash::FxHashSet::default();
+            for p in schema.partitions.values().filter(|p| p.end > lo && p.start <= hi) {
+                if let Some(d) = p.read(id)? {
+                    have.extend(d.points.iter().map(|(t, v)| (*t, v.to_bits())));
+                }
+            }
+            for k in ks {
+                duplicate[k] = have.contains(&(batch[k].1, batch[k].2.to_bits()));
+            }
+        }
+        Ok(duplicate)
+    }
+
+    /// Waits until every write logged so far is applied (log order is
+    /// apply order; the caller holds the ingest lock, so no write follows).
+    fn applied_barrier(&self) -> Result<()> {
+        self.wal.write(Vec::new(), Box::new(|_| {}))
+    }
+
+    /// Merges the back-filled head points of `metric` (those before its
+    /// `sealed_until`) into their sealed partitions, rewriting each one they
+    /// fall in (a new partition where none exists), exact duplicates
+    /// dropped. Writers wait meanwhile, so the head loses exactly what the
+    /// partitions gained. A crash at any step leaves the points in the log
+    /// (the checkpoint comes after), and the merge runs again at open.
+    fn merge_backfill(&self, metric: &str) -> Result<()> {
+        let _ingest = self.ingest.lock().unwrap_or_else(PoisonError::into_inner);
+        self.applied_barrier()?;
+        let (until, compress, levels, mut targets) = {
+            let state = self.read();
+            let Some(schema) = state.schemas.get(metric) else { return Ok(()) };
+            let until = schema.sealed_until;
+            // Partition range -> series -> back-filled points and qualities.
+            let mut targets: BTreeMap<(i64, i64), BTreeMap<u32, SealedSeries>> = BTreeMap::new();
+            for id in &state.index.select(metric, &[])? {
+                let Some(data) = state.series.get(id as usize) else { continue };
+                if data.points.first_time().is_none_or(|t| t >= until) {
+                    continue;
+                }
+                for (t, v) in data.points.range(i64::MIN, until)? {
+                    let range = match schema.partitions.range(..=t).next_back() {
+                        Some((_, p)) if t < p.end => (p.start, p.end),
+                        _ => (partition_of(t), partition_of(t) + PARTITION_NS),
+                    };
+                    let s = targets.entry(range).or_default().entry(id).or_default();
+                    s.points.push((t, v));
+                    if let Some(q) = data.qualities.get(&t) {
+                        s.qualities.push((t, *q));
+                    }
+                }
+            }
+            (until, schema.schema.compression, schema.levels.clone(), targets)
+        };
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let dir = blocks_dir(&self.dir, metric);
+        let mut prepared = Vec::new();
+        for ((start, end), added) in &mut targets {
+            let old = self.read().schemas.get(metric).and_then(|s| s.partitions.get(start).cloned());
+            let mut ids: Vec<u32> = old.iter().flat_map(|p| p.series_ids()).chain(added.keys().copied()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut w = PartitionWriter::create(&dir, *start, *end, compress, &levels)?;
+            for id in ids {
+                let mut all = match &old {
+                    Some(p) => p.read(id)?.unwrap_or_default(),
+                    None => SealedSeries::default(),
+                };
+                if let Some(extra) = added.get(&id) {
+                    all.points.extend_from_slice(&extra.points);
+                    all.qualities.extend_from_slice(&extra.qualities);
+                    all.points.sort_by_key(|(t, _)| *t);
+                    all.points.dedup_by(|a, b| a.0 == b.0 && a.1.to_bits() == b.1.to_bits());
+                    all.qualities.sort_by_key(|(t, _)| *t);
+                    all.qualities.dedup_by_key(|(t, _)| *t);
+                }
+                w.add(id, all)?;
+            }
+            prepared.push(w.prepare()?);
+        }
+        // In place under the write lock: no query reads a partition whose
+        // file and directory disagree.
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let mut published = Vec::new();
+        for p in prepared {
+            published.push(p.publish()?);
+        }
+        let State { schemas, series, points, .. } = &mut *state;
+        for added in targets.values() {
+            for id in added.keys() {
+                if let Some(data) = series.get_mut(*id as usize) {
+                    *points -= data.points.drop_before(until, partition_of)? as u64;
+                    data.qualities = data.qualities.split_off(&until);
+                }
+            }
+        }
+        if let Some(schema) = schemas.get_mut(metric) {
+            for p in published {
+                schema.partitions.insert(p.start, p);
+            }
+            schema.backfill = 0;
+        }
+        Ok(())
+    }
+
     /// Rewrites the log as one compact checkpoint (head points compressed):
     /// call after a bulk load or before shutdown for a small log and a fast
     /// restart. Durability does not depend on it.
     pub fn flush(&self) -> Result<()> {
         let _one = self.maintenance.lock().unwrap_or_else(PoisonError::into_inner);
+        self.merge_all_backfill()?;
         self.wal.rotate(Box::new(|s| checkpoint(s, true)))
+    }
+
+    /// Merges every metric's back-filled head points into its partitions.
+    fn merge_all_backfill(&self) -> Result<()> {
+        let metrics: Vec<String> = {
+            let state = self.read();
+            state
+                .schemas
+                .iter()
+                .filter(|(_, s)| {
+                    s.backfill > 0
+                        || state
+                            .index
+                            .select(&s.schema.series_name, &[])
+                            .map(|ids| {
+                                ids.iter().any(|id| {
+                                    state
+                                        .series
+                                        .get(id as usize)
+                                        .and_then(|d| d.points.first_time())
+                                        .is_some_and(|t| t < s.sealed_until)
+                                })
+                            })
+                            .unwrap_or(false)
+                })
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        for metric in metrics {
+            self.merge_backfill(&metric)?;
+        }
+        Ok(())
     }
 
     /// Rotates the log to the checkpoint a running engine writes (the head's
@@ -510,7 +699,15 @@ impl Engine {
                 .filter(|(name, target)| state.schemas.get(name).is_some_and(|s| *target > s.sealed_until))
                 .collect()
         };
-        if !work.is_empty() {
+        let backfilled: Vec<String> = {
+            let state = self.read();
+            state.schemas.iter().filter(|(_, s)| s.backfill >= BACKFILL_MERGE_POINTS).map(|(n, _)| n.clone()).collect()
+        };
+        for metric in &backfilled {
+            self.merge_backfill(metric)?;
+        }
+        let sealed = !work.is_empty();
+        if sealed {
             for (metric, target) in work {
                 self.seal(&metric, target)?;
                 self.compact(&metric)?;
@@ -518,9 +715,10 @@ impl Engine {
             self.enforce_retention()?;
         }
         // A checkpoint copies the whole head, so the log is shrunk only once
-        // it has grown past twice the last one; replay skips sealed points.
+        // it has grown past twice the last one, or after a seal (so a
+        // restart does not replay what partitions hold).
         let (log, last) = self.wal.sizes();
-        if log > CHECKPOINT_AFTER_BYTES.max(2 * last) {
+        if sealed || log > CHECKPOINT_AFTER_BYTES.max(2 * last) {
             self.wal.rotate(Box::new(|s| checkpoint(s, false)))?;
         }
         Ok(())
@@ -529,20 +727,23 @@ impl Engine {
     /// Moves head data of `metric` before `target` into partition files,
     /// a partition at a time and [`SEAL_GROUP`] series at a time, so neither
     /// memory nor the time writers wait for the state grows with the head.
-    /// Nothing can be added before `target` meanwhile (it is past the
-    /// out-of-order window).
+    /// A point before `target` that arrives meanwhile (a back-fill: it is
+    /// past the out-of-order window) stays in the head.
     fn seal(&self, metric: &str, target: i64) -> Result<()> {
-        let (ids, compress, levels, first) = {
+        let (ids, compress, levels, first, from) = {
             let state = self.read();
             let Some(schema) = state.schemas.get(metric) else { return Ok(()) };
             let ids: Vec<u32> = state.index.select(metric, &[])?.iter().collect();
             let first =
                 ids.iter().filter_map(|id| state.series.get(*id as usize)).filter_map(|d| d.points.first_time()).min();
-            (ids, schema.schema.compression, schema.levels.clone(), first)
+            (ids, schema.schema.compression, schema.levels.clone(), first, schema.sealed_until)
         };
         let dir = blocks_dir(&self.dir, metric);
         let mut written = Vec::new();
-        let mut start = first.map_or(target, partition_of);
+        // What is older than `sealed_until` is a back-fill, merged apart.
+        let from = first.map_or(target, partition_of).max(from);
+        let mut start = from;
+        let mut counts: rustc_hash::FxHashMap<u32, usize> = rustc_hash::FxHashMap::default();
         while start < target {
             let end = start + PARTITION_NS;
             let mut writer: Option<PartitionWriter> = None;
@@ -562,6 +763,7 @@ impl Engine {
                     out
                 };
                 for (id, data) in sealed {
+                    *counts.entry(id).or_default() += data.points.len();
                     let w = match &mut writer {
                         Some(w) => w,
                         None => writer.insert(PartitionWriter::create(&dir, start, end, compress, &levels)?),
@@ -574,13 +776,48 @@ impl Engine {
             }
             start = end;
         }
+        // The head gives up exactly what was written: writers wait for the
+        // swap, and every write logged before it is applied first.
+        let _ingest = self.ingest.lock().unwrap_or_else(PoisonError::into_inner);
+        self.applied_barrier()?;
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        state.drop_head_before(metric, target)?;
-        if let Some(schema) = state.schemas.get_mut(metric) {
+        let State { schemas, series, points, .. } = &mut *state;
+        let mut late = 0u64;
+        for (id, n) in &counts {
+            let Some(data) = series.get_mut(*id as usize) else { continue };
+            let now = data.points.range(from, target)?;
+            *points -= data.points.drop_range(from, target, partition_of)? as u64;
+            if now.len() != *n {
+                // Points before `target` arrived during the seal: keep
+                // those the partition did not take, as a back-fill.
+                let mut taken: Vec<(i64, u64)> = Vec::new();
+                for p in &written {
+                    if let Some(d) = p.read(*id)? {
+                        taken.extend(d.points.iter().map(|(t, v)| (*t, v.to_bits())));
+                    }
+                }
+                for (t, v) in now {
+                    match taken.iter().position(|x| *x == (t, v.to_bits())) {
+                        Some(i) => drop(taken.swap_remove(i)),
+                        None => {
+                            if data.points.insert(t, v, partition_of)? {
+                                *points += 1;
+                                late += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            let keep = data.qualities.split_off(&target);
+            data.qualities.retain(|t, _| *t < from);
+            data.qualities.extend(keep);
+        }
+        if let Some(schema) = schemas.get_mut(metric) {
             for p in written {
                 schema.partitions.insert(p.start, p);
             }
             schema.sealed_until = schema.sealed_until.max(target);
+            schema.backfill += late;
         }
         Ok(())
     }

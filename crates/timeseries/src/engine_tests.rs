@@ -139,7 +139,10 @@ fn bad_input_gets_typed_errors_and_writes_nothing() {
     engine.write(&[ok()]).expect("write");
     let mut late = ok();
     late.timestamp = T0 - 2 * HOUR;
-    assert!(matches!(engine.write(&[late]), Err(Error::TooLate { .. })));
+    engine.write(&[late]).expect("a point older than the out-of-order window is a back-fill, accepted");
+    let mut expired = ok();
+    expired.timestamp = T0 - 400 * 24 * HOUR;
+    assert!(matches!(engine.write(&[expired]), Err(Error::TooOld { .. })), "older than the retention keeps");
     let mut in_window = ok();
     in_window.timestamp = T0 - 30 * MIN;
     engine.write(&[in_window]).expect("late point inside the window is accepted");
@@ -453,5 +456,104 @@ fn a_log_record_of_an_earlier_format_is_refused_by_name() {
         }
         other => panic!("expected the earlier format refused, got {other:?}"),
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Every bucket of `every` over `[from, to)`, per series tag value:
+/// count, sum, min and max, from the engine and from a naive recomputation.
+type Buckets = BTreeMap<(String, i64), (u64, Option<f64>, Option<f64>, Option<f64>)>;
+
+fn engine_buckets(engine: &Engine, every: Interval, from: i64, to: i64) -> Buckets {
+    let mut q = Query::aggregate("bf", from, to, vec![], every, vec![Agg::Sum, Agg::Min, Agg::Max]);
+    q.group_by = vec!["host".into()];
+    let QueryResult::Buckets { groups, .. } = engine.query(&q).expect("query") else { panic!("buckets") };
+    let mut out = Buckets::new();
+    for g in groups {
+        for b in g.buckets {
+            out.insert((g.group[0].1.clone(), b.start), (b.count, b.values[0], b.values[1], b.values[2]));
+        }
+    }
+    out
+}
+
+fn naive_buckets(points: &[(String, i64, f64)], every: Interval, from: i64, to: i64) -> Buckets {
+    let mut sets: BTreeMap<(String, i64), Vec<f64>> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for (host, t, v) in points.iter().filter(|(_, t, _)| (from..to).contains(t)) {
+        if seen.insert((host.clone(), *t, v.to_bits())) {
+            sets.entry((host.clone(), every.bucket_start(*t, 0))).or_default().push(*v);
+        }
+    }
+    sets.into_iter()
+        .map(|(k, vs)| {
+            let sum: f64 = vs.iter().sum();
+            let min = vs.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = vs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (k, (vs.len() as u64, Some(sum), Some(min), Some(max)))
+        })
+        .collect()
+}
+
+/// Points older than the out-of-order window land in their sealed
+/// partitions, duplicates of what is there are ignored, and the result is
+/// the same before and after the merge, a flush and a restart.
+#[test]
+fn back_filled_points_join_their_sealed_partitions_and_duplicates_are_ignored() {
+    let dir = temp_dir();
+    let schema = SeriesSchema::new("bf", &["host"], "u", 3650, &["raw", "1min", "1hour", "1day"]);
+    let point = |host: &str, t: i64, v: f64| Point::new("bf", &[("host", host)], t, v);
+    // Two days at one minute, integer values: sums are exact in any order.
+    let mut all: Vec<(String, i64, f64)> = Vec::new();
+    for host in ["a", "b", "c"] {
+        for i in 0..2 * 24 * 60 {
+            all.push((host.into(), T0 + i * MIN, ((i * 7) % 23) as f64));
+        }
+    }
+    all.sort_by_key(|(h, t, _)| (*t, h.clone()));
+    let as_points =
+        |list: &[(String, i64, f64)]| -> Vec<Point> { list.iter().map(|(h, t, v)| point(h, *t, *v)).collect() };
+    let engine = Engine::open(&dir).expect("open");
+    engine.create_series(schema).expect("create");
+    for chunk in all.chunks(500) {
+        engine.write(&as_points(chunk)).expect("write in order");
+    }
+    let sealed = engine.read().schemas["bf"].sealed_until;
+    assert!(sealed > T0 + 24 * HOUR, "the first day is sealed");
+    // Back-fill: new points between the old ones, hours 3 to 5, all sealed.
+    let extra: Vec<(String, i64, f64)> =
+        (3 * 60..5 * 60).map(|i| ("b".to_owned(), T0 + i * MIN + 30 * NANOS_PER_SEC, (i % 5) as f64)).collect();
+    let in_partitions = all.iter().filter(|(_, t, _)| *t < sealed).count();
+    let r = engine.write(&as_points(&extra)).expect("a back-fill is accepted");
+    assert_eq!((r.accepted, r.duplicates), (extra.len(), 0));
+    all.extend(extra.iter().cloned());
+    let check = |engine: &Engine, all: &[(String, i64, f64)], when: &str| {
+        for every in [Interval::MINUTE, Interval::HOUR, Interval::DAY] {
+            let (from, to) = (T0, T0 + 2 * 24 * HOUR);
+            assert_eq!(engine_buckets(engine, every, from, to), naive_buckets(all, every, from, to), "{every} {when}");
+        }
+        let distinct: std::collections::HashSet<_> = all.iter().map(|(h, t, v)| (h, *t, v.to_bits())).collect();
+        assert_eq!(engine.stats().points, distinct.len() as u64, "{when}");
+    };
+    check(&engine, &all, "before the merge");
+    // The whole load again: sealed points are duplicates, head ones too.
+    let mut duplicates = 0;
+    for chunk in all.chunks(500) {
+        duplicates += engine.write(&as_points(chunk)).expect("again").duplicates;
+    }
+    assert_eq!(duplicates, in_partitions, "what partitions hold comes back as duplicates");
+    check(&engine, &all, "after the load ran again");
+    // Not merged yet: a restart merges (and drops the head's copies).
+    drop(engine);
+    let engine = Engine::open(&dir).expect("reopen");
+    assert_eq!(engine.read().schemas["bf"].backfill, 0);
+    check(&engine, &all, "after a restart");
+    let more: Vec<(String, i64, f64)> = (0..60).map(|i| ("c".to_owned(), T0 + i * MIN + 1, 1.0)).collect();
+    engine.write(&as_points(&more)).expect("back-fill");
+    all.extend(more);
+    engine.flush().expect("flush merges");
+    assert_eq!(engine.read().schemas["bf"].backfill, 0);
+    check(&engine, &all, "after the flush");
+    drop(engine);
+    check(&Engine::open(&dir).expect("reopen"), &all, "after the flush and a restart");
     std::fs::remove_dir_all(&dir).ok();
 }

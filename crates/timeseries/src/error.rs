@@ -15,10 +15,8 @@ pub enum Error {
     WrongUnit { series: String, expected: String, got: String },
     #[error("point of `{series}` at {timestamp} is NaN or infinite and the schema refuses those")]
     NaN { series: String, timestamp: i64 },
-    #[error(
-        "point of `{series}` at {timestamp} is older than the out-of-order window (newest {newest}, window {window_ns} ns)"
-    )]
-    TooLate { series: String, timestamp: i64, newest: i64, window_ns: i64 },
+    #[error("point of `{series}` at {timestamp} is older than the retention keeps (nothing before {cutoff})")]
+    TooOld { series: String, timestamp: i64, cutoff: i64 },
     #[error("invalid tag matcher `{0}` (use k=v, k!=v, k=~regex, k!~regex or k=in(a|b))")]
     InvalidMatcher(String),
     #[error("invalid regular expression `{pattern}`: {reason}")]

@@ -17,7 +17,7 @@ use crate::codec::{CodecError, GorillaDecoder, GorillaEncoder};
 /// Most points in one chunk: larger chunks spread the per-chunk cost (first
 /// point raw, bookkeeping) over more points; a late point's duplicate check
 /// decodes one chunk.
-pub const CHUNK_POINTS: u32 = 240;
+pub const CHUNK_POINTS: u32 = 720;
 
 /// Late points kept aside before they are folded into the chunks.
 const LATE_POINTS: usize = 64;
@@ -157,9 +157,14 @@ impl HeadPoints {
     /// Re-encodes every point into chunks, the late ones in their place.
     fn fold_late(&mut self, partition: &impl Fn(i64) -> i64) -> Result<(), CodecError> {
         let all = self.range(i64::MIN, i64::MAX)?;
+        self.rebuild(all, partition);
+        Ok(())
+    }
+
+    /// Replaces the head by `points` (in order, equal times included).
+    fn rebuild(&mut self, points: Vec<(i64, f64)>, partition: &impl Fn(i64) -> i64) {
         *self = Self::default();
-        for (t, v) in all {
-            // In order now: every point appends (equal times included).
+        for (t, v) in points {
             if !self.open.is_empty()
                 && (self.open.len() as u32 >= CHUNK_POINTS || partition(t) != partition(self.open_first))
             {
@@ -170,7 +175,6 @@ impl HeadPoints {
             }
             self.open.push(t, v);
         }
-        Ok(())
     }
 
     /// The points in `[from, to)`, in order.
@@ -214,6 +218,18 @@ impl HeadPoints {
                 self.insert(t, v, &partition)?;
             }
         }
+        Ok(before - self.len())
+    }
+
+    /// Drops the points in `[from, to)`; returns how many.
+    pub fn drop_range(&mut self, from: i64, to: i64, partition: impl Fn(i64) -> i64) -> Result<usize, CodecError> {
+        if self.first_time().is_none_or(|first| first >= from) {
+            return self.drop_before(to, partition);
+        }
+        let before = self.len();
+        let mut kept = self.range(i64::MIN, from)?;
+        kept.extend(self.range(to, i64::MAX)?);
+        self.rebuild(kept, &partition);
         Ok(before - self.len())
     }
 
@@ -398,6 +414,14 @@ mod tests {
             prop_assert_eq!(h.last().map(|(t, v)| (t, v.to_bits())), naive.last().map(|(t, v)| (*t, v.to_bits())));
             prop_assert_eq!(bits(&h.range(500, 1500).expect("range")),
                 bits(&naive.iter().copied().filter(|(t, _)| (500..1500).contains(t)).collect::<Vec<_>>()));
+            let mut h2 = HeadPoints::default();
+            for (t, v) in &naive {
+                h2.insert(*t, *v, part).expect("insert");
+            }
+            let dropped = h2.drop_range(cut / 2, cut, part).expect("drop range");
+            let outside: Vec<_> = naive.iter().copied().filter(|(t, _)| *t < cut / 2 || *t >= cut).collect();
+            prop_assert_eq!(dropped, naive.len() - outside.len());
+            prop_assert_eq!(bits(&h2.range(i64::MIN, i64::MAX).expect("range")), bits(&outside));
             let dropped = h.drop_before(cut, part).expect("drop");
             let kept: Vec<_> = naive.iter().copied().filter(|(t, _)| *t >= cut).collect();
             prop_assert_eq!(dropped, naive.len() - kept.len());

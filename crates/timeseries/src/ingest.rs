@@ -232,7 +232,7 @@ mod tests {
             format!("cpu,hostname=a usage_user=\"busy\" {}", t(1_003)),
             "cpu usage_user=".to_owned(),
             format!("cpu,hostname=a usage_user=4 {}", t(1_004)),
-            format!("cpu,hostname=a usage_user=5 {}", t(-1_000_000)),
+            format!("cpu,hostname=a usage_user=5 {}", t(-40 * 86_400)),
             format!("cpu,hostname=b usage_user=6 {}", t(1_005)),
             format!("mem,hostname=a used=7 {}", t(1_006)),
             format!("cpu,hostname=b usage_user=8 {}", t(1_007)),

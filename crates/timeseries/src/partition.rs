@@ -160,13 +160,40 @@ impl PartitionWriter {
 
     /// Makes the partition durable and visible.
     pub fn finish(self) -> Result<Partition> {
+        self.prepare()?.publish()
+    }
+
+    /// Makes the file durable under its temporary name; [`Prepared::publish`]
+    /// then puts it in place (replacing a partition of the same range).
+    pub fn prepare(self) -> Result<Prepared> {
         let Self { file, tmp, path, dir, start, end, levels, offset, points, block_bytes, series, .. } = self;
         let file = file.into_inner().map_err(|e| Error::io(&tmp)(e.into_error()))?;
         file.sync_all().map_err(Error::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(Error::io(&path))?;
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(Error::io(&dir))?;
         let levels = levels.iter().filter(|(_, s)| *s).map(|(l, _)| l.nanos()).collect();
-        Ok(Partition { start, end, path, bytes: offset, points, block_bytes, levels, series })
+        Ok(Prepared {
+            tmp,
+            dir,
+            partition: Partition { start, end, path, bytes: offset, points, block_bytes, levels, series },
+        })
+    }
+}
+
+/// A partition file written and synced, not yet in place.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    tmp: PathBuf,
+    dir: PathBuf,
+    partition: Partition,
+}
+
+impl Prepared {
+    /// Renames the file into place (atomically replacing an older one of
+    /// the same range) and syncs the directory.
+    pub fn publish(self) -> Result<Partition> {
+        let path = &self.partition.path;
+        std::fs::rename(&self.tmp, path).map_err(Error::io(path))?;
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(Error::io(&self.dir))?;
+        Ok(self.partition)
     }
 }
 
@@ -287,6 +314,11 @@ impl Partition {
 
     fn entry(&self, id: u32) -> Option<(u32, u32, u64)> {
         self.series.binary_search_by_key(&id, |(i, _, _)| *i).ok().map(|i| self.series[i])
+    }
+
+    /// The ids of the series it holds, ascending.
+    pub fn series_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.series.iter().map(|(id, _, _)| *id)
     }
 
     pub fn contains(&self, id: u32) -> bool {

@@ -201,7 +201,7 @@ fn timeseries_status(e: &timeseries::Error) -> (StatusCode, &'static str) {
         | T::UnknownTagKey { .. }
         | T::WrongUnit { .. }
         | T::NaN { .. }
-        | T::TooLate { .. }
+        | T::TooOld { .. }
         | T::InvalidMatcher(_)
         | T::InvalidRegex { .. }
         | T::InvertedRange { .. }
