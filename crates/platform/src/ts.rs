@@ -155,11 +155,15 @@ pub fn run(cmd: TsCommand, data: &Path, format: Format) -> Result<()> {
                 let f = std::fs::File::open(&a.input).map_err(io(&a.input))?;
                 ingest::load(&engine, std::io::BufReader::with_capacity(1 << 20, f), precision, mode, 10_000)?
             };
+            // A bulk load ends compact: back-filled points merged into their
+            // partitions, the log rewritten as one checkpoint.
+            engine.flush()?;
             match format {
                 Format::Json => crate::outln!(
                     "{}",
                     json!({ "lines": report.lines, "points": report.written.accepted, "dropped": report.written.dropped,
-                        "new_series": report.written.new_series, "rejected": report.rejected })
+                        "duplicates": report.written.duplicates, "new_series": report.written.new_series,
+                        "rejected": report.rejected })
                 ),
                 _ => {
                     crate::outln!(
@@ -168,6 +172,12 @@ pub fn run(cmd: TsCommand, data: &Path, format: Format) -> Result<()> {
                         report.lines,
                         report.written.new_series
                     );
+                    if report.written.duplicates > 0 {
+                        crate::outln!(
+                            "{} points were already stored, exactly, and were left as they were",
+                            report.written.duplicates
+                        );
+                    }
                     for r in &report.rejected {
                         eprintln!("rejected: {r}");
                     }

@@ -114,6 +114,7 @@ pub fn load(
                 };
                 total.accepted += w.accepted;
                 total.dropped += w.dropped;
+                total.duplicates += w.duplicates;
                 total.new_series += w.new_series;
                 let _ = done.send(chunk);
             }
