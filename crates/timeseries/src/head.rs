@@ -99,15 +99,7 @@ impl HeadPoints {
     pub fn insert(&mut self, ts: i64, v: f64, partition: impl Fn(i64) -> i64) -> Result<bool, CodecError> {
         let newest = self.open.last().map(|(t, _)| t).or_else(|| self.closed.last().map(|c| c.last));
         if newest.is_none_or(|n| ts > n) {
-            if !self.open.is_empty()
-                && (self.open.len() as u32 >= CHUNK_POINTS || partition(ts) != partition(self.open_first))
-            {
-                self.close_open();
-            }
-            if self.open.is_empty() {
-                self.open_first = ts;
-            }
-            self.open.push(ts, v);
+            self.append(ts, v, &partition);
             return Ok(true);
         }
         if self.contains(ts, v)? {
@@ -165,16 +157,22 @@ impl HeadPoints {
     fn rebuild(&mut self, points: Vec<(i64, f64)>, partition: &impl Fn(i64) -> i64) {
         *self = Self::default();
         for (t, v) in points {
-            if !self.open.is_empty()
-                && (self.open.len() as u32 >= CHUNK_POINTS || partition(t) != partition(self.open_first))
-            {
-                self.close_open();
-            }
-            if self.open.is_empty() {
-                self.open_first = t;
-            }
-            self.open.push(t, v);
+            self.append(t, v, partition);
         }
+    }
+
+    /// Appends to the open chunk (closing it when full or when `t` starts a
+    /// new partition); `t` is at or after every point in the chunks.
+    fn append(&mut self, t: i64, v: f64, partition: &impl Fn(i64) -> i64) {
+        if !self.open.is_empty()
+            && (self.open.len() as u32 >= CHUNK_POINTS || partition(t) != partition(self.open_first))
+        {
+            self.close_open();
+        }
+        if self.open.is_empty() {
+            self.open_first = t;
+        }
+        self.open.push(t, v);
     }
 
     /// The points in `[from, to)`, in order.
@@ -213,10 +211,7 @@ impl HeadPoints {
         if straddles {
             // A cut inside a chunk (retention, not sealing): re-encode what stays.
             let kept = self.range(until, i64::MAX)?;
-            *self = Self::default();
-            for (t, v) in kept {
-                self.insert(t, v, &partition)?;
-            }
+            self.rebuild(kept, &partition);
         }
         Ok(before - self.len())
     }

@@ -25,6 +25,7 @@ mod head;
 pub mod ingest;
 pub mod line_protocol;
 mod partition;
+mod records;
 pub mod sketch;
 mod wal;
 
